@@ -1,0 +1,147 @@
+"""``python -m core ...``: the command line of DESIGN.md §3.
+
+This file only parses arguments and calls one library function per command; the work
+happens in the library. Any ``PoseLabError`` (bad input) ends with one line on stderr
+and exit code 2. Heavy modules (torch) are imported only by the command that needs them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.errors import PoseLabError
+
+
+def _add_common_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, required=True,
+                   help="dataset folder or its annotation file")
+    p.add_argument("--epochs", type=int, default=None, help="default: the preset's/paper's")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto = CUDA when available")
+    p.add_argument("--runs", type=Path, default=None,
+                   help="folder that receives the run folders (default: $POSELAB_RUNS or checkpoints/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="embedded default: synthetic data + every run the dashboard needs")
+    p.add_argument("--data-dir", type=Path, default=Path("data/demo"),
+                   help="where the synthetic datasets go (default: data/demo)")
+    p.add_argument("--runs", type=Path, default=None)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+    synth = sub.add_parser("synth", help="write a synthetic dataset").add_subparsers(
+        dest="what", required=True)
+    p = synth.add_parser("images", help="fitness-pose images in InfiniteForm's layout")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--train", type=int, default=2000)
+    p.add_argument("--test", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=224, help="scene width and height in pixels")
+    p.add_argument("--people-max", type=int, default=3, help="most people in one scene")
+    p = synth.add_parser("sequences", help="videos + a simulated single-frame estimator's heatmaps")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--videos", type=int, default=40)
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--heatmap", type=int, default=64, help="heatmap side in pixels")
+    p.add_argument("--noise", type=float, default=1.0,
+                   help="estimator error level (1.0 = default, 0 = perfect estimator)")
+
+    train = sub.add_parser("train", help="train one model").add_subparsers(dest="what", required=True)
+    grid = sub.add_parser("grid", help="train every variant").add_subparsers(dest="what", required=True)
+    for group, is_grid in ((train, False), (grid, True)):
+        p = group.add_parser("classifier")
+        _add_common_train(p)
+        if is_grid:
+            p.add_argument("--presets", default=None,
+                           help="comma-separated preset names (default: the paper's seven)")
+        else:
+            p.add_argument("--preset", required=True)
+        p.add_argument("--weights", type=Path, default=None,
+                       help="backbone weights file (.safetensors or a torch state dict)")
+        p = group.add_parser("temporal")
+        _add_common_train(p)
+        if is_grid:
+            p.add_argument("--archs", default=None,
+                           help="comma-separated (default: conv3d,deciwatch,convlstm-sum,convlstm-concat)")
+        else:
+            p.add_argument("--arch", required=True,
+                           choices=("conv3d", "deciwatch", "convlstm-sum", "convlstm-concat", "identity"))
+        p.add_argument("--init-from", type=Path, default=None,
+                       help="fine-tune from this run's weights")
+
+    p = sub.add_parser("runs", help="list runs with their headline metric")
+    p.add_argument("--runs", type=Path, default=None)
+    return parser
+
+
+def _split(s: str | None) -> list[str] | None:
+    return [x.strip() for x in s.split(",") if x.strip()] if s else None
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from core.runs import default_runs_dir
+    runs_dir = getattr(args, "runs", None) or default_runs_dir()
+
+    if args.command == "demo":
+        from core.demo import build_demo
+        build_demo(data_dir=args.data_dir, runs_dir=runs_dir, device=args.device)
+    elif args.command == "synth" and args.what == "images":
+        from core.data.synthetic import write_image_dataset
+        write_image_dataset(args.out, n_train=args.train, n_test=args.test, seed=args.seed,
+                            size=args.size, people_max=args.people_max)
+    elif args.command == "synth" and args.what == "sequences":
+        from core.data.sequences import write_sequence_dataset
+        write_sequence_dataset(args.out, videos=args.videos, frames=args.frames, seed=args.seed,
+                               heatmap=args.heatmap, noise=args.noise)
+    elif args.command in ("train", "grid"):
+        common = dict(data=args.data, runs_dir=runs_dir, epochs=args.epochs, device=args.device,
+                      seed=args.seed, batch_size=args.batch_size, lr=args.lr)
+        if args.what == "classifier":
+            from core import train
+            if args.command == "train":
+                train.train_classifier(preset=args.preset, weights=args.weights, **common)
+            else:
+                train.train_classifier_grid(presets=_split(args.presets), weights=args.weights, **common)
+        else:
+            from core import train_temporal
+            if args.command == "train":
+                train_temporal.train_temporal(arch=args.arch, init_from=args.init_from, **common)
+            else:
+                train_temporal.train_temporal_grid(archs=_split(args.archs), init_from=args.init_from,
+                                                   **common)
+    elif args.command == "runs":
+        print_runs(runs_dir)
+    return 0
+
+
+def print_runs(runs_dir: Path) -> None:
+    from core.runs import list_runs
+    runs = list_runs(runs_dir)
+    if not runs:
+        print(f"no runs in {runs_dir}")
+        return
+    print(f"{'run':<40} {'kind':<10} {'name':<16} {'status':<10} headline")
+    for r in runs:
+        head = r.headline
+        head_s = f"{head[0]}={head[1]:.4f}" if head and isinstance(head[1], (int, float)) else (r.problem or "")
+        print(f"{r.id:<40} {r.kind or '?':<10} {r.name or '?':<16} {r.status:<10} {head_s}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_command(args)
+    except PoseLabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
