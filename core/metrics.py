@@ -43,8 +43,9 @@ def per_class_report(cm) -> dict[str, np.ndarray]:
 
     Returns a dict of (C,) arrays: ``precision`` = cm[i,i] / column sum (of everything
     predicted as i), ``recall`` = cm[i,i] / row sum (of everything truly i), ``f1`` =
-    their harmonic mean, ``support`` = row sum (int). A 0/0 (a class never predicted, or
-    absent from the data, or precision = recall = 0 for F1) is NaN, not 0: "undefined"
+    2 tp / (2 tp + fp + fn) (their harmonic mean where both exist), ``support`` = row
+    sum (int). A 0/0 is NaN, not 0: precision of a class never predicted, recall of a
+    class absent from the data, F1 of a class neither present nor predicted. "Undefined"
     must stay distinguishable from "always wrong" in the dashboard's tables.
     """
     cm = np.asarray(cm, dtype=np.float64)
@@ -53,8 +54,7 @@ def per_class_report(cm) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(predicted > 0, tp / predicted, np.nan)
         recall = np.where(support > 0, tp / support, np.nan)
-        denom = precision + recall
-        f1 = np.where(denom > 0, 2 * precision * recall / denom, np.nan)
+        f1 = np.where(predicted + support > 0, 2 * tp / (predicted + support), np.nan)
     return {"precision": precision, "recall": recall, "f1": f1,
             "support": support.astype(np.int64)}
 
