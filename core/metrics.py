@@ -59,4 +59,112 @@ def per_class_report(cm) -> dict[str, np.ndarray]:
             "support": support.astype(np.int64)}
 
 # ============================================================================ pose (PCK)
-# (temporal engineer's section)
+# Shapes, once for the whole section:
+#   pred, gt   : (N, K, 2) keypoint locations (x, y), any unit (heatmap pixels here)
+#   visible    : (N, K) bool, ground truth exists and counts for this sample/keypoint
+#   norm       : (N,) or (N, K) normalising length s, same unit as pred/gt
+#   thresholds : (A,) fractions a; a keypoint is correct when ||pred - gt||2 <= a * s
+#
+# Conventions (each tested in tests/test_pck.py):
+# * invisible keypoints are excluded from numerator AND denominator;
+# * a keypoint with no counted sample gives NaN, never 0 (0 would read "always wrong");
+# * a distance exactly equal to a * s is correct (<=, as mmpose and the thesis);
+# * a sample whose norm is 0 or not finite is excluded like an invisible one: a
+#   degenerate box has no scale, and counting it would make the threshold 0 and the
+#   result depend on float exactness;
+# * a non-finite prediction (NaN from a diverged model) counts as wrong, not excluded.
+
+PCK_THRESHOLDS: tuple[float, ...] = (0.05, 0.1, 0.2)
+
+
+def _pck_valid(visible, norm, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(valid (N, K) bool, norm broadcast to (N, K) float64)."""
+    norm = np.asarray(norm, dtype=np.float64)
+    if norm.ndim == 1:
+        norm = norm[:, None]
+    norm = np.broadcast_to(norm, shape)
+    valid = np.asarray(visible, dtype=bool) & np.isfinite(norm) & (norm > 0)
+    return valid, norm
+
+
+def keypoint_distances(pred, gt) -> np.ndarray:
+    """Euclidean distance per sample and keypoint: (N, K, 2) x 2 -> (N, K)."""
+    return np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(gt, np.float64), axis=-1)
+
+
+def pck(pred, gt, visible, norm, thresholds=PCK_THRESHOLDS) -> np.ndarray:
+    """Per-keypoint PCK: fraction of counted samples with distance <= a * norm.
+
+    Returns (len(thresholds), K) float64 in [0, 1], NaN for a keypoint never counted.
+    """
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[-1] != 2:
+        raise ValueError(f"pred and gt must both be (N, K, 2); got {pred.shape} and {gt.shape}")
+    n, k = pred.shape[:2]
+    valid, norm = _pck_valid(visible, norm, (n, k))                     # (N, K)
+    dist = keypoint_distances(pred, gt)                                 # (N, K)
+    a = np.asarray(thresholds, dtype=np.float64)[:, None, None]         # (A, 1, 1)
+    correct = (dist[None] <= a * norm[None]) & valid[None]              # (A, N, K)
+    counted = valid.sum(axis=0)                                         # (K,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counted > 0, correct.sum(axis=1) / counted, np.nan)
+
+
+def mean_threshold_px(visible, norm, thresholds=PCK_THRESHOLDS) -> np.ndarray:
+    """Mean threshold distance a * s over the counted (sample, keypoint) pairs: (A,).
+
+    The thesis prints it under its PCK tables so a fraction can be read as pixels.
+    """
+    visible = np.asarray(visible, dtype=bool)
+    valid, norm = _pck_valid(visible, norm, visible.shape)
+    s = norm[valid].mean() if valid.any() else np.nan
+    return np.asarray(thresholds, dtype=np.float64) * s
+
+
+def box_norm(boxes) -> np.ndarray:
+    """Default PCK normaliser: the max side of an (x, y, w, h) box, (..., 4) -> (...)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return np.maximum(boxes[..., 2], boxes[..., 3])
+
+
+def torso_norm(gt, visible, names=None) -> np.ndarray:
+    """Optional normaliser: distance left shoulder -> right hip, (N, K, 2) -> (N,).
+
+    0 where either joint is invisible, so ``pck`` excludes that sample.
+    """
+    from core.keypoints import TEMPORAL25
+    names = tuple(names) if names is not None else TEMPORAL25
+    ls, rh = names.index("left_shoulder"), names.index("right_hip")
+    gt, visible = np.asarray(gt, np.float64), np.asarray(visible, bool)
+    d = np.linalg.norm(gt[:, ls] - gt[:, rh], axis=-1)                  # (N,)
+    return np.where(visible[:, ls] & visible[:, rh], d, 0.0)
+
+
+def pck_table(pred, gt, visible, norm, identity_pred=None, names=None,
+              thresholds=PCK_THRESHOLDS):
+    """The pck.csv table of the run contract, as a pandas DataFrame.
+
+    One row per keypoint (column ``keypoint`` = name): ``pck@a`` for ``pred``,
+    ``identity_pck@a`` for the estimator's own locations ``identity_pred`` (NaN when
+    not given), ``n_visible`` (counted samples); then a final row ``threshold_px``
+    whose pck columns hold the mean threshold distance a * s (same unit as pred).
+    """
+    import pandas as pd
+    from core.keypoints import TEMPORAL25
+    names = list(names) if names is not None else list(TEMPORAL25)
+    k = np.asarray(pred).shape[1]
+    if len(names) != k:
+        raise ValueError(f"{len(names)} keypoint names for {k} keypoints")
+    model = pck(pred, gt, visible, norm, thresholds)                    # (A, K)
+    ident = (pck(identity_pred, gt, visible, norm, thresholds) if identity_pred is not None
+             else np.full_like(model, np.nan))
+    valid, _ = _pck_valid(visible, norm, np.asarray(visible).shape)
+    cols = {"keypoint": names}
+    cols.update({f"pck@{a:g}": model[i] for i, a in enumerate(thresholds)})
+    cols.update({f"identity_pck@{a:g}": ident[i] for i, a in enumerate(thresholds)})
+    cols["n_visible"] = valid.sum(axis=0).astype(np.int64)
+    px = mean_threshold_px(visible, norm, thresholds)
+    last = {"keypoint": "threshold_px", "n_visible": int(valid.sum())}
+    for i, a in enumerate(thresholds):
+        last[f"pck@{a:g}"] = last[f"identity_pck@{a:g}"] = px[i]
+    return pd.concat([pd.DataFrame(cols), pd.DataFrame([last])], ignore_index=True)
