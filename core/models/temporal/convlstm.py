@@ -1,0 +1,72 @@
+"""Bidirectional ConvLSTM refinement (sum or concat merge of the two directions).
+
+A ConvLSTM cell is an LSTM whose gates are convolutions, so its hidden state keeps the
+spatial layout of a heatmap. One cell runs forward over the window's frames and another
+backward; at every frame the two hidden states are merged (summed, or concatenated and
+mixed by a 1x1 conv) and mapped to a per-frame correction of the input heatmaps.
+
+Speed note: the input-to-gates convolution does not depend on the recurrence, so it is
+run once over all T frames as one batched conv; only the hidden-to-gates conv is in the
+time loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ConvLSTMConfig:
+    keypoints: int = 25      # heatmap channels K
+    frames: int = 5          # window length T (the recurrence handles any T)
+    hidden: int = 32         # hidden/cell channels of each direction
+    kernel: int = 3          # gate convolution kernel (odd, 'same' padding)
+    merge: str = "sum"       # "sum" | "concat": how the two directions are combined
+    last_init_std: float = 1e-3  # std of the output conv's init: small = starts near identity
+
+    @property
+    def arch(self) -> str:
+        return f"convlstm-{self.merge}"
+
+
+class BiConvLSTMRefiner(nn.Module):
+    output_kind = "heatmaps"
+
+    def __init__(self, cfg: ConvLSTMConfig):
+        super().__init__()
+        if cfg.merge not in ("sum", "concat"):
+            raise ValueError(f"merge must be 'sum' or 'concat', not {cfg.merge!r}")
+        self.cfg = cfg
+        k, hid, pad = cfg.kernel, cfg.hidden, cfg.kernel // 2
+        # Gates i, f, o, g stacked on the channel axis; one input and one hidden conv
+        # per direction (the input conv carries the bias).
+        self.x2g = nn.ModuleList(nn.Conv2d(cfg.keypoints, 4 * hid, k, padding=pad) for _ in range(2))
+        self.h2g = nn.ModuleList(nn.Conv2d(hid, 4 * hid, k, padding=pad, bias=False) for _ in range(2))
+        # concat merge: 1x1 conv over both directions' states; sum merge: 1x1 conv over their sum.
+        self.head = nn.Conv2d(hid * (2 if cfg.merge == "concat" else 1), cfg.keypoints, 1)
+        nn.init.normal_(self.head.weight, std=cfg.last_init_std)
+        nn.init.zeros_(self.head.bias)
+
+    def _run(self, x: torch.Tensor, direction: int) -> torch.Tensor:
+        b, t, kp, hh, ww = x.shape
+        gx = self.x2g[direction](x.flatten(0, 1)).unflatten(0, (b, t))  # (B, T, 4h, H, W)
+        h = x.new_zeros(b, self.cfg.hidden, hh, ww)                      # (B, h, H, W)
+        c = torch.zeros_like(h)
+        steps = range(t) if direction == 0 else range(t - 1, -1, -1)
+        out: list[torch.Tensor] = [h] * t
+        for s in steps:
+            gates = gx[:, s] + self.h2g[direction](h)                    # (B, 4h, H, W)
+            i, f, o, g = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            out[s] = h
+        return torch.stack(out, dim=1)                                   # (B, T, h, H, W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, K, H, W)
+        fwd, bwd = self._run(x, 0), self._run(x, 1)                      # (B, T, h, H, W) each
+        merged = fwd + bwd if self.cfg.merge == "sum" else torch.cat([fwd, bwd], dim=2)
+        delta = self.head(merged.flatten(0, 1)).unflatten(0, x.shape[:2])  # (B, T, K, H, W)
+        return x + delta

@@ -1,0 +1,150 @@
+"""DeciWatch (Zeng et al., ECCV 2022), sample-denoise-recover, on a 5-frame window.
+
+DeciWatch refines a pose *sequence*, not heatmaps: coordinates are decoded from the
+estimator's heatmaps (argmax + sub-pixel, ``core.heatmaps.decode_heatmaps``), then
+
+1. sample every ``interval``-th frame (window T = interval * Q + 1, so for T = 5 the
+   interval is 2 (Q = 2, frames 0, 2, 4) or 4 (Q = 1, frames 0, 4));
+2. DenoiseNet: a transformer encoder over the Q + 1 sampled poses (one token per
+   frame, linear pose embedding + sinusoidal position of the frame in the window),
+   predicting a residual that denoises them;
+3. linear interpolation of the denoised sampled poses back to all T frames;
+4. RecoverNet: a 1-D convolution over time embeds the interpolated sequence (so each
+   token sees its neighbours, which a per-frame linear layer cannot), then a
+   transformer decoder attends to DenoiseNet's memory and predicts a residual on the
+   interpolated poses.
+
+Losses (``deciwatch_loss``): L1 between the denoised sampled poses and the ground truth
+of those frames, plus L1 between the recovered poses and the ground truth of all frames,
+both masked by visibility. Coordinates inside the model are normalised to [-1, 1] by the
+heatmap size so the transformer sees the same scale at any heatmap resolution; outputs
+are returned in heatmap pixels like every other model's decoded output.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from core.heatmaps import decode_heatmaps
+
+
+@dataclass
+class DeciWatchConfig:
+    keypoints: int = 25      # K; a token is one frame's K x 2 coordinates
+    frames: int = 5          # window length T = interval * Q + 1
+    interval: int = 2        # sample every interval-th frame (2 or 4 for T = 5)
+    embed_dim: int = 128     # transformer width
+    heads: int = 4           # attention heads (embed_dim % heads == 0)
+    encoder_layers: int = 3  # DenoiseNet depth
+    decoder_layers: int = 3  # RecoverNet depth
+    ffn_dim: int = 256       # transformer feed-forward width
+    dropout: float = 0.1     # transformer dropout (the paper's value)
+    recover_kernel: int = 5  # RecoverNet's temporal conv embedding kernel (odd)
+    denoise_weight: float = 1.0  # weight of the denoise L1 term (recover term has weight 1)
+
+    arch = "deciwatch"
+
+
+def sine_positions(length: int, dim: int) -> torch.Tensor:
+    """Transformer sinusoidal position table (length, dim), frame index = position."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]                 # (L, 1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return table
+
+
+def interpolation_matrix(frames: int, interval: int) -> torch.Tensor:
+    """(T, Q+1) weights: row t linearly interpolates frame t from the sampled frames."""
+    q = (frames - 1) // interval
+    w = torch.zeros(frames, q + 1)
+    for t in range(frames):
+        j, r = divmod(t, interval)
+        if r == 0:
+            w[t, j] = 1.0
+        else:
+            w[t, j], w[t, j + 1] = 1 - r / interval, r / interval
+    return w
+
+
+class DeciWatch(nn.Module):
+    output_kind = "coords"
+
+    def __init__(self, cfg: DeciWatchConfig):
+        super().__init__()
+        if cfg.interval < 1 or (cfg.frames - 1) % cfg.interval:
+            raise ValueError(f"DeciWatch needs frames = interval * Q + 1; got frames={cfg.frames}, "
+                             f"interval={cfg.interval}")
+        if cfg.recover_kernel % 2 == 0:
+            raise ValueError("recover_kernel must be odd")
+        self.cfg = cfg
+        d, e = cfg.keypoints * 2, cfg.embed_dim
+        self.denoise_embed = nn.Linear(d, e)
+        self.denoise = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(e, cfg.heads, cfg.ffn_dim, cfg.dropout, batch_first=True),
+            cfg.encoder_layers, enable_nested_tensor=False)
+        self.denoise_out = nn.Linear(e, d)
+        self.recover_embed = nn.Conv1d(d, e, cfg.recover_kernel, padding=cfg.recover_kernel // 2)
+        self.recover = nn.TransformerDecoder(
+            nn.TransformerDecoderLayer(e, cfg.heads, cfg.ffn_dim, cfg.dropout, batch_first=True),
+            cfg.decoder_layers)
+        self.recover_out = nn.Linear(e, d)
+        # Constants, not weights: rebuilt from the config, never saved.
+        self.register_buffer("positions", sine_positions(cfg.frames, e), persistent=False)
+        self.register_buffer("interp", interpolation_matrix(cfg.frames, cfg.interval), persistent=False)
+        self.sampled = list(range(0, cfg.frames, cfg.interval))
+
+    # -- coordinate normalisation: heatmap px <-> [-1, 1] (pixel centres span -0.5..S-0.5)
+    @staticmethod
+    def normalise(points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        scale = points.new_tensor([size[1], size[0]])
+        return (points + 0.5) / scale * 2 - 1
+
+    @staticmethod
+    def denormalise(points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        scale = points.new_tensor([size[1], size[0]])
+        return (points + 1) / 2 * scale - 0.5
+
+    def forward_coords(self, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """poses (B, T, K, 2) normalised -> (denoised (B, Q+1, K, 2), recovered (B, T, K, 2))."""
+        b, t, k, _ = poses.shape
+        x = poses.flatten(2)                                              # (B, T, D)
+        s = x[:, self.sampled]                                            # (B, Q+1, D)
+        memory = self.denoise(self.denoise_embed(s) + self.positions[self.sampled])  # (B, Q+1, E)
+        denoised = s + self.denoise_out(memory)                          # (B, Q+1, D)
+        interp = torch.einsum("tq,bqd->btd", self.interp, denoised)      # (B, T, D)
+        tokens = self.recover_embed(interp.transpose(1, 2)).transpose(1, 2)  # (B, T, E)
+        h = self.recover(tokens + self.positions, memory)                # (B, T, E)
+        recovered = interp + self.recover_out(h)                         # (B, T, D)
+        return denoised.unflatten(2, (k, 2)), recovered.unflatten(2, (k, 2))
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, K, H, W) heatmaps -> normalised (denoised, recovered) for the losses."""
+        points, _ = decode_heatmaps(x)                                   # (B, T, K, 2) px, no grad
+        return self.forward_coords(self.normalise(points, x.shape[-2:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, K, H, W) -> refined coordinates (B, T, K, 2) in heatmap pixels
+        _, recovered = self.forward_train(x)
+        return self.denormalise(recovered, x.shape[-2:])
+
+
+def deciwatch_loss(model: DeciWatch, denoised: torch.Tensor, recovered: torch.Tensor,
+                   gt_px: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Masked L1 of both stages. gt_px (B, T, K, 2) heatmap px, mask (B, T, K) bool/float.
+
+    Each term is the mean absolute error over counted (frame, keypoint, axis) entries,
+    so the loss does not shrink when fewer joints are visible.
+    """
+    gt = model.normalise(gt_px.float(), size)                            # (B, T, K, 2)
+    m = mask.float()[..., None]                                          # (B, T, K, 1)
+
+    def l1(pred, target, w):
+        return ((pred - target).abs() * w).sum() / (2 * w.sum()).clamp(min=1)
+
+    s = model.sampled
+    return model.cfg.denoise_weight * l1(denoised, gt[:, s], m[:, s]) + l1(recovered, gt, m)
