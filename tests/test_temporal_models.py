@@ -1,0 +1,125 @@
+"""Temporal models on tiny CPU tensors: shapes, gradients, identity, DeciWatch details."""
+import pytest
+import torch
+
+from core.heatmaps import decode_heatmaps, gaussian_heatmaps
+from core.models.temporal import (ARCHS, TRAINABLE_ARCHS, build_temporal, config_from_dict,
+                                  config_to_dict, deciwatch_loss, make_config)
+from core.models.temporal.deciwatch import interpolation_matrix
+
+B, T, K, S = 2, 5, 25, 12
+SMALL = {  # keep the suite fast: narrow layers, same code paths
+    "conv3d": dict(hidden=8),
+    "deciwatch": dict(embed_dim=16, heads=2, ffn_dim=32, encoder_layers=1, decoder_layers=1),
+    "convlstm-sum": dict(hidden=6),
+    "convlstm-concat": dict(hidden=6),
+    "identity": {},
+}
+
+
+def _window(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.rand(B, T, K, 2, generator=g) * (S - 1)
+    return gaussian_heatmaps(pts, (S, S)), pts                          # (B,T,K,S,S), (B,T,K,2)
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_forward_shapes_and_output_kind(arch):
+    model = build_temporal(make_config(arch, **SMALL[arch])).eval()
+    x, _ = _window()
+    y = model(x)
+    if model.output_kind == "coords":
+        assert y.shape == (B, T, K, 2)
+    else:
+        assert model.output_kind == "heatmaps" and y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("arch", TRAINABLE_ARCHS)
+def test_backward_reaches_every_parameter(arch):
+    torch.manual_seed(0)
+    model = build_temporal(make_config(arch, **SMALL[arch])).train()
+    x, pts = _window()
+    if model.output_kind == "coords":
+        den, rec = model.forward_train(x)
+        loss = deciwatch_loss(model, den, rec, pts, torch.ones(B, T, K, dtype=torch.bool), (S, S))
+    else:
+        loss = (model(x) - torch.rand_like(x)).pow(2).mean()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{arch}: no gradient for {name}"
+
+
+@pytest.mark.parametrize("arch", ["conv3d", "convlstm-sum", "convlstm-concat"])
+def test_heatmap_models_start_near_identity(arch):
+    # residual + small last layer: an untrained model decodes to the input's peaks
+    model = build_temporal(make_config(arch, **SMALL[arch])).eval()
+    x, _ = _window()
+    with torch.no_grad():
+        p_in, _ = decode_heatmaps(x)
+        p_out, _ = decode_heatmaps(model(x))
+    assert (p_in - p_out).abs().max() < 0.05
+
+
+def test_identity_equals_input_and_has_no_parameters():
+    model = build_temporal(make_config("identity"))
+    x, _ = _window()
+    assert model(x) is x
+    assert sum(p.numel() for p in model.parameters()) == 0
+
+
+@pytest.mark.parametrize("interval,sampled", [(2, [0, 2, 4]), (4, [0, 4])])
+def test_deciwatch_intervals(interval, sampled):
+    cfg = make_config("deciwatch", interval=interval, **SMALL["deciwatch"])
+    model = build_temporal(cfg).eval()
+    assert model.sampled == sampled
+    x, _ = _window()
+    den, rec = model.forward_train(x)
+    assert den.shape == (B, len(sampled), K, 2) and rec.shape == (B, T, K, 2)
+    # interpolation reproduces sampled frames exactly and is linear in between
+    w = interpolation_matrix(T, interval)
+    assert torch.allclose(w.sum(1), torch.ones(T))
+    assert torch.allclose(w[sampled], torch.eye(len(sampled)))
+    if interval == 4:
+        assert torch.allclose(w[1], torch.tensor([0.75, 0.25]))
+
+
+def test_deciwatch_bad_interval_and_coordinate_round_trip():
+    with pytest.raises(ValueError):
+        build_temporal(make_config("deciwatch", interval=3))
+    model = build_temporal(make_config("deciwatch", **SMALL["deciwatch"]))
+    pts = torch.rand(3, K, 2) * 15
+    assert torch.allclose(model.denormalise(model.normalise(pts, (16, 16)), (16, 16)), pts, atol=1e-5)
+
+
+def test_deciwatch_loss_ignores_invisible_joints():
+    model = build_temporal(make_config("deciwatch", **SMALL["deciwatch"]))
+    gt = torch.rand(B, T, K, 2) * (S - 1)
+    norm_gt = model.normalise(gt, (S, S))
+    den, rec = norm_gt[:, model.sampled].clone(), norm_gt.clone()
+    mask = torch.ones(B, T, K, dtype=torch.bool)
+    assert deciwatch_loss(model, den, rec, gt, mask, (S, S)) < 1e-6
+    rec[:, :, 3] += 10                           # wrong everywhere on joint 3 ...
+    mask[:, :, 3] = False                        # ... which has no ground truth
+    assert deciwatch_loss(model, den, rec, gt, mask, (S, S)) < 1e-6
+
+
+def test_no_state_written_in_forward():
+    for arch in ARCHS:
+        model = build_temporal(make_config(arch, **SMALL[arch])).eval()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        model(_window()[0])
+        after = model.state_dict()
+        assert before.keys() == after.keys()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_config_round_trip_and_bad_names():
+    for arch in ARCHS:
+        cfg = make_config(arch, **SMALL[arch])
+        assert config_from_dict(config_to_dict(cfg)) == cfg
+        assert config_to_dict(cfg)["arch"] == arch
+    with pytest.raises(ValueError):
+        make_config("lstm")
+    with pytest.raises(ValueError):
+        make_config("conv3d", hiden=3)
