@@ -1,0 +1,206 @@
+"""Where a classifier's ResNet-50 weights come from, and how a run finds them again.
+
+Three sources, tried in this order (``resolve_backbone``):
+
+1. ``weights=FILE``: a torchvision ResNet-50 state dict as ``.safetensors`` or a torch file
+   read with ``torch.load(weights_only=True)`` (never unpickles arbitrary objects).
+2. ImageNet: ``ResNet50_Weights.IMAGENET1K_V2`` through torchvision's weights API, from
+   torch's cache; when it is not cached, one download is tried only if the host answers
+   within a few seconds (offline it fails fast instead of hanging). ``POSELAB_OFFLINE=1``
+   skips the download (the tests set it).
+3. Otherwise a seeded random init, announced by one ``WARNING`` line on stderr and
+   recorded in run.json (``backbone.source = "random"``, ``backbone.warning``). Never silent.
+
+A backbone that exists nowhere else (the random init, or a file's missing fc completed
+randomly) is stored once, content-addressed, at ``<runs_dir>/_backbones/<sha256>.safetensors``
+so every run that references it stays loadable when torch's RNG changes.
+
+run.json ``backbone`` = {source, weights, sha256, stored, warning}; ``backbone_id`` (the
+sha256 prefix) keys the feature cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+from pathlib import Path
+
+import torch
+
+from core.errors import DataError, RunError
+from core.io import atomic_write, sha256_file
+
+IMAGENET = "ResNet50_Weights.IMAGENET1K_V2"
+BACKBONES_DIR = "_backbones"
+_DOWNLOAD_HOST = ("download.pytorch.org", 443)
+
+_random_cache: dict[int, tuple[dict[str, torch.Tensor], bytes, str]] = {}
+
+
+def backbone_id(info: dict) -> str:
+    """Short, stable id of a backbone's weights (feature-cache key)."""
+    return str(info["sha256"])[:16]
+
+
+def resolve_backbone(weights: str | Path | None = None, *, runs_dir: str | Path, seed: int = 0,
+                     ) -> tuple[dict[str, torch.Tensor], dict]:
+    """(ResNet-50 state dict with ``fc.*``, run.json ``backbone`` info) for a new run.
+
+    ``weights``: a file path, ``"imagenet"`` (fail unless available), ``"random"``, or None
+    (ImageNet when it can be had, else the seeded random init with a warning).
+    """
+    runs_dir = Path(runs_dir)
+    if weights is not None and str(weights) not in ("imagenet", "random"):
+        return _from_file(Path(weights), runs_dir, seed)
+    if weights is None or str(weights) == "imagenet":
+        state, why_not = _imagenet_state()
+        if state is not None:
+            sha = sha256_file(_imagenet_cache_file())
+            return state, dict(source="imagenet", weights=IMAGENET, sha256=sha, stored=None, warning=None)
+        if str(weights) == "imagenet":
+            raise DataError(None, f"ImageNet weights requested but unavailable: {why_not}")
+        warning = (f"no ImageNet weights ({why_not}) and no --weights file: using a seeded "
+                   f"random ResNet-50 backbone (seed {seed}); accuracy will be far below the paper's")
+    else:
+        warning = f"random ResNet-50 backbone requested (seed {seed}); accuracy will be far below the paper's"
+    print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+    state, blob, sha = _random_state(seed)
+    stored = _store(blob, sha, runs_dir)
+    return state, dict(source="random", weights=f"seed={seed}", sha256=sha, stored=stored, warning=warning)
+
+
+def load_backbone(info: dict, *, runs_dir: str | Path, where: str | Path) -> dict[str, torch.Tensor]:
+    """The backbone state a finished run recorded in run.json (``where`` names that file)."""
+    runs_dir = Path(runs_dir)
+    stored = info.get("stored")
+    if stored:
+        path = runs_dir / stored
+        if path.is_file():
+            return _load_safetensors(path, RunError)
+        raise RunError(where, f"backbone weights {stored} are missing from {runs_dir}")
+    source = info.get("source")
+    if source == "imagenet":
+        state, why_not = _imagenet_state()
+        if state is None:
+            raise RunError(where, f"run used ImageNet weights, which are unavailable now: {why_not}")
+        return state
+    if source == "file":
+        path = Path(info.get("weights", ""))
+        if not path.is_file():
+            raise RunError(where, f"backbone weights file {path} is missing")
+        if info.get("sha256") and sha256_file(path) != info["sha256"]:
+            raise RunError(where, f"backbone weights file {path} changed since the run (sha256 differs)")
+        return _read_weights_file(path, RunError)
+    raise RunError(where, f"no usable backbone record (source {source!r})")
+
+
+# ----------------------------------------------------------------------------- sources
+
+def _imagenet_cache_file() -> Path:
+    from torchvision.models import ResNet50_Weights
+    url = ResNet50_Weights.IMAGENET1K_V2.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def _imagenet_state() -> tuple[dict[str, torch.Tensor] | None, str]:
+    """(state, "") when available, else (None, why not). Never blocks for long offline."""
+    from torchvision.models import ResNet50_Weights
+    cached = _imagenet_cache_file()
+    if not cached.is_file():
+        if os.environ.get("POSELAB_OFFLINE"):
+            return None, f"not in torch's cache ({cached}) and POSELAB_OFFLINE is set"
+        try:
+            socket.create_connection(_DOWNLOAD_HOST, timeout=3).close()
+        except OSError as e:
+            return None, f"not in torch's cache ({cached}) and {_DOWNLOAD_HOST[0]} unreachable ({e})"
+    try:
+        return ResNet50_Weights.IMAGENET1K_V2.get_state_dict(progress=True), ""
+    except Exception as e:  # network errors, a corrupt cache file: fall back, loudly
+        return None, f"torchvision could not load them ({type(e).__name__}: {e})"
+
+
+def _random_state(seed: int) -> tuple[dict[str, torch.Tensor], bytes, str]:
+    if seed not in _random_cache:
+        from safetensors.torch import save
+        from torchvision.models import resnet50
+        with torch.random.fork_rng(devices=[]):   # leave the caller's RNG stream untouched
+            torch.manual_seed(seed)
+            state = {k: v.contiguous() for k, v in resnet50(weights=None).state_dict().items()}
+        blob = save(state)
+        _random_cache[seed] = (state, blob, hashlib.sha256(blob).hexdigest())
+    return _random_cache[seed]
+
+
+def _store(blob: bytes, sha: str, runs_dir: Path) -> str:
+    rel = f"{BACKBONES_DIR}/{sha}.safetensors"
+    path = runs_dir / rel
+    if not path.is_file():                         # content-addressed: same name, same bytes
+        with atomic_write(path) as f:
+            f.write(blob)
+    return rel
+
+
+def _from_file(path: Path, runs_dir: Path, seed: int) -> tuple[dict[str, torch.Tensor], dict]:
+    state = _read_weights_file(path, DataError)
+    info = dict(source="file", weights=str(path.resolve()), sha256=sha256_file(path), stored=None,
+                warning=None)
+    if not {"fc.weight", "fc.bias"} <= set(state):
+        # Backbone-only checkpoints (self-supervised ones) lack the ImageNet fc: complete it
+        # from the seeded init and store the result, which now exists nowhere else.
+        from safetensors.torch import save
+        rnd, _, _ = _random_state(seed)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        state = {**state, "fc.weight": rnd["fc.weight"], "fc.bias": rnd["fc.bias"]}
+        blob = save({k: v.contiguous() for k, v in state.items()})
+        sha = hashlib.sha256(blob).hexdigest()
+        info.update(sha256=sha, stored=_store(blob, sha, runs_dir),
+                    warning=f"{path.name} has no fc layer: fc initialised randomly (seed {seed})")
+        print(f"WARNING: {info['warning']}", file=sys.stderr, flush=True)
+    return state, info
+
+
+def _read_weights_file(path: Path, error: type) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise error(path, "weights file does not exist")
+    if path.suffix == ".safetensors":
+        state = _load_safetensors(path, error)
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # pickle refusals, truncated files, not a torch file at all
+            raise error(path, f"not a loadable weights file ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]})") from None
+        for key in ("state_dict", "model"):       # common checkpoint wrappers
+            if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+                obj = obj[key]
+        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise error(path, "expected a state dict (name -> tensor)")
+        state = obj
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    _check_resnet50(state, path, error)
+    return state
+
+
+def _load_safetensors(path: Path, error: type) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except Exception as e:
+        raise error(path, f"not a readable safetensors file ({e})") from None
+
+
+def _check_resnet50(state: dict[str, torch.Tensor], path: Path, error: type) -> None:
+    from torchvision.models import resnet50
+    with torch.device("meta"):                     # shapes only: no memory, no init time
+        ref = resnet50(weights=None).state_dict()
+    ref_body = {k for k in ref if not k.startswith("fc.")}
+    missing = sorted(ref_body - set(state))
+    extra = sorted(set(state) - set(ref))
+    if missing or extra:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise error(path, f"not a torchvision ResNet-50 state dict ({detail})")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(ref[k].shape):
+            raise error(path, f"not a ResNet-50 state dict: {k} has shape {tuple(v.shape)}, "
+                              f"ResNet-50 needs {tuple(ref[k].shape)}")

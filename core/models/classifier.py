@@ -1,0 +1,217 @@
+"""ResNet-50 + keypoint head: the seven variants of "An Exploration of ResNet Fine-tuning
+for Fitness Pose Classification" (DESIGN.md §5), plus "beyond the paper" presets.
+
+    image (B,3,S,S) -> backbone (ResNet-50 up to the pool) -> (B,2048)   forward_features
+    (B,2048) -> fc (ResNet's own 2048->1000) -> (B,1000)
+             [+ keypoints (B,17,3) flattened -> (B,1051)] -> head -> (B,C)  forward_head
+
+Everything a paper preset trains sits after the pooled 2048-d features, so those can be
+computed once per image and cached (``core.features``); ``forward_head`` is exactly what
+training on cached features runs.
+
+The model never moves itself to a device and writes no state in ``forward``: a loaded
+model is shared by every dashboard session.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Literal
+
+import torch
+from torch import nn
+
+FEATURE_DIM = 2048      # ResNet-50 pooled features
+FC_DIM = 1000           # ResNet-50's own fc outputs (ImageNet classes)
+NUM_KEYPOINTS = 17      # COCO-17, each (x/W, y/H, visible)
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    num_classes: int = 15                 # set from the dataset's classes at train time
+    train_fc: bool = False                # ResNet's own fc (2048->1000) trainable ("final layer")
+    use_keypoints: bool = False           # concatenate the 17x3 keypoints to the fc's 1000 outputs
+    hidden: tuple[int, ...] = ()          # head hidden widths; () = one Linear to num_classes
+    dropout: float = 0.5                  # after each hidden ReLU (paper: 0.5)
+    unfreeze: Literal["none", "layer4", "all"] = "none"  # backbone part trained too (beyond paper)
+    trained: bool = True                  # False = baseline: random head, evaluated only (chance)
+
+    @property
+    def feature_cacheable(self) -> bool:
+        """True when nothing before the pooled features trains: cached features are exact."""
+        return self.unfreeze == "none"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClassifierConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown classifier config fields {sorted(unknown)}")
+        d = dict(d)
+        if "hidden" in d:
+            d["hidden"] = tuple(int(h) for h in d["hidden"])
+        return cls(**d)
+
+
+_M5 = dict(train_fc=True, use_keypoints=True, hidden=(512,))
+_M6 = dict(train_fc=True, use_keypoints=True, hidden=(512, 256))
+
+# The paper's seven (DESIGN.md §5), in its order, then its "future work" (unfrozen backbone).
+PRESETS: dict[str, ClassifierConfig] = {
+    "baseline": ClassifierConfig(trained=False),
+    "model1": ClassifierConfig(),
+    "model2": ClassifierConfig(train_fc=True),
+    "model3": ClassifierConfig(use_keypoints=True),
+    "model4": ClassifierConfig(train_fc=True, use_keypoints=True),
+    "model5": ClassifierConfig(**_M5),
+    "model6": ClassifierConfig(**_M6),
+    "model4-layer4": ClassifierConfig(train_fc=True, use_keypoints=True, unfreeze="layer4"),
+    "model4-full": ClassifierConfig(train_fc=True, use_keypoints=True, unfreeze="all"),
+    "model6-layer4": ClassifierConfig(**_M6, unfreeze="layer4"),
+    "model6-full": ClassifierConfig(**_M6, unfreeze="all"),
+}
+PAPER_PRESETS: tuple[str, ...] = ("baseline", "model1", "model2", "model3", "model4", "model5", "model6")
+# Test accuracy (%) the paper reports on InfiniteForm with ImageNet weights.
+PAPER_TEST_ACC: dict[str, float] = {
+    "baseline": 6.90, "model1": 19.30, "model2": 31.98, "model3": 59.00,
+    "model4": 96.55, "model5": 64.50, "model6": 79.31,
+}
+
+
+def get_preset(name: str, num_classes: int) -> ClassifierConfig:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return replace(PRESETS[name], num_classes=num_classes)
+
+
+def _make_head(in_dim: int, hidden: tuple[int, ...], num_classes: int, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, num_classes))
+    return nn.Sequential(*layers)
+
+
+class PoseClassifier(nn.Module):
+    def __init__(self, cfg: ClassifierConfig):
+        super().__init__()
+        from torchvision.models import resnet50
+        self.cfg = cfg
+        resnet = resnet50(weights=None)
+        self.fc = resnet.fc                  # ResNet's own 2048->1000, kept (frozen or trained)
+        resnet.fc = nn.Identity()
+        self.backbone = resnet               # up to the pooled features: (B,3,S,S) -> (B,2048)
+        in_dim = FC_DIM + (NUM_KEYPOINTS * 3 if cfg.use_keypoints else 0)
+        self.head = _make_head(in_dim, cfg.hidden, cfg.num_classes, cfg.dropout)
+        set_trainable(self, cfg)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)                                   # (B, 2048)
+
+    def forward_head(self, features: torch.Tensor, keypoints: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.fc(features)                                          # (B, 1000)
+        if self.cfg.use_keypoints:
+            if keypoints is None:
+                raise ValueError("this preset uses keypoints: pass keypoints (B,17,3)")
+            x = torch.cat([x, keypoints.flatten(1).to(x.dtype)], dim=1)  # (B, 1051)
+        return self.head(x)                                            # (B, C)
+
+    def forward(self, images: torch.Tensor, keypoints: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(images), keypoints)
+
+    def train(self, mode: bool = True) -> "PoseClassifier":
+        # A frozen BatchNorm must keep using its running statistics: in train mode it would
+        # normalise by batch statistics (and update the running ones), so "frozen" features
+        # would drift and differ from the cached, eval-mode ones.
+        super().train(mode)
+        if mode:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.weight.requires_grad:
+                    m.eval()
+        return self
+
+    def trainable_prefixes(self) -> tuple[str, ...]:
+        """state_dict key prefixes of the parts this preset trains (what a run saves)."""
+        return trainable_prefixes(self.cfg)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters *and buffers* (BN statistics of an unfrozen layer4) that training changes."""
+        prefixes = self.trainable_prefixes()
+        return {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
+
+
+def trainable_prefixes(cfg: ClassifierConfig) -> tuple[str, ...]:
+    prefixes = ["head."]
+    if cfg.train_fc:
+        prefixes.append("fc.")
+    if cfg.unfreeze == "layer4":
+        prefixes.append("backbone.layer4.")
+    elif cfg.unfreeze == "all":
+        prefixes.append("backbone.")
+    return tuple(prefixes)
+
+
+def set_trainable(model: PoseClassifier, cfg: ClassifierConfig) -> None:
+    """The one place freezing happens: requires_grad from the config's trainable parts."""
+    prefixes = trainable_prefixes(cfg)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(prefixes))
+
+
+def build_classifier(cfg: ClassifierConfig, backbone_weights: dict[str, torch.Tensor] | None = None,
+                     ) -> PoseClassifier:
+    """A PoseClassifier on CPU. ``backbone_weights``: a torchvision ResNet-50 state dict
+    (``fc.*`` included) as returned by ``core.backbones.resolve_backbone``; None keeps
+    torchvision's random init (tests)."""
+    model = PoseClassifier(cfg)
+    if backbone_weights is not None:
+        load_backbone_weights(model, backbone_weights)
+    return model
+
+
+def load_backbone_weights(model: PoseClassifier, state: dict[str, torch.Tensor]) -> None:
+    """Load a torchvision ResNet-50 state dict into ``backbone`` + ``fc`` (strict)."""
+    fc = {k[3:]: v for k, v in state.items() if k.startswith("fc.")}
+    body = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    model.backbone.load_state_dict(body, strict=True)
+    model.fc.load_state_dict(fc, strict=True)
+
+
+def rebuild_from_run(run, device: str | torch.device = "cpu") -> PoseClassifier:
+    """Model of a finished classifier run: config from run.json, frozen backbone from its
+    recorded source, trained parts from weights.safetensors. Used by core.runs.load_model."""
+    from core.backbones import load_backbone
+    from core.errors import RunError
+    from core.runs import RUN_JSON, WEIGHTS, load_weights
+
+    try:
+        cfg = ClassifierConfig.from_dict(run.info["config"]["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(run.path / RUN_JSON, f"no usable classifier config ({e})") from None
+    backbone = load_backbone(run.info.get("backbone") or {}, runs_dir=run.path.parent,
+                             where=run.path / RUN_JSON)
+    model = build_classifier(cfg, backbone)
+    load_trained_weights(model, load_weights(run.path / WEIGHTS), run.path / WEIGHTS)
+    return model.to(device).eval()
+
+
+def load_trained_weights(model: PoseClassifier, state: dict[str, torch.Tensor], path) -> None:
+    """Load a run's trained parts; any key or shape mismatch is one RunError naming the file."""
+    from core.errors import RunError
+    expected = model.trainable_state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        what = (f"missing {missing[:3]}" if missing else "") + \
+               (f"{' and ' if missing else ''}unexpected {extra[:3]}" if extra else "")
+        raise RunError(path, f"weights do not match the preset ({what})")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise RunError(path, f"weights do not match the preset: {k} has shape "
+                                 f"{tuple(v.shape)}, the model needs {tuple(expected[k].shape)}")
+    model.load_state_dict(state, strict=False)
