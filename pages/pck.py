@@ -1,0 +1,5 @@
+"""PCK comparison page (placeholder until its owner's page lands; see issue 5)."""
+import streamlit as st
+
+st.title("PCK comparison")
+st.info("This page is being built.")

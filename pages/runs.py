@@ -1,0 +1,94 @@
+"""Runs: table of runs, overlaid training curves, and the paper's Tables 1-2 layout."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from core import report
+from pages import common
+
+
+def curves_ui(runs) -> None:
+    st.subheader("Training curves")
+    finished = [r for r in runs if r.finished]
+    if not finished:
+        st.info("No finished run to plot.")
+        return
+    kind = st.radio("Kind", ["classifier", "temporal"], horizontal=True, key="curves_kind",
+                    disabled=len({r.kind for r in finished}) < 2,
+                    index=0 if any(r.kind == "classifier" for r in finished) else 1)
+    of_kind = [r for r in finished if r.kind == kind]
+    labels = {r.id: f"{r.name} · {r.id}" for r in of_kind}
+    default = [r.id for r in of_kind][:7]
+    chosen = st.multiselect("Runs", list(labels), default=default, format_func=labels.get,
+                            key=f"curves_runs_{kind}")
+    if not chosen:
+        st.info("Choose one or more runs.")
+        return
+    histories = {}
+    for rid in chosen:
+        with common.guard():
+            histories[labels[rid]] = common.history(next(r for r in of_kind if r.id == rid))
+    long = report.history_long(histories)
+    score = "acc" if kind == "classifier" else "pck"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        "loss", "accuracy" if score == "acc" else "PCK@0.05"))
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+               "#7f7f7f", "#bcbd22", "#17becf"]
+    for i, (run, part) in enumerate(long.groupby("run", sort=False)):
+        colour = palette[i % len(palette)]
+        for col, metric in ((1, "loss"), (2, score)):
+            for split, dash in (("train", "dot"), ("val", "solid")):
+                d = part[(part["metric"] == metric) & (part["split"] == split)]
+                if d.empty:
+                    continue
+                fig.add_trace(go.Scatter(
+                    x=d["epoch"], y=d["value"], mode="lines+markers", name=f"{run} ({split})",
+                    legendgroup=run, showlegend=(col == 1),
+                    line=dict(color=colour, dash=dash)), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.25))
+    st.plotly_chart(fig, width="stretch", key="curves")
+    st.caption("solid = validation, dotted = training")
+
+
+def paper_ui(runs) -> None:
+    st.subheader("The paper's Tables 1-2: test accuracy per preset")
+    table = report.paper_table(runs)
+    if table["run_id"].isna().all():
+        st.info("No finished run of the paper's presets (baseline, model1 ... model6) yet.")
+    backbones = sorted({b for b in table["backbone"].dropna()})
+    st.caption("Paper: InfiniteForm, ImageNet weights. Ours: the newest finished run of each "
+               f"preset on its own data (backbone: {', '.join(backbones) or 'n/a'}).")
+    if "random" in backbones:
+        st.warning("Some runs used a random backbone: compare shapes, not numbers.")
+    st.dataframe(table.drop(columns=["table"]), hide_index=True, width="stretch", column_config={
+        "paper_test_acc_%": st.column_config.NumberColumn("paper test acc %", format="%.2f"),
+        "our_test_acc_%": st.column_config.NumberColumn("our test acc %", format="%.2f"),
+        "our_test_loss": st.column_config.NumberColumn("our test loss", format="%.4f"),
+        "difference_pp": st.column_config.NumberColumn("ours - paper (pp)", format="%+.2f"),
+    })
+    fig = go.Figure([
+        go.Bar(name="paper", x=table["preset"], y=table["paper_test_acc_%"], marker_color="#9e9e9e"),
+        go.Bar(name="ours", x=table["preset"], y=table["our_test_acc_%"], marker_color="#1f77b4"),
+    ])
+    fig.update_layout(barmode="group", height=320, yaxis_title="test accuracy %",
+                      margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(fig, width="stretch", key="paper_bars")
+
+
+st.title("Runs")
+with common.guard():
+    runs = common.all_runs()
+    if not runs:
+        st.info(f"No runs in `{common.runs_dir()}`; see **Home**.")
+        st.stop()
+    table = report.runs_table(runs)
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "value": st.column_config.NumberColumn("headline value", format="%.4f"),
+        "seconds": st.column_config.NumberColumn("seconds", format="%.1f"),
+    })
+    curves_ui(runs)
+    paper_ui(runs)

@@ -1,0 +1,5 @@
+"""Saliency page (placeholder until its owner's page lands; see issue 5)."""
+import streamlit as st
+
+st.title("Saliency")
+st.info("This page is being built.")

@@ -1,0 +1,41 @@
+"""Samples: a filterable, sortable gallery of a classifier run's test samples."""
+from __future__ import annotations
+
+import streamlit as st
+
+from core import report
+from pages import common
+
+
+def filters_ui(classes: list[str]) -> dict:
+    """Only widgets; returns the chosen filter values."""
+    c = st.columns([3, 3, 2, 3])
+    idx = list(range(len(classes)))
+    true_c = c[0].multiselect("True class", idx, format_func=classes.__getitem__, key="s_true",
+                              placeholder="any")
+    pred_c = c[1].multiselect("Predicted class", idx, format_func=classes.__getitem__, key="s_pred",
+                              placeholder="any")
+    correctness = c[2].radio("Prediction", ["all", "correct", "wrong"], horizontal=True,
+                             key="s_correct")
+    conf = c[3].slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.01, key="s_conf")
+    d = st.columns([3, 2, 2, 5])
+    order = d[0].selectbox("Sort", report.SORT_ORDERS, key="s_sort")
+    per_page = d[1].selectbox("Per page", [12, 24, 48, 96], index=1, key="s_per_page")
+    skeleton = d[2].toggle("Skeleton", value=True, key="s_skeleton")
+    return dict(true_classes=true_c, pred_classes=pred_c, correctness=correctness,
+                confidence=conf, order=order, per_page=per_page, skeleton=skeleton)
+
+
+st.title("Samples")
+with common.guard():
+    run = common.need_run("classifier")
+    preds, classes = common.classifier_predictions(run)
+    st.caption(f"Run **{run.name}** · `{run.id}` · data `{(run.info.get('data') or {}).get('root')}`")
+    f = filters_ui(classes)
+    rows = report.filter_predictions(preds, true_classes=f["true_classes"],
+                                     pred_classes=f["pred_classes"],
+                                     correctness=f["correctness"], confidence=f["confidence"])
+    rows = report.sort_predictions(rows, f["order"])
+    wrong = int((~rows["correct"].astype(bool)).sum())
+    st.markdown(f"**{len(rows)} of {len(preds)} test samples match** · {wrong} wrong")
+    common.gallery(run, rows, classes, key="samples", skeleton=f["skeleton"], per_page=f["per_page"])
