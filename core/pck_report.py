@@ -200,9 +200,11 @@ def unit_counts(df: pd.DataFrame, thresholds: tuple[float, ...] = THRESHOLDS, *,
     kp = df["keypoint"].to_numpy(dtype=np.int64)
     if kp.size and (kp.min() < 0 or kp.max() >= len(TEMPORAL25)):
         raise RunError("predictions.parquet", "keypoint index outside 0..24")
-    vis = df["visible"].to_numpy(dtype=bool)
+    norm = df["norm"].to_numpy(np.float64)
+    # As core.metrics.pck: a sample without a usable scale counts like an invisible one.
+    vis = df["visible"].to_numpy(dtype=bool) & np.isfinite(norm) & (norm > 0)
     err = df[err_col].to_numpy(dtype=np.float64)
-    thr = np.asarray(thresholds, dtype=np.float64)[None, :] * df["norm"].to_numpy(np.float64)[:, None]
+    thr = np.asarray(thresholds, dtype=np.float64)[None, :] * norm[:, None]
     ok = vis[:, None] & (err[:, None] <= thr)                        # (N, A); NaN compares False
     U, K = len(units), len(TEMPORAL25)
     flat = codes * K + kp                                           # (N,)

@@ -1,0 +1,260 @@
+"""Saliency maps for the pose classifier, through captum; arrays out, never figures.
+
+``compute_saliency(model, image, keypoints, target, method, **opts)`` answers "which
+pixels (and, for keypoint presets, which keypoints) drove the score of class
+``target``" with one of ``METHODS``:
+
+=====================  ===========================================================
+gradient               vanilla gradient |d logit / d pixel|, max over colour
+                       channels (Simonyan et al. 2014; the method of the paper)
+integrated_gradients   path integral of gradients from a black (ImageNet-mean) image
+                       and absent keypoints to the input (Sundararajan et al. 2017)
+smoothgrad             gradient averaged over noisy copies of the image (Smilkov et
+                       al. 2017), captum NoiseTunnel
+gradcam                Grad-CAM on ``model.backbone.layer4`` (Selvaraju et al. 2017),
+                       upsampled bilinearly to the image
+occlusion              drop of the target logit when a grey square slides over the
+                       image (Zeiler & Fergus 2014); slow: one forward per position
+=====================  ===========================================================
+
+The model is shared by every dashboard session (``st.cache_resource``), so nothing here
+mutates it: it must be in eval mode (a model in train mode is switched for the call and
+switched back), gradients are taken with ``torch.autograd.grad`` on the *inputs* only
+(no ``.grad`` is written on a parameter), and the only hooks are the ones captum's
+LayerGradCam adds and removes inside its call; that one method holds a lock so two
+sessions never see each other's hooks.
+
+Maps are scaled to [0, 1] for display: pixel-level methods by their 99.5th percentile
+(one saturated pixel would otherwise darken the whole map, as Smilkov et al. note),
+Grad-CAM and occlusion (smooth by construction) by their maximum. The keypoint
+attribution is signed and in logit units: input x gradient for the gradient family,
+the integrated gradients themselves, and for occlusion the logit drop when that
+keypoint's (x, y, mask) is zeroed, i.e. marked missing.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+METHODS: dict[str, str] = {
+    "gradient": "Vanilla gradient (the paper's)",
+    "integrated_gradients": "Integrated Gradients",
+    "smoothgrad": "SmoothGrad",
+    "gradcam": "Grad-CAM (layer4)",
+    "occlusion": "Occlusion",
+}
+
+# Options each method accepts, with defaults chosen for a live demo on a CPU: the
+# defaults answer in a few seconds at 224 px; raise them for publication figures.
+DEFAULT_OPTIONS: dict[str, dict[str, float | int]] = {
+    "gradient": {},
+    "integrated_gradients": {"steps": 24, "batch": 8},       # Riemann steps; steps per forward
+    "smoothgrad": {"samples": 12, "noise": 0.15, "batch": 6},  # noise = std / (max - min) of the image
+    "gradcam": {},
+    "occlusion": {"window": 0, "stride": 0, "batch": 16},    # 0 = image side / 7, window / 2
+}
+
+_HOOK_LOCK = threading.Lock()     # LayerGradCam hooks layer4 for the duration of a call
+
+
+@dataclass(frozen=True)
+class SaliencyResult:
+    map: np.ndarray                          # (H, W) float32 in [0, 1]
+    keypoint_attribution: np.ndarray | None  # (17,) float32, signed, logit units; None without keypoints
+    seconds: float                           # wall time of the attribution itself
+    method: str
+    target: int
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module):
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def predict(model: torch.nn.Module, image: torch.Tensor, keypoints: torch.Tensor | None = None) -> np.ndarray:
+    """Class probabilities (C,) for one normalised image (3, H, W) (+ keypoints (17, 3))."""
+    dev = _device(model)
+    with _eval_mode(model), torch.no_grad():
+        args = (image[None].to(dev),) + (() if keypoints is None else (keypoints[None].to(dev),))
+        return torch.softmax(model(*args).float(), dim=1)[0].cpu().numpy()
+
+
+def compute_saliency(model: torch.nn.Module, image: torch.Tensor, keypoints: torch.Tensor | None,
+                     target: int, method: str, **opts) -> SaliencyResult:
+    """Saliency of logit ``target`` for one image.
+
+    image: (3, H, W) ImageNet-normalised; keypoints: (17, 3) as PoseDataset yields them
+    (x/W, y/H, mask) for a model whose preset uses keypoints, else None; method: a key
+    of METHODS; opts: see DEFAULT_OPTIONS (unknown options raise, so a typo is not
+    silently ignored).
+    """
+    from captum import attr as ca
+
+    if method not in METHODS:
+        raise ValueError(f"unknown saliency method {method!r}; choose from {list(METHODS)}")
+    unknown = set(opts) - set(DEFAULT_OPTIONS[method])
+    if unknown:
+        raise ValueError(f"{method} takes no option(s) {sorted(unknown)}")
+    o = {**DEFAULT_OPTIONS[method], **opts}
+    target = int(target)          # captum rejects numpy integers
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be (3, H, W), got {tuple(image.shape)}")
+    H, W = image.shape[1:]
+    dev = _device(model)
+    # Fresh leaf copies that require grad: the caller's tensors are never touched.
+    x = image[None].detach().to(dev, torch.float32).clone().requires_grad_()  # (1, 3, H, W)
+    kp = None if keypoints is None else \
+        keypoints[None].detach().to(dev, torch.float32).clone().requires_grad_()  # (1, 17, 3)
+    inputs = (x,) if kp is None else (x, kp)
+
+    t0 = time.perf_counter()
+    with _eval_mode(model):
+        if method == "gradient":
+            a = ca.Saliency(model).attribute(inputs, target=target, abs=False)
+            img_map = a[0].abs().amax(dim=1)[0]                            # (H, W)
+            kp_attr = _times_input(a, kp)
+        elif method == "smoothgrad":
+            rng = float((x.max() - x.min()).detach()) or 1.0
+            nt = ca.NoiseTunnel(ca.Saliency(model))
+            # Noise on the pixels only: keypoints are exact annotations, not a signal
+            # whose local noise the method is meant to average out.
+            a = nt.attribute(inputs, nt_type="smoothgrad", nt_samples=int(o["samples"]),
+                             nt_samples_batch_size=int(o["batch"]),
+                             stdevs=(float(o["noise"]) * rng,) + ((0.0,) if kp is not None else ()),
+                             target=target, abs=False)
+            img_map = a[0].abs().amax(dim=1)[0]
+            kp_attr = _times_input(a, kp)
+        elif method == "integrated_gradients":
+            # Baseline: zeros in normalised space = the ImageNet mean colour, and every
+            # keypoint marked missing (mask 0).
+            a = ca.IntegratedGradients(model).attribute(
+                inputs, baselines=tuple(torch.zeros_like(t) for t in inputs), target=target,
+                n_steps=int(o["steps"]), internal_batch_size=int(o["batch"]))
+            img_map = a[0].abs().sum(dim=1)[0]
+            kp_attr = None if kp is None else a[1][0].sum(dim=-1)
+        elif method == "gradcam":
+            layer = model.backbone.layer4
+            with _HOOK_LOCK:
+                cam = ca.LayerGradCam(model, layer).attribute(
+                    x, target=target, additional_forward_args=None if kp is None else (kp,),
+                    relu_attributions=True)                                # (1, 1, h, w)
+            img_map = F.interpolate(cam.detach().float(), size=(H, W), mode="bilinear",
+                                    align_corners=False)[0, 0]
+            kp_attr = None
+            if kp is not None:
+                g = ca.InputXGradient(model).attribute(inputs, target=target)
+                kp_attr = g[1][0].sum(dim=-1)
+        else:  # occlusion
+            win = int(o["window"]) or max(1, round(min(H, W) / 7))
+            stride = int(o["stride"]) or max(1, win // 2)
+            shapes = ((3, win, win),) + (((1, 3),) if kp is not None else ())
+            strides = ((3, stride, stride),) + (((1, 3),) if kp is not None else ())
+            a = ca.Occlusion(model).attribute(
+                inputs, sliding_window_shapes=shapes, strides=strides,
+                baselines=(0.0,) * len(inputs),   # grey (mean) square; keypoint marked missing
+                target=target, perturbations_per_eval=int(o["batch"]))
+            img_map = a[0].mean(dim=1)[0].clamp(min=0)                     # logit drop
+            kp_attr = None if kp is None else a[1][0, :, 0]
+    seconds = time.perf_counter() - t0
+
+    smooth = method in ("gradcam", "occlusion")
+    m = _to_unit(img_map.detach().float().cpu().numpy(), robust=not smooth)
+    kpa = None if kp_attr is None else kp_attr.detach().float().cpu().numpy().astype(np.float32)
+    return SaliencyResult(map=m, keypoint_attribution=kpa, seconds=seconds, method=method,
+                          target=int(target))
+
+
+def _times_input(grads: tuple[torch.Tensor, ...], kp: torch.Tensor | None) -> torch.Tensor | None:
+    """Keypoint attribution as input x gradient, summed over (x, y, mask): (17,)."""
+    return None if kp is None else (grads[1] * kp)[0].sum(dim=-1)
+
+
+def _to_unit(m: np.ndarray, robust: bool) -> np.ndarray:
+    """Scale a non-negative map to [0, 1] (float32); an all-zero map stays zero."""
+    m = np.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
+    m = np.maximum(m, 0)
+    top = float(np.percentile(m, 99.5)) if robust else float(m.max())
+    if top <= 0:
+        top = float(m.max())
+    if top <= 0:
+        return np.zeros(m.shape, np.float32)
+    return np.clip(m / top, 0, 1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- overlay
+
+# Colour maps as a few anchor colours, interpolated into a 256-entry LUT: no
+# matplotlib needed at import, and the three cover perceptual (viridis, inferno) and
+# the classic saliency look (jet).
+_ANCHORS: dict[str, list[str]] = {
+    "inferno": ["000004", "1f0c48", "550f6d", "88226a", "ba3655", "e35933", "f98c0a", "f9c932", "fcffa4"],
+    "viridis": ["440154", "472c7a", "3b518b", "2c718e", "21908d", "27ad81", "5cc863", "aadc32", "fde725"],
+    "jet": ["000080", "0000ff", "0080ff", "00ffff", "80ff80", "ffff00", "ff8000", "ff0000", "800000"],
+    "gray": ["000000", "ffffff"],
+}
+COLORMAPS: tuple[str, ...] = tuple(_ANCHORS)
+
+
+def colormap_lut(name: str) -> np.ndarray:
+    """(256, 3) uint8 lookup table of a colour map."""
+    if name not in _ANCHORS:
+        raise ValueError(f"unknown colormap {name!r}; choose from {COLORMAPS}")
+    rgb = np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for h in _ANCHORS[name]], float)
+    pos = np.linspace(0, 1, len(rgb))
+    t = np.linspace(0, 1, 256)
+    return np.stack([np.interp(t, pos, rgb[:, c]) for c in range(3)], axis=1).round().astype(np.uint8)
+
+
+def colorize(m: np.ndarray, colormap: str = "inferno") -> np.ndarray:
+    """(H, W) map in [0, 1] -> (H, W, 3) uint8 colours."""
+    idx = (np.clip(np.nan_to_num(m), 0, 1) * 255).round().astype(np.intp)
+    return colormap_lut(colormap)[idx]
+
+
+def overlay(image: np.ndarray, m: np.ndarray, opacity: float = 0.5,
+            colormap: str = "inferno") -> np.ndarray:
+    """Blend a colour-mapped saliency map over an image.
+
+    image: (H, W, 3) uint8; m: (h, w) in [0, 1], resized bilinearly to (H, W) when it
+    differs; opacity in [0, 1] (0 = the image, 1 = the map). Returns (H, W, 3) uint8.
+    """
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    H, W = image.shape[:2]
+    m = np.asarray(m, np.float32)
+    if m.shape != (H, W):
+        m = np.asarray(Image.fromarray(m, mode="F").resize((W, H), Image.BILINEAR))
+    alpha = float(np.clip(opacity, 0.0, 1.0))
+    out = (1 - alpha) * image.astype(np.float32) + alpha * colorize(m, colormap).astype(np.float32)
+    return np.clip(out.round(), 0, 255).astype(np.uint8)
+
+
+def to_png(image: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W, 3) uint8 image (for a download button)."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
