@@ -44,6 +44,7 @@ class DeciWatchConfig:
     dropout: float = 0.1     # transformer dropout (the paper's value)
     recover_kernel: int = 5  # RecoverNet's temporal conv embedding kernel (odd)
     denoise_weight: float = 1.0  # weight of the denoise L1 term (recover term has weight 1)
+    out_init_std: float = 1e-3   # std of both output layers' init: small = starts near input
 
     arch = "deciwatch"
 
@@ -93,6 +94,11 @@ class DeciWatch(nn.Module):
             nn.TransformerDecoderLayer(e, cfg.heads, cfg.ffn_dim, cfg.dropout, batch_first=True),
             cfg.decoder_layers)
         self.recover_out = nn.Linear(e, d)
+        # Both stages predict residuals; small output layers make an untrained model
+        # return (about) the linearly interpolated input, not a random pose.
+        for out in (self.denoise_out, self.recover_out):
+            nn.init.normal_(out.weight, std=cfg.out_init_std)
+            nn.init.zeros_(out.bias)
         # Constants, not weights: rebuilt from the config, never saved.
         self.register_buffer("positions", sine_positions(cfg.frames, e), persistent=False)
         self.register_buffer("interp", interpolation_matrix(cfg.frames, cfg.interval), persistent=False)

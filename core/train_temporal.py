@@ -1,0 +1,473 @@
+"""Training and evaluation of the temporal refinement models (DESIGN.md §6, issue 4).
+
+Plain functions in the torchvision-reference style:
+
+    train_one_epoch(model, loader, optimizer, device, ...) -> {"loss", "pck"}
+    evaluate(model, loader, device, ...)                   -> {"loss", "pck", arrays...}
+    fit(model, train_loader, val_loader, cfg, device, ...) -> FitResult
+
+and the two entry points the CLI calls, ``train_temporal`` and ``train_temporal_grid``,
+which write run folders in the format of DESIGN.md §4 (run.json, history.csv,
+predictions.parquet, pck.csv, weights.safetensors, metrics.json last).
+
+Losses: heatmap models (Conv3D, bi-ConvLSTM) regress the ground-truth Gaussian heatmaps
+with MSE; DeciWatch uses its own two masked L1 terms (``deciwatch_loss``). Every loss is
+masked by ``visible`` (ground truth exists for that frame and keypoint, which is False
+for joints a dataset lacks), so missing joints are never trained towards zero.
+
+PCK during training and for the headline is *pooled*: the fraction of all counted
+(frame, keypoint) pairs, i.e. every visible keypoint weighs the same. The per-keypoint
+table (pck.csv) is ``core.metrics.pck_table``.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.errors import DataError, RunError, TrainingError
+from core.heatmaps import decode_heatmaps
+from core.metrics import PCK_THRESHOLDS, pck, pck_table
+from core.models.temporal import (TRAINABLE_ARCHS, build_temporal, config_from_dict,
+                                  config_to_dict, deciwatch_loss, load_state, make_config)
+
+# The study fine-tunes pre-trained models with lr 1e-4 (DESIGN.md §6). Training from
+# scratch on a small synthetic set with that rate needs many more epochs than the demo
+# can afford, so a run without --init-from defaults to 1e-3 (both overridable with --lr).
+LR_FINETUNE = 1e-4
+LR_SCRATCH = 1e-3
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30               # upper bound; early stopping usually ends sooner
+    batch_size: int = 16           # the study's batch size
+    lr: float = LR_SCRATCH         # Adam learning rate (see LR_FINETUNE / LR_SCRATCH)
+    weight_decay: float = 0.0      # Adam weight decay
+    plateau_factor: float = 0.5    # ReduceLROnPlateau: lr *= factor ...
+    plateau_patience: int = 2      # ... after this many epochs without val-loss gain
+    early_stop_patience: int = 6   # stop after this many epochs without val PCK@0.05 gain
+    grad_clip: float = 1.0         # max grad norm; transformers (DeciWatch) need it early on
+    train_stride: int = 1          # training windows overlap (every start frame); val/test never do
+    amp: bool = True               # bf16 autocast, on CUDA only (CPU bf16 is slower here)
+    num_workers: int = 0           # DataLoader workers (windows are cheap tensor slices)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RunError(None, "--device cuda was asked for but no CUDA device is available")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device, amp: bool):
+    enabled = amp and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in batch.items()}
+
+
+def compute_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, predicted keypoints (B, T, K, 2) in heatmap px) for one batch on its device."""
+    x = batch["heatmaps"]                                         # (B, T, K, H, W)
+    mask = batch["visible"]                                       # (B, T, K) bool
+    size = tuple(x.shape[-2:])
+    if model.output_kind == "coords":
+        denoised, recovered = model.forward_train(x)              # normalised coords
+        loss = deciwatch_loss(model, denoised.float(), recovered.float(), batch["keypoints"],
+                              mask, size)
+        return loss, model.denormalise(recovered.detach().float(), size)
+    out = model(x).float()                                        # (B, T, K, H, W)
+    per_map = (out - batch["target"]).pow(2).mean(dim=(-2, -1))   # (B, T, K)
+    m = mask.float()
+    loss = (per_map * m).sum() / m.sum().clamp(min=1)
+    pred, _ = decode_heatmaps(out)                                # (B, T, K, 2), no grad
+    return loss, pred
+
+
+def _pooled_pck(pred, gt, visible, norm, thresholds=PCK_THRESHOLDS) -> np.ndarray:
+    """PCK over all counted (frame, keypoint) pairs: arrays (..., K, 2) -> (A,)."""
+    k = pred.shape[-2]
+    n_frames = int(np.prod(pred.shape[:-2]))
+    norm = np.broadcast_to(np.asarray(norm, np.float64)[..., None], visible.shape)
+    return pck(pred.reshape(-1, 1, 2), gt.reshape(-1, 1, 2), visible.reshape(-1, 1),
+               norm.reshape(-1, 1), thresholds)[:, 0] if n_frames * k else np.full(len(thresholds), np.nan)
+
+
+def _check_finite(loss: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingError(f"{where}: loss became {loss.item()} (diverged); try a lower --lr")
+
+
+# ----------------------------------------------------------------------------- train / eval
+
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
+                    device: torch.device, *, amp: bool = True, grad_clip: float | None = 1.0,
+                    epoch: int = 0, progress: bool = False) -> dict[str, float]:
+    """One pass over ``loader``; returns mean loss and pooled train PCK@0.05."""
+    from tqdm.auto import tqdm
+    model.train()
+    total, n, hits, counted = 0.0, 0, 0.0, 0
+    for batch in tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not progress):
+        batch = _to(batch, device)
+        with _autocast(device, amp):
+            loss, pred = compute_loss(model, batch)
+        _check_finite(loss, f"epoch {epoch}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        b = batch["heatmaps"].shape[0]
+        total, n = total + loss.item() * b, n + b
+        # PCK@0.05 on the fly, pooled: correct and counted pairs summed over batches
+        vis = batch["visible"]
+        ok = (pred - batch["keypoints"]).norm(dim=-1) <= 0.05 * batch["norm"][..., None]
+        ok = ok & vis & (batch["norm"][..., None] > 0)
+        hits += ok.sum().item()
+        counted += (vis & (batch["norm"][..., None] > 0)).sum().item()
+    return {"loss": total / max(n, 1), "pck": hits / counted if counted else math.nan}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device, *, amp: bool = True,
+             progress: bool = False, desc: str = "eval") -> dict[str, Any]:
+    """Loss and PCK over ``loader``, plus the arrays predictions.parquet is made of.
+
+    Returned arrays (W = windows, T frames, K keypoints): pred, gt, input (W, T, K, 2),
+    visible (W, T, K), norm (W, T), video, start (W,).
+    """
+    from tqdm.auto import tqdm
+    model.eval()
+    total, n = 0.0, 0
+    keep: dict[str, list] = {k: [] for k in ("pred", "gt", "input", "visible", "norm", "video", "start")}
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        batch = _to(batch, device)
+        with _autocast(device, amp):
+            loss, pred = compute_loss(model, batch)
+        b = batch["heatmaps"].shape[0]
+        total, n = total + loss.float().item() * b, n + b
+        keep["pred"].append(pred.float().cpu())
+        keep["gt"].append(batch["keypoints"].float().cpu())
+        keep["input"].append(batch["input_keypoints"].float().cpu())
+        keep["visible"].append(batch["visible"].cpu())
+        keep["norm"].append(batch["norm"].float().cpu())
+        keep["video"].append(torch.as_tensor(batch["video"]).cpu())
+        keep["start"].append(torch.as_tensor(batch["start"]).cpu())
+    if n == 0:
+        raise DataError(None, f"{desc}: no windows to evaluate")
+    out = {k: torch.cat(v).numpy() for k, v in keep.items()}
+    out["loss"] = total / n
+    out["pck_all"] = _pooled_pck(out["pred"], out["gt"], out["visible"], out["norm"])
+    out["identity_pck_all"] = _pooled_pck(out["input"], out["gt"], out["visible"], out["norm"])
+    out["pck"] = float(out["pck_all"][0])
+    return out
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
+    best_epoch: int = 0
+    best_val_pck: float = -math.inf
+    best_state: dict[str, torch.Tensor] | None = None              # CPU copy of the best weights
+    stopped_early: bool = False
+
+
+def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, device: torch.device, *,
+        progress: bool = True, on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
+    """Adam + ReduceLROnPlateau(val loss) + early stopping; best epoch by val PCK@0.05.
+
+    ``on_epoch(epoch, row)`` is called after every epoch (history.csv, progress lines).
+    """
+    from tqdm.auto import tqdm
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    result = FitResult()
+    since_best = 0
+    for epoch in tqdm(range(1, cfg.epochs + 1), desc="epochs", disable=not progress):
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        tr = train_one_epoch(model, train_loader, optimizer, device, amp=cfg.amp,
+                             grad_clip=cfg.grad_clip, epoch=epoch, progress=progress)
+        va = evaluate(model, val_loader, device, amp=cfg.amp, desc=f"epoch {epoch} val")
+        _check_finite(torch.tensor(va["loss"]), f"epoch {epoch} validation")
+        scheduler.step(va["loss"])
+        row = {"epoch": epoch, "train_loss": tr["loss"], "train_pck": tr["pck"],
+               "val_loss": va["loss"], "val_pck": va["pck"], "lr": lr,
+               "seconds": time.perf_counter() - t0}
+        result.history.append(row)
+        # ">" keeps the earliest of equal epochs; NaN PCK (no visible val joint) never wins
+        if va["pck"] > result.best_val_pck or result.best_state is None:
+            result.best_epoch, result.best_val_pck = epoch, va["pck"]
+            result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            since_best = 0
+        else:
+            since_best += 1
+        if on_epoch:
+            on_epoch(epoch, row)
+        if since_best >= cfg.early_stop_patience:
+            result.stopped_early = True
+            break
+    return result
+
+
+# ----------------------------------------------------------------------------- run folders
+
+def _loaders(index, cfg: TrainConfig, k: int, seed: int):
+    from torch.utils.data import DataLoader
+    from core.data.sequences import WindowDataset
+    datasets = {
+        "train": WindowDataset(index.splits["train"], k=k, stride=cfg.train_stride),
+        "val": WindowDataset(index.splits["val"], k=k, stride=k),
+        "test": WindowDataset(index.splits["test"], k=k, stride=k),
+    }
+    for split, ds in datasets.items():
+        if len(ds) == 0:
+            raise DataError(index.root, f"the {split} split has no window of {k} frames "
+                                        f"({len(index.splits[split])} videos); add longer or more videos")
+    g = torch.Generator().manual_seed(seed)
+    return {
+        split: DataLoader(ds, batch_size=cfg.batch_size, shuffle=(split == "train"),
+                          generator=g if split == "train" else None, num_workers=cfg.num_workers,
+                          drop_last=False)
+        for split, ds in datasets.items()
+    }, datasets
+
+
+def predictions_frame(ev: dict[str, Any], video_names: list[str], keypoint_names):
+    """predictions.parquet rows (contract): one per test frame x keypoint, heatmap px."""
+    import pandas as pd
+    w, t, k, _ = ev["pred"].shape
+    frame = (ev["start"][:, None] + np.arange(t)[None]).reshape(-1)          # (W*T,)
+    video = np.asarray(video_names, dtype=object)[ev["video"]]                # (W,)
+    rep = lambda a: np.repeat(a, k)                                          # noqa: E731
+    vis = ev["visible"].reshape(-1).astype(bool)
+    err = np.linalg.norm(ev["pred"] - ev["gt"], axis=-1).reshape(-1)
+    ierr = np.linalg.norm(ev["input"] - ev["gt"], axis=-1).reshape(-1)
+    df = pd.DataFrame({
+        "video": rep(np.repeat(video, t)).astype(str),
+        "frame": rep(frame).astype(np.int64),
+        "keypoint": np.tile(np.arange(k), w * t).astype(np.int64),
+        "keypoint_name": np.tile(np.asarray(keypoint_names, dtype=object), w * t).astype(str),
+        "gt_x": ev["gt"][..., 0].reshape(-1), "gt_y": ev["gt"][..., 1].reshape(-1),
+        "visible": vis,
+        "input_x": ev["input"][..., 0].reshape(-1), "input_y": ev["input"][..., 1].reshape(-1),
+        "pred_x": ev["pred"][..., 0].reshape(-1), "pred_y": ev["pred"][..., 1].reshape(-1),
+        "norm": rep(ev["norm"].reshape(-1)),
+        "error_px": np.where(vis, err, np.nan),
+        "input_error_px": np.where(vis, ierr, np.nan),
+    })
+    return df.sort_values(["video", "frame", "keypoint"], kind="stable").reset_index(drop=True)
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """(W, T, ...) -> (W*T, ...): every test frame is one PCK sample."""
+    return a.reshape((-1,) + a.shape[2:])
+
+
+def _data_info(index, datasets) -> dict[str, Any]:
+    return {
+        "root": str(Path(index.root).resolve()),
+        "sources": [str(s) for s in getattr(index, "sources", [])],
+        "fingerprint": getattr(index, "fingerprint", None),
+        "keypoints": list(index.keypoints),
+        "num_train": len(datasets["train"]), "num_val": len(datasets["val"]),
+        "num_test": len(datasets["test"]),
+        "videos": {s: len(v) for s, v in index.splits.items()},
+        "skipped": dict(getattr(index, "skipped", {}) or {}),
+    }
+
+
+def _resolve_init(init_from: Path, arch: str) -> tuple[Any, Path]:
+    """The finished temporal run to fine-tune from; RunError when it does not fit ``arch``."""
+    from core.runs import load_run
+    run = load_run(init_from, require_finished=True)
+    if run.kind != "temporal":
+        raise RunError(run.path, f"is a {run.kind} run, not a temporal one")
+    if run.name != arch:
+        raise RunError(run.path, f"was trained as {run.name!r}; cannot initialise a {arch!r} model")
+    return run, run.path
+
+
+def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, device: str = "auto",
+                   seed: int = 0, batch_size: int | None = None, lr: float | None = None,
+                   init_from=None, progress: bool = True, index=None,
+                   model_overrides: dict[str, Any] | None = None,
+                   train_overrides: dict[str, Any] | None = None,
+                   on_epoch: Callable[[int, dict], None] | None = None) -> Path:
+    """Train (or, for ``identity``, only evaluate) one model; returns its run folder.
+
+    ``index`` lets the grid load the data once; ``model_overrides`` / ``train_overrides``
+    change config fields (the demo uses them for small, fast models).
+    """
+    from core.data.sequences import load_sequences
+    from core.runs import (HISTORY_CSV, PCK_CSV, PREDICTIONS, WEIGHTS, create_run_dir, now_iso,
+                           save_weights, write_metrics, write_run_info, write_table)
+    import pandas as pd
+
+    t_start = time.perf_counter()
+    phases: dict[str, float] = {}
+    dev = resolve_device(device)
+    seed_everything(seed)
+    if index is None:
+        index = load_sequences(data, seed=seed)
+    phases["load_data"] = time.perf_counter() - t_start
+
+    init_run = None
+    if init_from is not None and arch != "identity":
+        init_run, _ = _resolve_init(Path(init_from), arch)
+        model_cfg = config_from_dict(init_run.info["config"]["model"])
+    else:
+        model_cfg = make_config(arch, **(model_overrides or {}))
+    n_kp = len(index.keypoints)
+    if model_cfg.keypoints != n_kp:
+        raise DataError(index.root, f"has {n_kp} keypoints; the {arch} model expects {model_cfg.keypoints}")
+    default_lr = LR_FINETUNE if init_run is not None else LR_SCRATCH
+    train_cfg = TrainConfig(**(train_overrides or {}))
+    train_cfg.lr = lr if lr is not None else (train_overrides or {}).get("lr", default_lr)
+    if epochs is not None:
+        train_cfg.epochs = epochs
+    if batch_size is not None:
+        train_cfg.batch_size = batch_size
+    k = model_cfg.frames
+    loaders, datasets = _loaders(index, train_cfg, k, seed)
+
+    model = build_temporal(model_cfg)
+    if init_run is not None:
+        from core.runs import load_weights
+        load_state(model, load_weights(init_run.path / WEIGHTS), init_run.path / WEIGHTS)
+    model.to(dev)
+
+    run_dir = create_run_dir(runs_dir, arch)
+    info = {
+        "kind": "temporal", "name": arch,
+        "config": {"model": config_to_dict(model_cfg), "train": asdict(train_cfg)},
+        "data": _data_info(index, datasets),
+        "init_from": str(init_run.path) if init_run is not None else None,
+        "seed": seed, "device": str(dev), "started_at": now_iso(),
+    }
+    write_run_info(run_dir, info)
+
+    history_rows: list[dict] = []
+
+    def _epoch_done(epoch: int, row: dict) -> None:
+        history_rows.append(row)
+        write_table(run_dir / HISTORY_CSV, pd.DataFrame(history_rows))
+        if on_epoch:
+            on_epoch(epoch, row)
+
+    t0 = time.perf_counter()
+    trainable = any(p.requires_grad for p in model.parameters())
+    if trainable and train_cfg.epochs > 0:
+        result = fit(model, loaders["train"], loaders["val"], train_cfg, dev, progress=progress,
+                     on_epoch=_epoch_done)
+        model.load_state_dict(result.best_state)
+        best_epoch, stopped_early = result.best_epoch, result.stopped_early
+        phases["train"] = time.perf_counter() - t0
+    else:
+        # identity (or 0 epochs): evaluated only; history holds one epoch-0 row.
+        va = evaluate(model, loaders["val"], dev, amp=train_cfg.amp, desc="val")
+        _epoch_done(0, {"epoch": 0, "train_loss": math.nan, "train_pck": math.nan,
+                        "val_loss": va["loss"], "val_pck": va["pck"], "lr": math.nan,
+                        "seconds": time.perf_counter() - t0})
+        best_epoch, stopped_early = 0, False
+        phases["evaluate_val"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    val = evaluate(model, loaders["val"], dev, amp=train_cfg.amp, desc="val")
+    test = evaluate(model, loaders["test"], dev, amp=train_cfg.amp, progress=progress, desc="test")
+    phases["evaluate"] = time.perf_counter() - t0
+
+    names = list(index.keypoints)
+    video_names = [v.id for v in index.splits["test"]]
+    write_table(run_dir / PREDICTIONS, predictions_frame(test, video_names, names))
+    table = pck_table(_flat(test["pred"]), _flat(test["gt"]), _flat(test["visible"]),
+                      _flat(test["norm"]), identity_pred=_flat(test["input"]), names=names)
+    write_table(run_dir / PCK_CSV, table)
+    save_weights(run_dir / WEIGHTS, model.state_dict(), metadata={"arch": arch})
+
+    info.update(ended_at=now_iso(), phase_seconds={**phases, "total": time.perf_counter() - t_start})
+    write_run_info(run_dir, info)
+    metrics: dict[str, Any] = {"headline": "test_pck@0.05"}
+    for i, a in enumerate(PCK_THRESHOLDS):
+        metrics[f"test_pck@{a:g}"] = float(test["pck_all"][i])
+    for i, a in enumerate(PCK_THRESHOLDS):
+        metrics[f"identity_pck@{a:g}"] = float(test["identity_pck_all"][i])
+    metrics.update({
+        "val_pck@0.05": val["pck"], "val_loss": val["loss"], "test_loss": test["loss"],
+        "best_epoch": best_epoch, "epochs_run": len(history_rows) if trainable else 0,
+        "stopped_early": stopped_early, "num_test_windows": int(test["pred"].shape[0]),
+        "num_test_frames": int(test["pred"].shape[0] * test["pred"].shape[1]),
+    })
+    write_metrics(run_dir, metrics)
+    return run_dir
+
+
+def _grid_init(init_from, arch: str):
+    """Grid --init-from: a run folder (used for its own arch) or a folder of runs (the
+    newest finished temporal run of each arch). None when nothing fits ``arch``."""
+    from core.runs import RUN_JSON, list_runs, load_run
+    if init_from is None or arch == "identity":
+        return None
+    init_from = Path(init_from)
+    if (init_from / RUN_JSON).exists():
+        run = load_run(init_from, require_finished=True)
+        return run.path if run.name == arch else None
+    for run in list_runs(init_from, kind="temporal"):
+        if run.finished and run.name == arch:
+            return run.path
+    raise RunError(init_from, f"holds no finished {arch!r} run to fine-tune from")
+
+
+def train_temporal_grid(*, data, archs: list[str] | None = None, runs_dir, epochs: int | None = None,
+                        device: str = "auto", seed: int = 0, batch_size: int | None = None,
+                        lr: float | None = None, init_from=None, progress: bool = True,
+                        model_overrides: dict[str, dict] | None = None,
+                        train_overrides: dict[str, Any] | None = None,
+                        on_run: Callable[[int, int, str], None] | None = None,
+                        on_epoch: Callable[[str, int, dict], None] | None = None) -> list[Path]:
+    """The four trainable models (or ``archs``) plus the identity baseline, data loaded once.
+
+    ``model_overrides`` maps arch -> config overrides. ``on_run(i, n, arch)`` is called
+    before each run and ``on_epoch(arch, epoch, row)`` after each epoch (demo progress).
+    """
+    from core.data.sequences import load_sequences
+    archs = list(archs) if archs else list(TRAINABLE_ARCHS)
+    for a in archs:
+        if a not in TRAINABLE_ARCHS and a != "identity":
+            raise DataError(None, f"unknown temporal arch {a!r}; choose from "
+                                  f"{', '.join(TRAINABLE_ARCHS)}, identity")
+    if "identity" not in archs:
+        archs.append("identity")
+    index = load_sequences(data, seed=seed)
+    paths = []
+    for i, arch in enumerate(archs):
+        if on_run:
+            on_run(i, len(archs), arch)
+        paths.append(train_temporal(
+            data=data, arch=arch, runs_dir=runs_dir, epochs=epochs, device=device, seed=seed,
+            batch_size=batch_size, lr=lr, init_from=_grid_init(init_from, arch), progress=progress,
+            index=index, model_overrides=(model_overrides or {}).get(arch),
+            train_overrides=train_overrides,
+            on_epoch=(lambda e, row, a=arch: on_epoch(a, e, row)) if on_epoch else None))
+    return paths
