@@ -56,9 +56,10 @@ IMAGENET_MEAN_RGB8: tuple[int, int, int] = tuple(round(255 * m) for m in IMAGENE
 DEFAULT_MAX_PIXELS = 40_000_000
 
 # Formats we decode. Restricting PIL's plugins keeps exotic, rarely-audited decoders
-# (e.g. PSD, EPS via Ghostscript) away from uploaded bytes. MPO is how PIL opens many
-# phone JPEGs (multi-picture JPEG); TIFF/BMP/GIF cover lab exports.
-FORMATS: tuple[str, ...] = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF", "GIF")
+# (e.g. PSD, EPS via Ghostscript) away from uploaded bytes. "JPEG" also opens the
+# multi-picture JPEGs many phones write (PIL calls them MPO); TIFF/BMP/GIF cover lab
+# exports.
+FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 
 # Everything PIL may raise while parsing or decoding a damaged file.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
@@ -92,8 +93,8 @@ def open_image(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXE
     try:
         im = Image.open(fp, formats=FORMATS)
     except UnidentifiedImageError:
-        raise DataError(label, "not an image (or a format other than "
-                               f"{', '.join(f for f in FORMATS if f != 'MPO')})") from None
+        raise DataError(label, f"not an image (or a format other than {', '.join(FORMATS)})"
+                        ) from None
     except Image.DecompressionBombError as e:
         raise DataError(label, f"refused: too many pixels ({e})") from None
     except _DECODE_ERRORS as e:
