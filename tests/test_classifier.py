@@ -1,0 +1,179 @@
+"""core.models.classifier and core.backbones: presets, freezing, forward/backward,
+backbone weight sources and their errors. CPU, 64 px images, batch 2."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from core import backbones
+from core.errors import DataError, RunError
+from core.models.classifier import (PAPER_PRESETS, PRESETS, ClassifierConfig, build_classifier,
+                                    get_preset, load_trained_weights)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("POSELAB_OFFLINE", "1")   # never try to download ImageNet weights
+
+
+def _batch(n=2, size=64):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(n, 3, size, size, generator=g)
+    keypoints = torch.rand(n, 17, 3, generator=g)
+    return images, keypoints
+
+
+def test_paper_presets_match_design_table():
+    assert PAPER_PRESETS == ("baseline", "model1", "model2", "model3", "model4", "model5", "model6")
+    table = {  # preset: (train_fc, use_keypoints, hidden, trained)
+        "baseline": (False, False, (), False), "model1": (False, False, (), True),
+        "model2": (True, False, (), True), "model3": (False, True, (), True),
+        "model4": (True, True, (), True), "model5": (True, True, (512,), True),
+        "model6": (True, True, (512, 256), True),
+    }
+    for name, (fc, kp, hidden, trained) in table.items():
+        c = PRESETS[name]
+        assert (c.train_fc, c.use_keypoints, c.hidden, c.trained, c.unfreeze) == (fc, kp, hidden, trained, "none")
+        assert c.feature_cacheable
+    assert PRESETS["model4-layer4"].unfreeze == "layer4" and not PRESETS["model4-layer4"].feature_cacheable
+    assert PRESETS["model6-full"].unfreeze == "all"
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_forward_backward_grads_only_where_trainable(name):
+    cfg = get_preset(name, num_classes=5)
+    model = build_classifier(cfg).train()
+    images, kp = _batch()
+    logits = model(images, kp if cfg.use_keypoints else None)
+    assert logits.shape == (2, 5)
+    logits.logsumexp(1).sum().backward()
+    prefixes = model.trainable_prefixes()
+    for pname, p in model.named_parameters():
+        if pname.startswith(prefixes):
+            assert p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0, pname
+        else:
+            assert not p.requires_grad and p.grad is None, pname
+    # the head's input width: 1000 fc outputs (+ 51 keypoint values)
+    assert model.head[0].in_features == 1000 + (51 if cfg.use_keypoints else 0)
+    assert len(model.head) == 1 + 3 * len(cfg.hidden)
+
+
+def test_frozen_batchnorm_stays_in_eval_mode_and_features_equal_forward():
+    model = build_classifier(get_preset("model4", 3)).train()
+    assert not model.backbone.bn1.training and not model.backbone.layer4[0].bn1.training
+    assert model.head.training
+    before = model.backbone.bn1.running_mean.clone()
+    images, kp = _batch()
+    out = model(images, kp)
+    torch.testing.assert_close(model.backbone.bn1.running_mean, before)   # no state written
+    torch.testing.assert_close(out, model.forward_head(model.forward_features(images), kp))
+    # an unfrozen layer4 trains its BatchNorm (batch statistics), the stem stays frozen
+    m4 = build_classifier(get_preset("model4-layer4", 3)).train()
+    assert m4.backbone.layer4[0].bn1.training and not m4.backbone.layer3[0].bn1.training
+
+
+def test_keypoint_preset_without_keypoints_is_a_clear_error():
+    model = build_classifier(get_preset("model3", 3)).eval()
+    with pytest.raises(ValueError, match="keypoints"):
+        model(_batch()[0])
+
+
+def test_config_round_trip_and_trainable_state():
+    cfg = get_preset("model6-layer4", 7)
+    assert ClassifierConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError):
+        ClassifierConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    m = build_classifier(cfg)
+    keys = m.trainable_state_dict()
+    assert any(k.startswith("backbone.layer4.") and k.endswith("running_mean") for k in keys)
+    assert not any(k.startswith("backbone.layer3.") for k in keys)
+    assert "fc.weight" in keys and "head.0.weight" in keys
+    assert set(build_classifier(get_preset("model1", 7)).trainable_state_dict()) == {"head.0.weight", "head.0.bias"}
+
+
+def test_load_trained_weights_mismatch_is_run_error(tmp_path):
+    m5 = build_classifier(get_preset("model5", 4))
+    m4 = build_classifier(get_preset("model4", 4))
+    with pytest.raises(RunError, match="do not match the preset"):
+        load_trained_weights(m4, m5.trainable_state_dict(), tmp_path / "weights.safetensors")
+    other_classes = build_classifier(get_preset("model4", 6)).trainable_state_dict()
+    with pytest.raises(RunError, match="shape"):
+        load_trained_weights(m4, other_classes, tmp_path / "weights.safetensors")
+
+
+# ----------------------------------------------------------------------------- backbones
+
+def test_random_backbone_is_seeded_warned_and_stored_content_addressed(tmp_path, capsys):
+    state, info = backbones.resolve_backbone(None, runs_dir=tmp_path, seed=3)
+    err = capsys.readouterr().err
+    assert err.startswith("WARNING:") and err.count("\n") == 1 and "random" in err
+    assert info["source"] == "random" and info["warning"]
+    stored = tmp_path / info["stored"]
+    assert stored.parent.name == "_backbones" and stored.name == f"{info['sha256']}.safetensors"
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == info["sha256"]
+    # reloaded from the stored file, not from torch's RNG
+    again = backbones.load_backbone(info, runs_dir=tmp_path, where=tmp_path / "run.json")
+    torch.testing.assert_close(again["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"])
+    _, info2 = backbones.resolve_backbone("random", runs_dir=tmp_path, seed=3)
+    assert info2["sha256"] == info["sha256"]
+    _, info3 = backbones.resolve_backbone("random", runs_dir=tmp_path, seed=4)
+    assert info3["sha256"] != info["sha256"]
+    stored.unlink()
+    with pytest.raises(RunError, match="missing"):
+        backbones.load_backbone(info, runs_dir=tmp_path, where=tmp_path / "run.json")
+
+
+def test_imagenet_requested_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    with pytest.raises(DataError, match="ImageNet"):
+        backbones.resolve_backbone("imagenet", runs_dir=tmp_path)
+
+
+def test_weights_file_sources_and_errors(tmp_path):
+    from safetensors.torch import save_file
+    state, _ = backbones.resolve_backbone("random", runs_dir=tmp_path, seed=5)
+    good = tmp_path / "good.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(good))
+    got, info = backbones.resolve_backbone(good, runs_dir=tmp_path)
+    assert info["source"] == "file" and info["stored"] is None and info["warning"] is None
+    model = build_classifier(get_preset("model1", 3), got)
+    torch.testing.assert_close(model.fc.weight, state["fc.weight"])
+
+    pt = tmp_path / "good.pt"            # torch state dict, wrapped as many checkpoints are
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, pt)
+    got_pt, info_pt = backbones.resolve_backbone(pt, runs_dir=tmp_path)
+    torch.testing.assert_close(got_pt["conv1.weight"], state["conv1.weight"])
+
+    no_fc = tmp_path / "nofc.safetensors"  # backbone-only: fc completed and stored
+    save_file({k: v.contiguous() for k, v in state.items() if not k.startswith("fc.")}, str(no_fc))
+    _, info_nofc = backbones.resolve_backbone(no_fc, runs_dir=tmp_path, seed=5)
+    assert info_nofc["stored"] and (tmp_path / info_nofc["stored"]).is_file() and info_nofc["warning"]
+
+    wrong = tmp_path / "resnet18ish.safetensors"
+    save_file({**{k: v.contiguous() for k, v in state.items()}, "conv1.weight": torch.zeros(32, 3, 7, 7)},
+              str(wrong))
+    with pytest.raises(DataError, match=r"resnet18ish\.safetensors.*conv1\.weight has shape"):
+        backbones.resolve_backbone(wrong, runs_dir=tmp_path)
+
+    partial = tmp_path / "partial.safetensors"
+    save_file({"conv1.weight": state["conv1.weight"].contiguous()}, str(partial))
+    with pytest.raises(DataError, match="not a torchvision ResNet-50 state dict"):
+        backbones.resolve_backbone(partial, runs_dir=tmp_path)
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file")
+    with pytest.raises(DataError, match="garbage.pt"):
+        backbones.resolve_backbone(garbage, runs_dir=tmp_path)
+
+    class Evil:  # a pickled object must be refused, never executed
+        def __reduce__(self):
+            return (print, ("pwned",))
+    evil = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, evil)
+    with pytest.raises(DataError, match="evil.pt"):
+        backbones.resolve_backbone(evil, runs_dir=tmp_path)
+
+    with pytest.raises(DataError, match="does not exist"):
+        backbones.resolve_backbone(tmp_path / "nope.safetensors", runs_dir=tmp_path)
