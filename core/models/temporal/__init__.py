@@ -95,6 +95,6 @@ def load_state(model: nn.Module, state: dict, source) -> None:
         raise RunError(source, f"weights do not fit this {model.cfg.arch} model ({first})") from None
 
 
-__all__ = ["ARCHS", "TRAINABLE_ARCHS", "TemporalConfig", "Conv3DConfig", "DeciWatchConfig",
+__all__ = ["Identity", "ARCHS", "TRAINABLE_ARCHS", "TemporalConfig", "Conv3DConfig", "DeciWatchConfig",
            "ConvLSTMConfig", "IdentityConfig", "make_config", "config_to_dict", "config_from_dict",
            "build_temporal", "rebuild_from_run", "load_state", "deciwatch_loss"]
