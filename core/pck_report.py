@@ -345,22 +345,75 @@ def frame_points(rows: pd.DataFrame, frame: int) -> pd.DataFrame:
     return f[[c for c in cols if c in f.columns]].reset_index(drop=True)
 
 
-def resolve_video_file(data_root: str | Path, video: str) -> Path:
-    """Path of a test video's ``.npz`` inside the run's data root, refusing anything
-    that would leave it (video ids come from a file on disk, so treat them as input).
+def resolve_video_file(data_root: str | Path, video: str) -> tuple[Path, slice | None]:
+    """The ``.npz`` holding a test video's heatmaps, inside the run's data root, and
+    the frame slice of it the run's video covers (None = all frames).
 
-    Looks for ``<root>/**/<video>.npz``. Raises DataError when missing or outside.
+    Video ids come from a file on disk, so they are treated as input: the file must
+    resolve inside the root. Lookup order: the dataset's index.json (id -> file);
+    ``<root>/<video>.npz`` (a folder of .npz, id = relative path); a single-video
+    dataset split in time, whose ids read ``name[a:b]``. Raises DataError otherwise.
     """
-    root = Path(data_root).resolve()
+    import json
+    import re
+
+    root = Path(data_root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(root, "the run's data folder does not exist (moved or deleted?)")
-    name = f"{video}.npz"
-    if Path(name).name != name or video in ("", ".", ".."):
-        raise DataError(root, f"video id {video!r} is not a plain file name")
-    direct = root / name
-    hits = [direct] if direct.is_file() else sorted(root.rglob(name))
-    for hit in hits:
-        real = hit.resolve()
-        if real.is_relative_to(root) and real.is_file():
-            return real
-    raise DataError(root, f"no {name} inside the data folder")
+    base, sl = str(video), None
+    m = re.fullmatch(r"(.+)\[(\d+):(\d+)\]", base)
+    if m:
+        base, sl = m.group(1), slice(int(m.group(2)), int(m.group(3)))
+    candidates: list[tuple[Path, slice | None]] = []     # (file, frames of it)
+    index = root / "index.json"
+    if index.is_file():
+        try:
+            entries = json.loads(index.read_text()).get("videos", [])
+        except (OSError, ValueError, AttributeError) as e:
+            raise DataError(index, f"cannot be read ({e})") from None
+        for e in entries if isinstance(entries, list) else []:
+            if not isinstance(e, dict):
+                continue
+            vid = str(e.get("id", Path(str(e.get("file", ""))).stem))
+            if vid == str(video):
+                candidates.append((root / str(e.get("file", "")), None))
+            elif sl is not None and vid == base:
+                candidates.append((root / str(e.get("file", "")), sl))
+    candidates += [(root / f"{video}.npz", None), (root / f"{base}.npz", sl)]
+    for c, part in candidates:
+        real = c.resolve()
+        if not real.is_relative_to(root):
+            raise DataError(root, f"video {video!r} points outside the data folder")
+        if real.is_file() and real.suffix == ".npz":
+            return real, part
+    raise DataError(root, f"no heatmaps for video {video!r} in the data folder "
+                          "(only .npz datasets can be shown)")
+
+
+def load_run_video(data_root: str | Path, video: str):
+    """The test video's heatmaps and boxes, as ``core.data.sequences.Video`` cut to
+    the frames the run's predictions number from 0."""
+    from core.data.sequences import load_video
+
+    path, sl = resolve_video_file(data_root, video)
+    v = load_video(path, min_frames=1)
+    if sl is not None:
+        v.heatmaps, v.boxes = v.heatmaps[sl], v.boxes[sl]
+        if v.keypoints is not None:
+            v.keypoints = v.keypoints[sl]
+    return v
+
+
+def frame_heatmap(video, frame: int) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: the estimator's heatmaps of one frame, preprocessed as
+    the models see them (negatives to 0, each map summed to 255), max over keypoints,
+    scaled by the frame's peak for display."""
+    import torch
+
+    from core.heatmaps import normalize_heatmaps
+    if not 0 <= frame < video.heatmaps.shape[0]:
+        raise DataError(video.path, f"frame {frame} outside 0..{video.heatmaps.shape[0] - 1}")
+    hm = normalize_heatmaps(torch.from_numpy(np.asarray(video.heatmaps[frame], np.float32)))  # (K, H, W)
+    m = hm.amax(dim=0).numpy()
+    top = float(m.max())
+    return (m / top if top > 0 else m).astype(np.float32)

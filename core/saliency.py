@@ -258,3 +258,116 @@ def to_png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ inputs
+# What the saliency page feeds the model: a run's test sample, exactly as the run saw it
+# (same crop, margin and size as PoseDataset), or an uploaded picture.
+
+@dataclass(frozen=True)
+class SaliencyInput:
+    image: torch.Tensor                 # (3, S, S) ImageNet-normalised, what the model sees
+    keypoints: torch.Tensor | None      # (17, 3) [x/W, y/H, mask] or None (no keypoints)
+    display: np.ndarray                 # (S, S, 3) uint8: the same pixels, for the overlay
+    label: int | None                   # true class when known (test samples)
+    name: str                           # for captions and file names
+
+
+def run_image_settings(run_info: dict) -> tuple[int, float]:
+    """(image_size, margin) a classifier run was trained with (config.train), with the
+    paper's defaults for runs that do not record them."""
+    train = ((run_info.get("config") or {}).get("train") or {})
+    return int(train.get("image_size", 224)), float(train.get("margin", 0.15))
+
+
+def run_uses_keypoints(run_info: dict) -> bool:
+    return bool(((run_info.get("config") or {}).get("model") or {}).get("use_keypoints", False))
+
+
+def sample_input(run_info: dict, row, *, use_keypoints: bool) -> SaliencyInput:
+    """A test sample of a classifier run (one predictions.parquet row) as model input.
+
+    The image path is resolved inside the run's data root (a path that leaves it is a
+    DataError), decoded with ``open_image`` and cropped like ``PoseDataset`` does.
+    """
+    from core.data.images import image_to_tensor, open_image, tensor_to_image
+    from core.data.infiniteform import Sample, load_crop, model_keypoints
+    from core.errors import DataError
+    from core.report import resolve_inside
+
+    size, margin = run_image_settings(run_info)
+    root = (run_info.get("data") or {}).get("root")
+    if not root:
+        raise DataError(None, "run.json has no data.root: cannot find the test images")
+    path = resolve_inside(root, str(row["image_path"]))
+    scene = open_image(path)
+    kp = np.asarray(row["keypoints"], np.float32).reshape(17, 3)
+    bbox = tuple(float(v) for v in row["bbox"])
+    if len(bbox) != 4:
+        raise DataError(path, f"bbox of sample {row['sample_id']} is not 4 numbers")
+    sample = Sample(sample_id=str(row["sample_id"]), image_path=path, rel_path=str(row["image_path"]),
+                    image_id=row.get("image_id", ""), scene_id=str(row.get("image_id", "")),
+                    person_index=int(row.get("person_index", 0)), label=int(row.get("label", -1)),
+                    label_name=str(row.get("label_name", "")), bbox=bbox, keypoints=kp,
+                    image_size=scene.size, pose_variation=None, exercise_category=None,
+                    camera_rotation_deg=None)
+    image = image_to_tensor(load_crop(sample, margin, image=scene), size)
+    kpt = torch.from_numpy(model_keypoints(sample, margin)) if use_keypoints else None
+    return SaliencyInput(image=image, keypoints=kpt, display=tensor_to_image(image),
+                         label=int(row["label"]) if "label" in row else None,
+                         name=str(row["sample_id"]))
+
+
+KEYPOINTS_JSON_EXAMPLE = (
+    "[[0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0],\n"
+    " [120, 80, 2], [160, 82, 2], [110, 120, 2], [170, 121, 2], [105, 160, 2], [175, 158, 1],\n"
+    " [125, 170, 2], [155, 171, 2], [122, 230, 2], [158, 231, 2], [120, 290, 2], [160, 292, 2]]")
+
+
+def parse_keypoints_json(text: str, width: int, height: int, name: str = "keypoints JSON") -> np.ndarray:
+    """17 COCO keypoints [x, y, v] in the image's pixels (JSON list of 17 triples, or an
+    object {"keypoints": [...]} with 17 triples or 51 numbers) -> the model's (17, 3)
+    [x/W, y/H, mask]; mask = v > 0, and x = y = 0 where v = 0, as in training."""
+    import json
+
+    from core.errors import DataError
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(name, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if isinstance(obj, dict):
+        obj = obj.get("keypoints")
+    try:
+        kp = np.asarray(obj, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(name, "expected 17 [x, y, v] triples of numbers") from None
+    if kp.shape == (51,):
+        kp = kp.reshape(17, 3)
+    if kp.shape != (17, 3) or not np.isfinite(kp).all():
+        raise DataError(name, f"expected 17 [x, y, v] triples of finite numbers, got shape {kp.shape}")
+    if ((kp[:, 2] < 0) | (kp[:, 2] > 2)).any():
+        raise DataError(name, "visibility v must be 0 (absent), 1 (occluded) or 2 (visible)")
+    present = kp[:, 2] > 0
+    out = np.zeros((17, 3), np.float32)
+    out[:, 0] = np.where(present, kp[:, 0] / width, 0.0)
+    out[:, 1] = np.where(present, kp[:, 1] / height, 0.0)
+    out[:, 2] = present
+    return out
+
+
+def upload_input(data: bytes, *, name: str, image_size: int, keypoints_json: str | None = None,
+                 max_pixels: int | None = None) -> SaliencyInput:
+    """An uploaded (or camera) picture as model input: decoded by ``open_image``
+    (grayscale, RGBA, CMYK, 16-bit, EXIF rotation handled; corrupt, non-image or
+    decompression-bomb files raise DataError), stretched to image_size x image_size
+    like ``image_to_tensor`` (keypoints as fractions of the image stay right).
+    ``keypoints_json``: 17 [x, y, v] in the upright upload's pixels (see
+    ``parse_keypoints_json``), or None for no keypoints."""
+    from core.data.images import image_to_tensor, open_image, tensor_to_image
+    kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+    img = open_image(data, name=name, **kw)
+    kpt = None
+    if keypoints_json is not None:
+        kpt = torch.from_numpy(parse_keypoints_json(keypoints_json, *img.size))
+    image = image_to_tensor(img, image_size)
+    return SaliencyInput(image=image, keypoints=kpt, display=tensor_to_image(image), label=None, name=name)

@@ -1,5 +1,240 @@
-"""Saliency page (placeholder until its owner's page lands; see issue 5)."""
+"""Saliency page: which pixels (and keypoints) drove a classifier's decision, live.
+
+Pick a test sample of the run chosen in the sidebar (or arrive from the gallery /
+confusion matrix via ``st.session_state["saliency_request"]``), upload a picture, or
+take one with the camera; choose a method; see the map over the image, the keypoint
+contributions for keypoint presets, and download the picture. Compute lives in
+``core.saliency``; results are cached per (run, input, method, options, target).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
+from core import saliency as sal
+from core.errors import DataError
+from core.keypoints import COCO17
+from pages import common
+
+SOURCES = ("Test sample", "Upload", "Camera")
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"]
+
+
+# ------------------------------------------------------------------ cached compute
+# Inputs and results are cached by strings that identify them; the model and the input
+# tensors travel as underscore arguments (not hashed).
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _sample_input(run_id: str, stamp: float, sample_id: str, use_kp: bool) -> sal.SaliencyInput:
+    run = common.get_run(run_id)
+    preds, _ = common.classifier_predictions(run)
+    row = preds[preds["sample_id"].astype(str) == sample_id]
+    if row.empty:
+        raise DataError(run.file("predictions.parquet"), f"no test sample {sample_id!r}")
+    return sal.sample_input(run.info, row.iloc[0], use_keypoints=use_kp)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _upload_input(digest: str, name: str, image_size: int, kp_json: str | None,
+                  _data: bytes) -> sal.SaliencyInput:
+    return sal.upload_input(_data, name=name, image_size=image_size, keypoints_json=kp_json)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _saliency(run_id: str, stamp: float, input_key: str, method: str, target: int,
+              options: tuple, _model, _inp: sal.SaliencyInput) -> sal.SaliencyResult:
+    return sal.compute_saliency(_model, _inp.image, _inp.keypoints, target, method, **dict(options))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _probabilities(run_id: str, stamp: float, input_key: str, _model,
+                   _inp: sal.SaliencyInput) -> np.ndarray:
+    return sal.predict(_model, _inp.image, _inp.keypoints)
+
+
+# ------------------------------------------------------------------ UI pieces
+
+def _mtime(path) -> float:
+    """Part of cache keys: a re-written file invalidates what was computed from it."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+def _take_request(run) -> str | None:
+    """Consume a hand-over from the gallery / confusion page: its sample id or None."""
+    req = st.session_state.pop("saliency_request", None)
+    if not req:
+        return None
+    if req.get("run_id") != run.id:
+        st.warning(f"Requested run {req.get('run_id')} is not the selected one; showing {run.id}.")
+        return None
+    st.session_state["sal_source"] = SOURCES[0]
+    st.session_state["sal_sample"] = str(req.get("sample_id"))
+    return str(req.get("sample_id"))
+
+
+def _sample_ui(run, use_kp: bool):
+    preds, classes = common.classifier_predictions(run)
+    if preds.empty:
+        st.info("This run has no test predictions.")
+        return None, None
+    ids = preds["sample_id"].astype(str).tolist()
+    wrong_only = st.toggle("Only misclassified samples", key="sal_wrong_only")
+    if wrong_only:
+        ids_wrong = preds.loc[~preds["correct"].astype(bool), "sample_id"].astype(str).tolist()
+        current = st.session_state.get("sal_sample")
+        ids = ids_wrong + ([current] if current in ids and current not in ids_wrong else [])
+        if not ids:
+            st.info("No misclassified sample in this run.")
+            return None, None
+    if st.session_state.get("sal_sample") not in ids:
+        st.session_state["sal_sample"] = ids[0]
+    lookup = preds.assign(sample_id=preds["sample_id"].astype(str)).set_index("sample_id")
+    label = lambda i: (f"{i} · {lookup.at[i, 'label_name']} → {lookup.at[i, 'pred_name']} "
+                       f"({float(lookup.at[i, 'confidence']):.2f})")  # noqa: E731
+    sid = st.selectbox("Test sample", ids, format_func=label, key="sal_sample")
+    inp = _sample_input(run.id, _mtime(run.file("predictions.parquet")), sid, use_kp)
+    return inp, f"sample:{sid}"
+
+
+def _keypoints_ui(use_kp: bool, key: str) -> tuple[str | None, bool]:
+    """For a keypoint preset: the JSON the user typed (or None) and whether to go on."""
+    if not use_kp:
+        return None, True
+    st.markdown("This run's preset **uses keypoints**, and an uploaded picture has none. "
+                "Paste the person's 17 COCO keypoints as `[x, y, v]` in the picture's pixels "
+                "(v: 0 absent, 1 occluded, 2 visible; order: " + ", ".join(COCO17) + ").")
+    text = st.text_area("Keypoints (JSON)", key=f"{key}_kp_json", height=120,
+                        placeholder=sal.KEYPOINTS_JSON_EXAMPLE)
+    with st.expander("Example"):
+        st.code(sal.KEYPOINTS_JSON_EXAMPLE, language="json")
+    if text.strip():
+        return text, True
+    missing = st.checkbox("No keypoints: compute with every keypoint marked missing (mask 0)",
+                          key=f"{key}_kp_missing",
+                          help="The model then sees 'no keypoint annotated', which it rarely "
+                               "saw in training: its prediction may be poor.")
+    if not missing:
+        st.warning("Missing: the 17 keypoints this preset needs. Paste them above, or tick "
+                   "the box to compute with all keypoints marked missing.")
+        return None, False
+    return "[" + ", ".join(["[0, 0, 0]"] * 17) + "]", True
+
+
+def _file_ui(run, use_kp: bool, camera: bool):
+    if camera:
+        f = st.camera_input("Take a picture", key="sal_camera")
+    else:
+        f = st.file_uploader("Upload an image (JPEG, PNG, WebP, TIFF, BMP)", type=UPLOAD_TYPES,
+                             key="sal_upload")
+    if f is None:
+        st.info("Take a picture to start." if camera else "Upload a picture to start.")
+        return None, None
+    kp_json, go_on = _keypoints_ui(use_kp, "sal_cam" if camera else "sal_up")
+    if not go_on:
+        return None, None
+    data = f.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    size, _ = sal.run_image_settings(run.info)
+    inp = _upload_input(digest, f.name, size, kp_json, data)   # DataError -> st.error (guard)
+    kp_key = hashlib.sha256((kp_json or "").encode()).hexdigest()[:12]
+    return inp, f"upload:{digest}:{kp_key}"
+
+
+def _options_ui(method: str) -> dict:
+    o = dict(sal.DEFAULT_OPTIONS[method])
+    if not o:
+        return {}
+    with st.expander("Method options"):
+        if method == "integrated_gradients":
+            o["steps"] = st.slider("Steps", 4, 128, int(o["steps"]), key="sal_ig_steps")
+        elif method == "smoothgrad":
+            o["samples"] = st.slider("Noisy samples", 2, 64, int(o["samples"]), key="sal_sg_n")
+            o["noise"] = st.slider("Noise (fraction of the value range)", 0.05, 0.5,
+                                   float(o["noise"]), 0.05, key="sal_sg_noise")
+        elif method == "occlusion":
+            o["window"] = st.slider("Window (px, 0 = side/7)", 0, 96, int(o["window"]), key="sal_occ_w")
+            o["stride"] = st.slider("Stride (px, 0 = window/2)", 0, 64, int(o["stride"]), key="sal_occ_s")
+    return o
+
+
+def _keypoint_chart(attr: np.ndarray, inp: sal.SaliencyInput) -> None:
+    import plotly.graph_objects as go
+    mask = inp.keypoints[:, 2].numpy() > 0 if inp.keypoints is not None else np.ones(17, bool)
+    names = [n if m else f"{n} (missing)" for n, m in zip(COCO17, mask)]
+    fig = go.Figure(go.Bar(x=attr, y=names, orientation="h",
+                           marker_color=np.where(attr >= 0, "#d62728", "#1f77b4")))
+    fig.update_layout(height=430, margin=dict(l=0, r=0, t=30, b=0),
+                      title="Keypoint contribution to the target's logit",
+                      yaxis=dict(autorange="reversed"), xaxis_title="attribution (logit units)")
+    st.plotly_chart(fig, width="stretch", key="sal_kp_chart")
+    st.caption("Red pushes towards the target class, blue away from it.")
+
+
+# ------------------------------------------------------------------ page
+
 st.title("Saliency")
-st.info("This page is being built.")
+run = common.need_run("classifier")
+requested = _take_request(run)
+classes = list((run.info.get("data") or {}).get("classes") or [])
+use_kp = sal.run_uses_keypoints(run.info)
+st.caption(f"Run **{run.name}** · `{run.id}` · "
+           + ("keypoint preset: the head also sees the 17 keypoints" if use_kp else "image only"))
+backbone = run.info.get("backbone") or {}
+if backbone.get("source") == "random":
+    st.warning("This run used a **random** backbone (no ImageNet weights were available): "
+               "its saliency maps show what an untrained feature extractor attends to.")
+
+left, right = st.columns([1, 2])
+with left:
+    source = st.radio("Image", SOURCES, horizontal=True, key="sal_source")
+    inp = key = None
+    with common.guard():
+        if source == SOURCES[0]:
+            inp, key = _sample_ui(run, use_kp)
+        else:
+            inp, key = _file_ui(run, use_kp, camera=(source == SOURCES[2]))
+    method = st.selectbox("Method", list(sal.METHODS), format_func=sal.METHODS.get, key="sal_method")
+    options = _options_ui(method)
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="sal_opacity")
+    cmap = st.selectbox("Colour map", sal.COLORMAPS, key="sal_cmap")
+
+if inp is None:
+    st.stop()
+
+stamp = _mtime(run.file("weights.safetensors"))
+with right, common.guard():
+    model = common.cached_model(run)
+    probs = _probabilities(run.id, stamp, key, model, inp)
+    if classes and len(classes) != len(probs):
+        classes = []
+    names = classes or [str(i) for i in range(len(probs))]
+    pred = int(np.argmax(probs))
+    top = np.argsort(probs)[::-1][:3]
+    st.markdown("Prediction: " + " · ".join(f"**{names[i]}** {probs[i]:.2f}" for i in top)
+                + (f"  —  true class: **{names[inp.label]}**" if inp.label is not None
+                   and 0 <= inp.label < len(names) else ""))
+    target = st.selectbox("Explain class", range(len(names)), index=pred,
+                          format_func=lambda i: f"{names[i]} ({probs[i]:.2f})"
+                          + (" · predicted" if i == pred else ""), key=f"sal_target_{key}")
+    with st.spinner(f"Computing {sal.METHODS[method]}..."):
+        res = _saliency(run.id, stamp, key, method, int(target), tuple(sorted(options.items())),
+                        model, inp)
+    over = sal.overlay(inp.display, res.map, opacity=opacity, colormap=cmap)
+    c1, c2 = st.columns(2)
+    c1.image(inp.display, caption=f"input ({inp.display.shape[1]} px, as the model sees it)",
+             width="stretch")
+    c2.image(over, caption=f"{sal.METHODS[method]} for '{names[int(target)]}' · "
+                           f"{res.seconds * 1000:.0f} ms", width="stretch")
+    fname = f"saliency_{run.name}_{inp.name}_{method}_{names[int(target)]}.png".replace("/", "_")
+    st.download_button("Download PNG", data=sal.to_png(over), file_name=fname, mime="image/png",
+                       key="sal_download")
+    if res.keypoint_attribution is not None:
+        _keypoint_chart(res.keypoint_attribution, inp)
+        with st.expander("Keypoint attribution table"):
+            st.dataframe(pd.DataFrame({"keypoint": COCO17, "attribution": res.keypoint_attribution}),
+                         hide_index=True, width="stretch")

@@ -167,13 +167,20 @@ def test_per_frame_error_and_frame_points():
 
 def test_resolve_video_file_stays_inside_root(tmp_path):
     root = tmp_path / "data"
-    (root / "test").mkdir(parents=True)
-    (root / "test" / "v1.npz").write_bytes(b"x")
+    (root / "videos").mkdir(parents=True)
+    (root / "videos" / "v1.npz").write_bytes(b"x")
+    (root / "clip.npz").write_bytes(b"x")
     (tmp_path / "secret.npz").write_bytes(b"x")
-    assert pr.resolve_video_file(root, "v1") == (root / "test" / "v1.npz").resolve()
-    for bad in ("../secret", "/etc/passwd", "..", "missing"):
+    (root / "index.json").write_text('{"videos": [{"id": "walk 1", "file": "videos/v1.npz"},'
+                                     ' {"id": "evil", "file": "../secret.npz"}]}')
+    assert pr.resolve_video_file(root, "walk 1") == ((root / "videos" / "v1.npz").resolve(), None)
+    # A single video split in time: its test part is "name[a:b]".
+    assert pr.resolve_video_file(root, "clip[30:45]") == ((root / "clip.npz").resolve(), slice(30, 45))
+    for bad in ("../secret", "evil", "/etc/passwd", "missing"):
         with pytest.raises(DataError):
             pr.resolve_video_file(root, bad)
+    with pytest.raises(DataError, match="does not exist"):
+        pr.resolve_video_file(tmp_path / "gone", "v1")
 
 
 def test_csv_export_round_trip():
