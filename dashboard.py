@@ -38,5 +38,8 @@ kind = {title: k for _, title, _, k in PAGES}.get(current.title)
 st.sidebar.title("PoseLab")
 with common.guard():
     common.sidebar(kind)
-
-current.run()
+st.session_state[common.SIDEBAR_DRAWN] = True   # pages' own sidebar() calls now only read
+try:
+    current.run()
+finally:                                        # also on st.rerun / st.stop / switch_page
+    st.session_state.pop(common.SIDEBAR_DRAWN, None)

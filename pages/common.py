@@ -144,10 +144,20 @@ def cached_model(run: Run, device: str = "cpu"):
 # ------------------------------------------------------------------ sidebar / errors
 
 
+SIDEBAR_DRAWN = "_sidebar_drawn"   # set by dashboard.py while it runs a page
+
+
 def sidebar(kind: str | None = None) -> Run | None:
     """Runs folder + run picker in the sidebar. ``kind`` narrows the list to the runs
     the current page can show. Returns the chosen run (also in
-    ``st.session_state["selected_run"]``), or None when there is none."""
+    ``st.session_state["selected_run"]``), or None when there is none.
+
+    Every page calls it first. dashboard.py draws it before running the page and sets
+    SIDEBAR_DRAWN, so the page's call only returns the run; when a page file runs on
+    its own (AppTest treats pages/ as a v1 multipage folder) the page draws it.
+    """
+    if st.session_state.get(SIDEBAR_DRAWN):
+        return selected_run(kind)
     root = runs_dir()
     st.sidebar.caption(f"Runs folder: `{root}`")
     if st.sidebar.button("Reload runs", help="read the runs folder again"):
@@ -160,10 +170,19 @@ def sidebar(kind: str | None = None) -> Run | None:
     chosen = st.session_state.get("selected_run")
     index = ids.index(chosen) if chosen in ids else 0
     labels = {r.id: run_label(r) for r in runs}
-    picked = st.sidebar.selectbox("Run", ids, index=index, format_func=labels.get,
-                                  key=f"_run_picker_{kind or 'any'}")
+    key = f"_run_picker_{kind or 'any'}"
+    if st.session_state.get(key) not in ids or chosen in ids:
+        # keep the widget in step with "selected_run" (set by other pages' buttons)
+        st.session_state[key] = ids[index]
+    picked = st.sidebar.selectbox("Run", ids, format_func=labels.get, key=key,
+                                  on_change=_picked, args=(key,))
     st.session_state["selected_run"] = picked
     return runs[ids.index(picked)]
+
+
+def _picked(key: str) -> None:
+    # Callbacks run before the script: every page of this rerun sees the new choice.
+    st.session_state["selected_run"] = st.session_state[key]
 
 
 def selected_run(kind: str | None = None) -> Run | None:
@@ -187,8 +206,8 @@ def guard() -> Iterator[None]:
 
 
 def need_run(kind: str) -> Run:
-    """The page's run, or a friendly stop when there is none of that kind."""
-    run = selected_run(kind)
+    """Draw the sidebar; return the page's run, or stop with a how-to when there is none."""
+    run = sidebar(kind)
     if run is None:
         st.info(f"No finished {kind} run in `{runs_dir()}`. Go to **Home** to build the "
                 "demo runs, or train one with `python -m core train ...`.")

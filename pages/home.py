@@ -92,6 +92,7 @@ st.caption("Fitness-pose classification (ResNet-50 + keypoints) and temporal ref
            "of pose heatmaps: runs, samples, confusion, saliency, per-keypoint PCK.")
 root = common.runs_dir()
 with common.guard():
+    common.sidebar()
     runs = common.all_runs()
     state = common.demo_state(root)
     if state is not None and state["running"]:

@@ -81,6 +81,7 @@ def paper_ui(runs) -> None:
 
 st.title("Runs")
 with common.guard():
+    common.sidebar()
     runs = common.all_runs()
     if not runs:
         st.info(f"No runs in `{common.runs_dir()}`; see **Home**.")

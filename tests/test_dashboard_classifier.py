@@ -1,0 +1,266 @@
+"""AppTest: the dashboard shell and the classifier pages (Home, Runs, Samples, Confusion)
+against the session's fixture runs (tests/conftest.py)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "dashboard.py")
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at, kind="markdown") -> str:
+    return "\n".join(str(e.value) for e in getattr(at, kind))
+
+
+def gallery_count(at) -> int:
+    m = re.search(r"\*\*(\d+) of (\d+) test samples match", texts(at))
+    assert m, texts(at)
+    return int(m.group(1))
+
+
+def classifier_runs(runs_dir: Path) -> dict[str, Path]:
+    out = {}
+    for p in runs_dir.iterdir():
+        if (p / "run.json").exists():
+            info = json.loads((p / "run.json").read_text())
+            if info["kind"] == "classifier":
+                out[info["name"]] = p
+    return out
+
+
+# ------------------------------------------------------------------ shell + home
+
+
+def test_navigation_registers_all_seven_pages(dashboard_runs):
+    at = app()
+    # the sidebar shows where runs come from, and a run picker over every finished run
+    assert str(dashboard_runs) in texts(at.sidebar, "caption")
+    assert len(at.sidebar.selectbox(key="_run_picker_any").options) == 5
+    for page in ("home", "runs", "samples", "confusion", "saliency", "pck", "sequences"):
+        at.switch_page(f"pages/{page}.py").run()   # raises when the page is not registered
+        assert not at.exception, (page, [e.value for e in at.exception])
+
+
+def test_home_lists_runs_and_warns_about_random_backbone(dashboard_runs):
+    at = app()
+    assert {m.label: m.value for m in at.metric}["Classifier runs"] == "3"
+    assert {m.label: m.value for m in at.metric}["Temporal runs"] == "2"
+    assert any("random" in w.value for w in at.warning)
+    names = set(pd.concat([d.value for d in at.dataframe])["name"])
+    assert {"baseline", "model1", "model4", "conv3d", "identity"} <= names
+
+
+def test_home_empty_folder_offers_the_demo(empty_runs):
+    at = app()
+    info = texts(at, "info")
+    assert "python -m core demo" in info and "make demo" in info
+    assert [b.label for b in at.button if b.label == "Build the demo runs"]
+    assert not at.dataframe
+
+
+def test_home_lists_broken_and_unfinished_runs(runs_with_broken):
+    at = app()
+    table = at.dataframe[-1].value
+    assert set(table["status"]) == {"broken", "unfinished"}
+    assert table[table.status == "broken"]["problem"].iloc[0].endswith(
+        "not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))")
+    # the other pages skip them instead of crashing
+    for page in ("runs", "samples", "confusion"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception
+
+
+def _fake_demo(script: str):
+    def command(root: Path) -> list[str]:
+        return [sys.executable, "-c", script, str(root)]
+    return command
+
+
+def test_demo_button_follows_progress_then_shows_runs(empty_runs, dashboard_runs, monkeypatch):
+    from pages import common
+    # Stand-in for `python -m core demo`: prints the progress protocol, then writes runs.
+    script = (
+        "import shutil, sys, time\n"
+        "print('progress 0.25 rendering images', flush=True)\n"
+        "time.sleep(1.0)\n"
+        f"shutil.copytree({str(dashboard_runs)!r}, sys.argv[1], dirs_exist_ok=True)\n"
+        "print('progress 1.0 done', flush=True)\n")
+    monkeypatch.setattr(common, "demo_command", _fake_demo(script))
+    at = app()
+    next(b for b in at.button if b.label == "Build the demo runs").click().run()
+    assert (empty_runs / common.DEMO_PID).exists()
+    assert at.progress, "a running demo shows a progress bar"
+    deadline = time.time() + 20
+    while common.demo_state(empty_runs)["running"] and time.time() < deadline:
+        time.sleep(0.2)
+    at.run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Classifier runs"] == "3"
+
+
+def test_demo_failure_is_shown_with_the_log(empty_runs, monkeypatch):
+    from pages import common
+    monkeypatch.setattr(common, "demo_command", _fake_demo(
+        "import sys; print('error: no space left on device', file=sys.stderr); sys.exit(2)"))
+    at = app()
+    next(b for b in at.button if b.label == "Build the demo runs").click().run()
+    deadline = time.time() + 20
+    while common.demo_state(empty_runs)["running"] and time.time() < deadline:
+        time.sleep(0.1)
+    at.run()
+    assert any("failed (exit code 2)" in e.value for e in at.error)
+    assert "no space left on device" in texts(at, "code")
+    assert [b for b in at.button if b.label == "Try again"]
+
+
+# ------------------------------------------------------------------ runs
+
+
+def test_runs_page_tables_and_curves(dashboard_runs):
+    at = app("pages/runs.py")
+    assert len(at.get("plotly_chart")) == 2          # curves + paper bars
+    paper = next(d.value for d in at.dataframe if "paper_test_acc_%" in d.value)
+    assert paper["paper_test_acc_%"].tolist() == [6.90, 19.30, 31.98, 59.00, 96.55, 64.50, 79.31]
+    ours = paper.set_index("preset")["our_test_acc_%"]
+    assert ours[["baseline", "model1", "model4"]].notna().all() and ours[["model2", "model3"]].isna().all()
+    # curves: switching to the temporal kind offers the temporal runs
+    at.radio(key="curves_kind").set_value("temporal").run()
+    assert not at.exception
+    assert len(at.multiselect(key="curves_runs_temporal").value) == 2
+
+
+# ------------------------------------------------------------------ samples
+
+
+def test_samples_filters_narrow_the_gallery(dashboard_runs):
+    at = app("pages/samples.py")
+    total = gallery_count(at)
+    assert total == 24 and len(at.image) == 24
+    at.radio(key="s_correct").set_value("wrong").run()
+    wrong = gallery_count(at)
+    assert 0 < wrong < total and len(at.image) == wrong
+    assert all("❌" in img.caption for img in at.image) if hasattr(at.image[0], "caption") else True
+    at.radio(key="s_correct").set_value("all").run()
+    at.multiselect(key="s_true").set_value([0]).run()
+    assert gallery_count(at) == 6                      # 24 samples, 4 classes round-robin
+    at.slider(key="s_conf").set_value((0.99, 1.0)).run()
+    assert gallery_count(at) < 6
+
+
+def test_sidebar_picker_chooses_the_run_pages_show(dashboard_runs):
+    # AppTest runs a switched-to page file on its own (it treats pages/ as a v1
+    # multipage folder), so the picker is driven on Home, where dashboard.py draws it.
+    at = app()
+    picker = at.sidebar.selectbox(key="_run_picker_any")
+    baseline_id = next(p.name for p in dashboard_runs.iterdir() if p.name.endswith("baseline"))
+    picker.set_value(baseline_id).run()
+    assert at.session_state["selected_run"] == baseline_id
+    at.switch_page("pages/samples.py").run()
+    assert "Run **baseline**" in texts(at, "caption")
+    at.switch_page("pages/confusion.py").run()
+    assert "Run **baseline**" in texts(at, "caption")
+
+
+def test_samples_detail_view_and_saliency_handover(dashboard_runs):
+    at = app("pages/samples.py")
+    open_buttons = [b for b in at.button if b.label == "Open"]
+    first = open_buttons[0]
+    first.click().run()
+    assert not at.exception
+    assert any(s.value.startswith("Sample ") for s in at.subheader)
+    assert len(at.get("plotly_chart")) == 1            # class probabilities
+    sample_id = at.session_state["samples_detail"]
+    run_id = at.session_state["selected_run"]
+    next(b for b in at.button if b.label == "Saliency").click().run()
+    assert not at.exception
+    # we are on the saliency page now, and it took the hand-over
+    assert [t.value for t in at.title] == ["Saliency"]
+    assert "saliency_request" not in at.session_state
+    assert at.session_state["selected_run"] == run_id
+    assert sample_id is not None
+
+
+def test_samples_missing_images_show_placeholders(dashboard_runs, tmp_path, monkeypatch):
+    d = tmp_path / "runs"
+    shutil.copytree(dashboard_runs, d, ignore=shutil.ignore_patterns("_*"))
+    run = classifier_runs(d)["model4"]
+    info = json.loads((run / "run.json").read_text())
+    info["data"]["root"] = str(tmp_path / "moved-away")
+    (run / "run.json").write_text(json.dumps(info))
+    # also one path that tries to leave the data root
+    preds = pd.read_parquet(run / "predictions.parquet")
+    preds.loc[0, "image_path"] = "../../../etc/passwd"
+    preds.to_parquet(run / "predictions.parquet")
+    monkeypatch.setenv("POSELAB_RUNS", str(d))
+    at = app("pages/samples.py")
+    assert len(at.image) == 24
+    assert any("could not be read" in w.value for w in at.warning)
+
+
+# ------------------------------------------------------------------ confusion
+
+
+def test_confusion_page_elements(dashboard_runs):
+    at = app("pages/confusion.py")
+    assert len(at.get("plotly_chart")) >= 2           # matrix + difference view
+    per_class = next(d.value for d in at.dataframe if "precision" in d.value)
+    assert len(per_class) == 4 and per_class["support"].sum() == 24
+    assert any("share_of_true" in d.value for d in at.dataframe)
+
+
+def test_confusion_normalise_toggle_changes_values(dashboard_runs):
+    at = app("pages/confusion.py")
+    counts = at.dataframe[0].value.to_numpy()
+    at.toggle(key="cm_norm").set_value(True).run()
+    normed = at.dataframe[0].value.to_numpy()
+    assert counts.sum() == 24
+    assert (counts != normed).any()
+    row_sums = normed.sum(axis=1)
+    assert ((abs(row_sums - 1) < 1e-3)).all()
+
+
+def test_confusion_cell_selectbox_shows_exactly_its_samples(dashboard_runs):
+    at = app("pages/confusion.py")
+    counts = at.dataframe[0].value                     # rows true, columns predicted
+    # choose the largest off-diagonal cell, or the diagonal if the run is perfect
+    best = max(((t, p) for t in counts.index for p in counts.columns),
+               key=lambda tp: (tp[0] != tp[1], counts.loc[tp]))
+    at.selectbox(key="cm_true").set_value(best[0]).run()
+    at.selectbox(key="cm_pred").set_value(best[1]).run()
+    n = int(counts.loc[best])
+    assert f"**{n} samples** of true **{best[0]}** predicted as **{best[1]}**" in texts(at)
+    assert len(at.image) == min(n, 12)
+
+
+def test_confusion_difference_requires_same_classes(dashboard_runs, tmp_path, monkeypatch):
+    d = tmp_path / "runs"
+    shutil.copytree(dashboard_runs, d, ignore=shutil.ignore_patterns("_*"))
+    runs = classifier_runs(d)
+    info = json.loads((runs["baseline"] / "run.json").read_text())
+    info["data"]["classes"] = ["bridge", "plank", "squat", "warrior2"]
+    (runs["baseline"] / "run.json").write_text(json.dumps(info))
+    monkeypatch.setenv("POSELAB_RUNS", str(d))
+    at = app("pages/confusion.py")
+    at.selectbox(key="cm_other").set_value(runs["baseline"].name).run()
+    assert any("classes differ" in w.value and "warrior2" in w.value for w in at.warning)
+    at.selectbox(key="cm_other").set_value(runs["model1"].name).run()
+    assert not any("classes differ" in w.value for w in at.warning)
+    assert not at.exception
