@@ -1,0 +1,319 @@
+"""core.data.sequences / estimator / motion: .npz format, splits, windows, readers, synthesis."""
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from core.data.estimator import simulate_estimator
+from core.data.motion import MOVEMENTS, animate
+from core.data.sequences import (Video, WindowDataset, identity_pck, load_brace, load_penn_action,
+                                 load_sequences, load_video, save_video, split_videos,
+                                 write_dataset, write_sequence_dataset)
+from core.errors import DataError
+from core.keypoints import TEMPORAL25
+
+K = 25
+
+
+def make_video(vid="v", t=12, size=16, seed=0, split=None):
+    """A tiny video whose gt keypoints sit at known places in a 32x32 px box."""
+    rng = np.random.default_rng(seed)
+    kp = np.zeros((t, K, 3), np.float32)
+    kp[..., 0] = 10 + rng.uniform(0, 12, (t, K))
+    kp[..., 1] = 40 + rng.uniform(0, 12, (t, K))
+    kp[..., 2] = 2
+    boxes = np.tile(np.array([4.0, 34.0, 36.0, 66.0], np.float32), (t, 1))
+    hm = rng.normal(0, 0.1, (t, K, size, size)).astype(np.float16)
+    return Video(id=vid, heatmaps=hm, boxes=boxes, keypoints=kp, joint_mask=np.ones(K, bool),
+                 image_size=(64, 96), split=split)
+
+
+# ----------------------------------------------------------------------------- windows
+
+def test_window_counts_and_items():
+    videos = [make_video("a", t=12), make_video("b", t=7, seed=1)]
+    train = WindowDataset(videos, training=True)
+    test = WindowDataset(videos)
+    assert len(train) == (12 - 4) + (7 - 4)                 # stride 1
+    assert len(test) == 2 + 1                               # stride k: 0, 5 | 0
+    assert [(v, s) for v, s in test.windows] == [(0, 0), (0, 5), (1, 0)]
+    assert WindowDataset(videos, stride=3).windows[:3] == [(0, 0), (0, 3), (0, 6)]
+    item = test[1]
+    assert item["heatmaps"].shape == item["target"].shape == (5, K, 16, 16)
+    assert item["heatmaps"].dtype == torch.float32 and item["keypoints"].shape == (5, K, 2)
+    assert item["visible"].dtype == torch.bool and item["norm"].shape == (5,)
+    assert item["input_keypoints"].shape == (5, K, 2)
+    assert (item["video"], item["start"]) == (0, 5)
+    assert (item["heatmaps"] >= 0).all()
+    np.testing.assert_allclose(item["heatmaps"].sum((-2, -1)).numpy(), 255.0, rtol=2e-3)
+    np.testing.assert_allclose(item["target"].sum((-2, -1)).numpy(), 255.0, rtol=2e-3)
+    # gt in heatmap px: box (4, 34)-(36, 66) onto 16 px -> u = (x - 4) / 32 * 16 - 0.5
+    kp = videos[0].keypoints[5:10]
+    np.testing.assert_allclose(item["keypoints"][..., 0].numpy(), (kp[..., 0] - 4) / 2 - 0.5, rtol=1e-5)
+    loader = torch.utils.data.DataLoader(train, batch_size=4)
+    batch = next(iter(loader))
+    assert batch["heatmaps"].shape == (4, 5, K, 16, 16)
+
+
+def test_masked_and_missing_joints_are_not_visible_and_norms():
+    v = make_video(t=6)
+    v.joint_mask[TEMPORAL25.index("left_pinky")] = False
+    v.keypoints[2, TEMPORAL25.index("nose"), 2] = 0
+    ds = WindowDataset([v])
+    item = ds[0]
+    assert not item["visible"][:, TEMPORAL25.index("left_pinky")].any()
+    assert not item["visible"][2, TEMPORAL25.index("nose")]
+    assert (item["target"][:, TEMPORAL25.index("left_pinky")] == 0).all()
+    assert item["visible"].sum() == 5 * K - 5 - 1
+    # bbox norm = max side of the visible gt box in heatmap px (unclamped)
+    frames = ds.frames[0]
+    vis = frames["visible"][0]
+    pts = (v.keypoints[0, :, :2] - [4, 34]) / 2 - 0.5
+    side = (pts[vis].max(0) - pts[vis].min(0)).max()
+    assert frames["norm"][0] == pytest.approx(side, rel=1e-5)
+    torso = WindowDataset([v], norm="torso").frames[0]["norm"][0]
+    ls, rh = TEMPORAL25.index("left_shoulder"), TEMPORAL25.index("right_hip")
+    assert torso == pytest.approx(np.linalg.norm(pts[ls] - pts[rh]), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- splits
+
+def test_split_by_video_deterministic_and_disjoint():
+    videos = [make_video(f"v{i:02d}", t=5, size=8, seed=i) for i in range(10)]
+    a = split_videos(videos, seed=3)
+    b = split_videos(list(reversed(videos)), seed=3)
+    ids = {s: [v.id for v in a[s]] for s in a}
+    assert ids == {s: [v.id for v in b[s]] for s in b}          # order-independent, seeded
+    assert [len(ids[s]) for s in ("train", "val", "test")] == [6, 2, 2]
+    flat = sum(ids.values(), [])
+    assert sorted(flat) == sorted(v.id for v in videos) and len(set(flat)) == 10
+    others = [{v.id for v in split_videos(videos, seed=s)["test"]} for s in range(6)]
+    assert len({frozenset(o) for o in others}) > 1              # the seed matters
+    # explicit split fields win; train-only labels get a val carved out of them
+    fixed = [make_video(f"t{i}", t=5, size=8, split="train") for i in range(8)] + \
+            [make_video(f"x{i}", t=5, size=8, split="test") for i in range(2)]
+    s = split_videos(fixed, seed=0)
+    assert [len(s[k]) for k in ("train", "val", "test")] == [6, 2, 2]
+    assert {v.id for v in s["test"]} == {"x0", "x1"}
+
+
+# ----------------------------------------------------------------------------- .npz format
+
+def test_npz_round_trip_and_dataset_folder(tmp_path):
+    v = make_video("clip", t=6)
+    v.frame_paths = tuple(f"frames/{i:03d}.png" for i in range(6))
+    save_video(tmp_path / "clip.npz", v)
+    back = load_video(tmp_path / "clip.npz")
+    np.testing.assert_array_equal(back.heatmaps, v.heatmaps)
+    np.testing.assert_array_equal(back.keypoints, v.keypoints)
+    assert back.frame_paths == v.frame_paths and back.image_size == (64, 96)
+    index = write_dataset(tmp_path / "ds", [make_video(f"v{i}", t=6, seed=i) for i in range(5)])
+    seq = load_sequences(tmp_path / "ds")
+    assert seq.keypoints == TEMPORAL25 and seq.joint_mask.all()
+    assert sum(len(x) for x in seq.splits.values()) == 5
+    assert load_sequences(index).fingerprint == seq.fingerprint
+    # a single .npz is cut in time 60/20/20 so it can still be trained and tested
+    save_video(tmp_path / "long.npz", make_video("long", t=40))
+    one = load_sequences(tmp_path / "long.npz")
+    assert [x.num_frames for s in ("train", "val", "test") for x in one.splits[s]] == [24, 8, 8]
+    # refuses to replace a folder that is not a sequence dataset
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="other"):
+        write_dataset(tmp_path / "other", [v])
+    assert (tmp_path / "other" / "notes.txt").read_text() == "keep me"
+
+
+def test_npz_nan_coordinates_allowed_only_where_invisible(tmp_path):
+    v = make_video(t=5)
+    v.keypoints[0, 3, :2] = np.nan
+    v.keypoints[0, 3, 2] = 0
+    save_video(tmp_path / "ok.npz", v)
+    assert np.isfinite(load_video(tmp_path / "ok.npz").keypoints).all()
+    v.keypoints[0, 3, 2] = 2
+    save_video(tmp_path / "bad.npz", v)
+    with pytest.raises(DataError, match="bad.npz.*NaN"):
+        load_video(tmp_path / "bad.npz")
+
+
+def _write(path, **arrays):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("problem,arrays,match", [
+    ("mismatch", dict(heatmaps=np.zeros((6, K, 8, 8), np.float32), boxes=np.ones((5, 4))), "boxes must be"),
+    ("nan", dict(heatmaps=np.full((6, K, 8, 8), np.nan, np.float32),
+                 boxes=np.tile([0.0, 0, 1, 1], (6, 1))), "NaN"),
+    ("short", dict(heatmaps=np.zeros((4, K, 8, 8), np.float32),
+                   boxes=np.tile([0.0, 0, 1, 1], (4, 1))), "shorter than a window"),
+    ("no_boxes", dict(heatmaps=np.zeros((6, K, 8, 8), np.float32)), "missing array 'boxes'"),
+    ("no_heatmaps", dict(boxes=np.tile([0.0, 0, 1, 1], (6, 1))), "missing array 'heatmaps'"),
+    ("wrong_k", dict(heatmaps=np.zeros((6, 17, 8, 8), np.float32),
+                     boxes=np.tile([0.0, 0, 1, 1], (6, 1))), "TEMPORAL25"),
+    ("kp_shape", dict(heatmaps=np.zeros((6, K, 8, 8), np.float32), boxes=np.tile([0.0, 0, 1, 1], (6, 1)),
+                      keypoints=np.zeros((6, 17, 3))), "keypoints must be"),
+    ("pickled", dict(heatmaps=np.array([None, 1], dtype=object),
+                     boxes=np.tile([0.0, 0, 1, 1], (6, 1))), "not a readable"),
+])
+def test_npz_bad_inputs_name_the_file(tmp_path, problem, arrays, match):
+    path = _write(tmp_path / f"{problem}.npz", **arrays)
+    with pytest.raises(DataError, match=match) as info:
+        load_video(path)
+    assert info.value.path == path
+    # through a dataset folder too: the error names the video file, not the index
+    (tmp_path / "index.json").write_text(json.dumps({"format": "poselab-sequences", "videos": [
+        {"id": "x", "file": path.name}]}))
+    with pytest.raises(DataError, match=f"{problem}.npz"):
+        load_sequences(tmp_path)
+
+
+def test_not_an_npz_and_bad_index(tmp_path):
+    (tmp_path / "junk.npz").write_bytes(b"definitely not a zip")
+    with pytest.raises(DataError, match="junk.npz"):
+        load_video(tmp_path / "junk.npz")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "index.json").write_text("{ not json")
+    with pytest.raises(DataError, match="index.json"):
+        load_sequences(tmp_path / "ds")
+    (tmp_path / "ds" / "index.json").write_text(json.dumps({"videos": [{"file": "../../etc/passwd"}]}))
+    with pytest.raises(DataError, match="outside the dataset"):
+        load_sequences(tmp_path / "ds")
+
+
+# ----------------------------------------------------------------------------- Penn Action / BRACE
+
+def _penn(path, t=8, drop=None):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(50, 150, (t, 13))
+    y = rng.uniform(30, 200, (t, 13))
+    vis = np.ones((t, 13))
+    vis[:, 12] = 0  # right ankle never visible
+    fields = dict(x=x, y=y, visibility=vis, bbox=np.tile([40.0, 20, 160, 210], (t, 1)),
+                  nframes=np.array([[t]]), dimensions=np.array([[240, 320, t]]), train=np.array([[1]]))
+    if drop:
+        del fields[drop]
+    scipy.io.savemat(path, fields)
+    return x, y
+
+
+def test_penn_action_reader(tmp_path):
+    x, y = _penn(tmp_path / "0001.mat")
+    v = load_penn_action(tmp_path / "0001.mat", heatmap=16, noise=0.5)
+    nose, lsh, rank = (TEMPORAL25.index(n) for n in ("nose", "left_shoulder", "right_ankle"))
+    np.testing.assert_allclose(v.keypoints[:, nose, 0], x[:, 0] - 1, rtol=1e-6)   # 1-based -> 0-based
+    np.testing.assert_allclose(v.keypoints[:, lsh, 1], y[:, 1] - 1, rtol=1e-6)
+    assert v.joint_mask.sum() == 13 and not v.joint_mask[TEMPORAL25.index("left_thumb")]
+    assert v.image_size == (320, 240) and v.split == "train" and v.source == "penn_action"
+    assert v.heatmaps.shape == (8, K, 16, 16)
+    ds = WindowDataset([v])
+    vis = ds.frames[0]["visible"]
+    assert not vis[:, rank].any() and not vis[:, TEMPORAL25.index("left_thumb")].any()
+    assert vis[:, nose].all()
+    # deterministic, and readable as a folder through load_sequences
+    again = load_penn_action(tmp_path / "0001.mat", heatmap=16, noise=0.5)
+    np.testing.assert_array_equal(v.heatmaps, again.heatmaps)
+    _penn(tmp_path / "0002.mat")
+    seq = load_sequences(tmp_path, heatmap=16)
+    assert sum(len(s) for s in seq.splits.values()) == 2 and seq.joint_mask.sum() == 13
+
+
+def test_penn_action_missing_field(tmp_path):
+    _penn(tmp_path / "0003.mat", drop="y")
+    with pytest.raises(DataError, match=r"0003.mat.*missing field 'y'"):
+        load_penn_action(tmp_path / "0003.mat")
+    (tmp_path / "0004.mat").write_bytes(b"MATLAB? no")
+    with pytest.raises(DataError, match="0004.mat"):
+        load_penn_action(tmp_path / "0004.mat")
+
+
+def test_brace_reader(tmp_path):
+    frames = {}
+    for n in list(range(10, 17)) + list(range(30, 33)):   # a 7-frame run, a gap, a 3-frame run
+        kp = [[100 + 3 * j + n, 200 + 5 * j, 1.0] for j in range(17)]
+        frames[f"abc/img-{n:06d}.png"] = {"box": [90, 190, 120, 200, 1.0], "keypoints": kp}
+    path = tmp_path / "abc_10-32_toprock.json"
+    path.write_text(json.dumps(frames))
+    videos = load_brace(path, heatmap=16)
+    assert len(videos) == 1                                  # the 3-frame run is too short
+    v = videos[0]
+    assert v.num_frames == 7 and v.first_frame == 10 and v.id == "abc_10-32_toprock@10"
+    assert v.joint_mask.sum() == 15 and not v.joint_mask[TEMPORAL25.index("left_heel")]
+    lk = TEMPORAL25.index("left_knee")
+    assert v.keypoints[0, lk, 0] == pytest.approx(100 + 3 * 13 + 10)  # COCO 13 = left_knee
+    assert v.keypoints[:, TEMPORAL25.index("left_heel"), 2].max() == 0
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"abc/img-000001.png": {"box": [1, 2, 3, 4]}}')
+    with pytest.raises(DataError, match="broken.json.*keypoints"):
+        load_brace(bad)
+    bad.write_text("[1, 2")
+    with pytest.raises(DataError, match="broken.json.*JSON"):
+        load_brace(bad)
+
+
+# ----------------------------------------------------------------------------- synthesis
+
+def test_synthetic_writer_deterministic(tmp_path, capsys):
+    kw = dict(videos=3, frames=8, heatmap=16, noise=1.0, progress=False)
+    s1 = write_sequence_dataset(tmp_path / "a", seed=5, **kw)
+    write_sequence_dataset(tmp_path / "b", seed=5, **kw)
+    write_sequence_dataset(tmp_path / "c", seed=6, **kw)
+    assert s1["videos"] == 3 and set(s1["identity_pck"]) == {"0.05", "0.1", "0.2"}
+    index = json.loads((tmp_path / "a" / "index.json").read_text())
+    assert [e["id"] for e in index["videos"]] == ["0000_climb", "0001_squat", "0002_climb"]
+    for e in index["videos"]:
+        a, b = load_video(tmp_path / "a" / e["file"]), load_video(tmp_path / "b" / e["file"])
+        np.testing.assert_array_equal(a.heatmaps, b.heatmaps)
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+        assert a.heatmaps.dtype == np.float16 and (a.heatmaps < 0).any()   # raw: negatives
+    c = load_video(tmp_path / "c" / index["videos"][0]["file"])
+    assert not np.array_equal(c.keypoints, load_video(tmp_path / "a" / index["videos"][0]["file"]).keypoints)
+    seq = load_sequences(tmp_path / "a")
+    assert sum(len(s) for s in seq.splits.values()) == 3
+    # rewriting in place replaces the dataset atomically (no leftovers beside it)
+    write_sequence_dataset(tmp_path / "a", seed=6, **kw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
+    with pytest.raises(DataError):
+        write_sequence_dataset(tmp_path / "d", videos=1, frames=3, seed=0, heatmap=16, noise=1.0)
+
+
+def test_motion_is_smooth_and_projected():
+    for movement in ("climb", "jumping_jack", "pushup"):
+        clip = animate(movement, 20, np.random.default_rng(1))
+        kp = clip.keypoints
+        assert kp.shape == (20, K, 3) and clip.image_size == (480, 360)
+        vis = kp[..., 2] > 0
+        assert vis.mean() > 0.8
+        w, h = clip.image_size
+        assert (kp[..., 0][vis] >= 0).all() and (kp[..., 0][vis] < w).all()
+        # smooth: frame-to-frame motion much smaller than the body's size
+        both = vis[1:] & vis[:-1]
+        step = np.linalg.norm(kp[1:, :, :2] - kp[:-1, :, :2], axis=-1)[both]
+        size = np.ptp(kp[0, vis[0], :2], axis=0).max()
+        assert np.median(step) < 0.06 * size
+    climb = animate("climb", 40, np.random.default_rng(2))
+    assert climb.world[-1, :, 1].mean() > climb.world[0, :, 1].mean() + 0.2   # goes up the wall
+    assert set(MOVEMENTS) >= {"climb", "squat", "jumping_jack", "lunge", "pushup", "bicep_curl"}
+
+
+def test_estimator_noise_levels():
+    clips = [animate(m, 20, np.random.default_rng(i)) for i, m in enumerate(("climb", "squat", "lunge", "climb"))]
+
+    def videos(noise):
+        out = []
+        for i, c in enumerate(clips):
+            hm, boxes = simulate_estimator(c.keypoints, heatmap=32, noise=noise, seed=i)
+            out.append(Video(id=str(i), heatmaps=hm, boxes=boxes, keypoints=c.keypoints,
+                             joint_mask=np.ones(K, bool), image_size=c.image_size))
+        return out
+
+    perfect = identity_pck(videos(0.0))
+    noisy = identity_pck(videos(1.0))
+    assert perfect["0.05"] > 0.99
+    assert noisy["0.05"] < 0.45 and noisy["0.1"] < 0.85 and noisy["0.2"] < 0.95
+    assert noisy["0.05"] < noisy["0.1"] < noisy["0.2"]
+    hm, _ = simulate_estimator(clips[0].keypoints, heatmap=32, noise=1.0, seed=0)
+    assert (hm < 0).any() and np.isfinite(hm).all()
