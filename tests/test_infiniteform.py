@@ -476,3 +476,18 @@ def test_fingerprint_survives_a_move_and_tracks_content(tmp_path):
     assert load_infiniteform(moved).fingerprint != fp
     (root / "0.rgb.png").write_bytes((root / "0.rgb.png").read_bytes() + b"\0")   # image size changes
     assert load_infiniteform(root).fingerprint != fp
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_bad_dataset_exits_2_naming_the_file(tmp_path, capsys):
+    from core.cli import main
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "labels.json").write_text('{"images": [')
+    runs = tmp_path / "runs"
+    assert main(["train", "classifier", "--data", str(root), "--preset", "model1",
+                 "--runs", str(runs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {root / 'labels.json'}: not valid JSON (truncated: Expecting value)"]
+    assert not runs.exists() or not any(runs.iterdir())
