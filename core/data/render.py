@@ -1,0 +1,649 @@
+"""Scene sampling and drawing for the synthetic fitness-pose images.
+
+A scene is a room (floor with a pattern, walls, lighting), 1..N people from
+``core.data.body`` each doing one exercise, a few props (ball, box, plant, kettlebell),
+and a camera. ``render_scene`` draws it with PIL and returns, per person, the projected
+keypoints with a visibility worked out against *what was drawn*:
+
+* Background: ray-cast per pixel (vectorised numpy) against the floor plane and the four
+  walls of a box-shaped room, so floor patterns (tiles, wood planks, plain) and yoga
+  mats follow the camera's perspective; distance haze and a vignette on top.
+* Bodies and props: every body part (torso, pelvis, head, upper arm, forearm, hand,
+  thigh, shin, foot) and every prop is one *primitive*: a few capsules / circles /
+  polygons with one colour scheme, shaded as a lit cylinder (a dark rim, a mid tone
+  and a highlight shifted towards the light). Primitives are drawn far to near
+  (painter's algorithm on their mean camera depth); soft floor shadows come first.
+* The same primitives are drawn once more, flat, into an integer *id image* (primitive
+  id per pixel). A keypoint is **visible (2)** when the pixel under it belongs to one of
+  the body parts that meet at that joint (say, upper arm or forearm for an elbow),
+  **occluded (1)** when something else was drawn there (another part of the same body,
+  another person, a prop), and **outside (0)** when it projects outside the image or
+  behind the camera. The id image also gives each person's visible silhouette mask.
+
+Everything is drawn at ``supersample`` times the size and downsampled (antialiasing);
+the id image is drawn at the final size. Determinism: all randomness comes from the
+``numpy.random.Generator`` passed in; PIL drawing is deterministic.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from core.data import body as B
+from core.keypoints import BODY_JOINTS
+
+# --------------------------------------------------------------------------- palettes
+
+# Skin tones from light to dark (sRGB), jittered per person.
+SKIN_TONES = np.array([(255, 224, 196), (241, 194, 160), (224, 172, 125), (198, 140, 96),
+                       (160, 105, 70), (120, 78, 50), (82, 54, 38)], dtype=np.float64)
+HAIR_COLOURS = np.array([(20, 16, 14), (60, 40, 25), (110, 75, 40), (200, 160, 90),
+                         (150, 60, 30), (170, 170, 170)], dtype=np.float64)
+FLOOR_STYLES = ("tiles", "wood", "plain", "checker")
+PROP_KINDS = ("ball", "box", "plant", "kettlebell")
+
+
+def _hsv_colour(rng: np.random.Generator, s_range=(0.3, 0.9), v_range=(0.25, 0.95)) -> np.ndarray:
+    h = rng.uniform(0, 1)
+    s = rng.uniform(*s_range)
+    v = rng.uniform(*v_range)
+    i = int(h * 6) % 6
+    f = h * 6 - int(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+    return np.array(rgb) * 255
+
+
+# --------------------------------------------------------------------------- scene
+
+@dataclass
+class Person:
+    shape: B.BodyShape
+    class_name: str                # pose category, e.g. "side_plank"
+    variation: str                 # e.g. "side_plank_left"
+    category: str                  # "HIIT" or "Yoga"
+    joints: np.ndarray             # (len(ALL_JOINTS), 3) world positions, metres
+    skin: np.ndarray               # (3,) RGB
+    hair: np.ndarray
+    shirt: np.ndarray
+    pants: np.ndarray
+    shoes: np.ndarray
+    long_sleeves: bool
+    shorts: bool
+    heading: float                 # radians about y (for the mat under the person)
+
+
+@dataclass
+class Prop:
+    kind: str                      # one of PROP_KINDS
+    position: np.ndarray           # (3,) centre of its footprint on the floor
+    size: float                    # metres (radius of a ball, side of a box...)
+    colour: np.ndarray
+    yaw: float = 0.0
+
+
+@dataclass
+class Scene:
+    camera: B.Camera
+    people: list[Person]
+    props: list[Prop]
+    floor_style: str
+    floor_colours: np.ndarray      # (2, 3) two tones of the floor pattern
+    floor_scale: float             # tile / plank size, metres
+    wall_colour: np.ndarray
+    room_half: float               # the room is a box |x|,|z| < room_half around centre
+    room_centre: np.ndarray        # (3,)
+    light: np.ndarray              # (3,) unit vector towards the light
+    ambient: float
+    mats: list[tuple[np.ndarray, float, np.ndarray]] = field(default_factory=list)
+    # (centre xz, yaw, colour) of yoga mats (1.8 x 0.6 m) lying on the floor
+    noise: float = 2.0             # sensor noise std, 8-bit levels
+
+
+def sample_person(rng: np.random.Generator, class_name: str, position_xz, heading: float) -> Person:
+    shape = B.sample_shape(rng)
+    sample = B.sample_pose(class_name, rng, shape=shape)
+    joints = B.pose_body(shape, sample.pose, sample.root_rotation, position_xz, heading)
+    skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.92, 1.05, 3)
+    return Person(
+        shape=shape, class_name=class_name, variation=sample.variation,
+        category=B.POSE_CLASSES[class_name].category, joints=joints,
+        skin=np.clip(skin, 0, 255),
+        hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))],
+        shirt=_hsv_colour(rng), pants=_hsv_colour(rng, (0.05, 0.7), (0.1, 0.7)),
+        shoes=_hsv_colour(rng, (0.0, 0.6), (0.2, 1.0)),
+        long_sleeves=bool(rng.random() < 0.35), shorts=bool(rng.random() < 0.4),
+        heading=heading)
+
+
+def _footprint_clear(joints: np.ndarray, others: list[Person], gap: float = 0.35) -> bool:
+    for o in others:
+        d = np.linalg.norm(joints[:, None, [0, 2]] - o.joints[None, :, [0, 2]], axis=-1)
+        if d.min() < gap:
+            return False
+    return True
+
+
+def sample_scene(rng: np.random.Generator, *, size: int = 224, people_max: int = 3,
+                 classes: tuple[str, ...] | None = None) -> Scene:
+    """A random scene: 1..people_max people (each its own class), props, room, camera."""
+    classes = classes or B.CLASS_NAMES
+    n_people = int(rng.integers(1, max(1, people_max) + 1))
+    people: list[Person] = []
+    for i in range(n_people):
+        cls = classes[int(rng.integers(len(classes)))]
+        heading = float(rng.uniform(-math.pi, math.pi))
+        for _ in range(20):
+            xz = (0.0, 0.0) if i == 0 else tuple(rng.uniform(-2.2, 2.2, 2))
+            p = sample_person(rng, cls, xz, heading)
+            if _footprint_clear(p.joints, people):
+                people.append(p)
+                break
+    pts = np.concatenate([p.joints for p in people])
+    lo, hi = pts.min(0), pts.max(0)
+    centre = 0.5 * (lo + hi)
+    radius = 0.5 * float(np.linalg.norm(hi - lo)) + 0.1
+    # Retry the camera until every person keeps most of its body joints in the frame;
+    # a few joints may still fall outside (visibility 0), as in real photos.
+    for _ in range(10):
+        cam = B.sample_camera(rng, centre, width=size, height=size, radius=radius)
+        if all(_in_frame_fraction(cam, p.joints) >= 0.7 for p in people):
+            break
+    mats = []
+    for p in people:
+        if p.category == "Yoga" or rng.random() < 0.3:
+            pel = p.joints[B.JOINT_INDEX["pelvis"]]
+            # A mat along the body's longest horizontal extent.
+            xz = p.joints[:, [0, 2]] - pel[[0, 2]]
+            ext = xz[np.argmax(np.linalg.norm(xz, axis=1))]
+            yaw = math.atan2(ext[1], ext[0]) if np.linalg.norm(ext) > 0.4 else p.heading
+            mats.append((pel[[0, 2]].copy(), yaw, _hsv_colour(rng, (0.3, 0.8), (0.3, 0.9))))
+    props = []
+    for _ in range(int(rng.integers(0, 4))):
+        kind = PROP_KINDS[int(rng.integers(len(PROP_KINDS)))]
+        size_m = {"ball": rng.uniform(0.15, 0.33), "box": rng.uniform(0.25, 0.55),
+                  "plant": rng.uniform(0.5, 1.0), "kettlebell": rng.uniform(0.12, 0.18)}[kind]
+        if rng.random() < 0.45:
+            # Between a person and the camera: partly hides the body (occlusions).
+            p = people[int(rng.integers(len(people)))]
+            pel = p.joints[B.JOINT_INDEX["pelvis"]]
+            to_cam = cam.position - pel
+            to_cam[1] = 0
+            to_cam /= np.linalg.norm(to_cam) + 1e-9
+            pos = pel + to_cam * rng.uniform(0.6, 1.3) + np.r_[rng.normal(0, 0.3), 0, rng.normal(0, 0.3)]
+        else:
+            pos = centre + np.r_[rng.uniform(-2.5, 2.5), 0, rng.uniform(-2.5, 2.5)]
+        pos[1] = 0.0
+        cam_xz = np.linalg.norm((pos - cam.position)[[0, 2]])
+        if cam_xz < 0.8 or not _footprint_clear(pos[None] + np.zeros((1, 3)), people, size_m + 0.15):
+            continue
+        props.append(Prop(kind, pos, float(size_m),
+                          _hsv_colour(rng, (0.4, 1.0), (0.4, 1.0)), float(rng.uniform(0, math.pi))))
+    style = FLOOR_STYLES[int(rng.integers(len(FLOOR_STYLES)))]
+    base = _hsv_colour(rng, (0.05, 0.45), (0.35, 0.85))
+    if style == "wood":
+        base = np.array([150, 105, 65]) * rng.uniform(0.7, 1.3)
+    floor_colours = np.clip(np.stack([base, base * rng.uniform(0.7, 0.92)]), 0, 255)
+    elev = math.radians(rng.uniform(35, 80))
+    az = rng.uniform(-math.pi, math.pi)
+    light = np.array([math.cos(elev) * math.sin(az), math.sin(elev), math.cos(elev) * math.cos(az)])
+    return Scene(
+        camera=cam, people=people, props=props, floor_style=style, floor_colours=floor_colours,
+        floor_scale=float(rng.uniform(0.3, 0.8) if style != "wood" else rng.uniform(0.12, 0.22)),
+        wall_colour=_hsv_colour(rng, (0.0, 0.35), (0.55, 0.95)),
+        room_half=float(max(4.0, radius + 2.5) + rng.uniform(0, 2)),
+        room_centre=np.array([centre[0], 0.0, centre[2]]) + np.r_[rng.uniform(-1, 1), 0, rng.uniform(-1, 1)],
+        light=light, ambient=float(rng.uniform(0.45, 0.65)), mats=mats,
+        noise=float(rng.uniform(0.5, 3.0)))
+
+
+def _in_frame_fraction(cam: B.Camera, joints: np.ndarray) -> float:
+    uv, z = B.project(cam, joints[B.BODY_FROM_ALL])
+    inside = (z > 0.05) & (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)
+    return float(inside.mean())
+
+
+# --------------------------------------------------------------------------- background
+
+def _hash2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cheap deterministic pseudo-random value in [0, 1) per integer cell (a, b)."""
+    h = (a.astype(np.int32) * np.int32(73856093)) ^ (b.astype(np.int32) * np.int32(19349663))
+    return (h & 0xFFFF).astype(np.float32) / 65536.0
+
+
+def render_background(scene: Scene, width: int, height: int) -> np.ndarray:
+    """(H, W, 3) float32 RGB of the empty room seen from ``scene.camera`` at this size.
+
+    Per pixel: the camera ray hits the floor (y = 0) or one of the room's four walls,
+    whichever is nearer; patterns are functions of the hit point, so they follow the
+    perspective. Work is done on (H, W) scalar fields (tone, brightness) and turned
+    into colour once, in float32: this is the renderer's hottest function."""
+    cam = scene.camera
+    f = cam.focal * width / cam.width
+    u = ((np.arange(width, dtype=np.float32) + 0.5 - width / 2) / f)[None, :]
+    v = ((np.arange(height, dtype=np.float32) + 0.5 - height / 2) / f)[:, None]
+    rot = cam.rotation.astype(np.float32)
+    # world ray = R^T (u, v, 1): three (H, W) components
+    dx, dy, dz = (u * rot[0, i] + v * rot[1, i] + rot[2, i] for i in range(3))
+    o = cam.position.astype(np.float32)
+    c, r = scene.room_centre, scene.room_half
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_floor = np.where(dy < -1e-6, -o[1] / dy, np.inf).astype(np.float32)
+        tx = np.abs(np.where(dx > 0, c[0] + r - o[0], c[0] - r - o[0]) / dx)
+        tz = np.abs(np.where(dz > 0, c[2] + r - o[2], c[2] - r - o[2]) / dz)
+    t_wall = np.minimum(tx, tz)
+    floor = t_floor < t_wall
+    t = np.where(floor, t_floor, t_wall)
+    x, y, z = o[0] + dx * t, o[1] + dy * t, o[2] + dz * t
+
+    # Floor: tone in [0, 1] between the two floor colours, and a brightness factor.
+    s = scene.floor_scale
+    xs, zs = x / s, z / s
+    if scene.floor_style == "wood":
+        plank = np.floor(zs)
+        joint = np.floor(xs / 8 + _hash2(plank, plank) * 3)
+        tone = _hash2(plank, joint).astype(np.float32)
+        bright = 1 + 0.06 * np.sin(x * 40 + tone * 30 + np.sin(x * 7) * 2)
+        bright = np.where(np.abs(zs - np.round(zs)) < 0.04, 0.6 * bright, bright)
+    elif scene.floor_style in ("tiles", "checker"):
+        ix, iz = np.floor(xs), np.floor(zs)
+        tone = ((ix + iz) % 2) if scene.floor_style == "checker" else 0.35 * _hash2(ix, iz)
+        grout = (np.abs(xs - np.round(xs)) < 0.03) | (np.abs(zs - np.round(zs)) < 0.03)
+        bright = np.where(grout, 0.85, 1.0)
+    else:
+        tone = np.zeros_like(x)
+        bright = 1 + 0.05 * np.sin(x * 3.1 + z * 2.3)
+    # Light falls off a little away from the room's centre.
+    bright = bright * (0.95 - 0.04 * np.hypot(x - c[0], z - c[2]) / r)
+    c0, c1 = scene.floor_colours.astype(np.float32)
+    col = c0 + (c1 - c0) * tone.astype(np.float32)[..., None]
+    for centre, yaw, mcol in scene.mats:
+        ddx, ddz = x - centre[0], z - centre[1]
+        along = ddx * math.cos(yaw) + ddz * math.sin(yaw)
+        across = -ddx * math.sin(yaw) + ddz * math.cos(yaw)
+        on = (np.abs(along) < 1.0) & (np.abs(across) < 0.32)
+        col[on] = mcol
+
+    # Walls: plain colour, a darker skirting board and rail, side walls a bit darker.
+    wall_b = np.where(y < 0.12, 0.55, np.where((y > 1.0) & (y < 1.06), 0.8, 1.0))
+    wall_b = wall_b * np.where(tx < tz, 0.85, 1.0)
+    bright = np.where(floor, bright, wall_b)
+    img = np.where(floor[..., None], col, scene.wall_colour.astype(np.float32)) * bright[..., None]
+    img[(~floor) & (y > 2.9)] = (235, 235, 230)  # ceiling
+    # Haze: far things fade towards a light grey.
+    haze = np.clip(t / 25.0, 0, 0.35)[..., None]
+    return (img * (1 - haze) + 200 * haze).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- primitives
+
+# (part name, shapes) for a body: capsules are (joint a, joint b, radius a, radius b) in
+# metres for an average build; "poly" lists joints; radii scale with height and girth.
+_PART_SHAPES: dict[str, list[tuple]] = {
+    "pelvis": [("cap", "left_hip", "right_hip", 0.085, 0.085), ("cap", "pelvis", "spine", 0.105, 0.10)],
+    "torso": [("poly", ("left_shoulder", "right_shoulder", "right_hip", "left_hip")),
+              ("cap", "spine", "neck", 0.10, 0.10), ("cap", "left_shoulder", "right_shoulder", 0.055, 0.055),
+              ("cap", "left_shoulder", "left_hip", 0.06, 0.075), ("cap", "right_shoulder", "right_hip", 0.06, 0.075)],
+    "neck": [("cap", "neck", "head", 0.045, 0.045)],
+    "head": [("head",)],
+    **{f"{s}_{part}": shapes for s in ("left", "right") for part, shapes in {
+        "upper_arm": [("cap", f"{s}_shoulder", f"{s}_elbow", 0.047, 0.04)],
+        "forearm": [("cap", f"{s}_elbow", f"{s}_wrist", 0.038, 0.03)],
+        "hand": [("cap", f"{s}_wrist", f"{s}_index", 0.03, 0.022), ("cap", f"{s}_wrist", f"{s}_pinky", 0.028, 0.02),
+                 ("cap", f"{s}_wrist", f"{s}_thumb", 0.018, 0.014)],
+        "thigh": [("cap", f"{s}_hip", f"{s}_knee", 0.075, 0.05)],
+        "shin": [("cap", f"{s}_knee", f"{s}_ankle", 0.048, 0.035)],
+        "foot": [("cap", f"{s}_ankle", f"{s}_heel", 0.035, 0.03), ("cap", f"{s}_heel", f"{s}_foot_index", 0.032, 0.028)],
+    }.items()},
+}
+
+# Body parts that meet at each annotated joint: a keypoint is visible when one of these
+# parts of the same person was drawn on top at its pixel.
+JOINT_PARTS: dict[str, tuple[str, ...]] = {
+    "nose": ("head",), "left_eye": ("head",), "right_eye": ("head",),
+    "left_ear": ("head",), "right_ear": ("head",),
+    **{f"{s}_{j}": tuple(f"{s}_{p}" if p not in ("torso", "pelvis") else p for p in parts)
+       for s in ("left", "right") for j, parts in {
+           "shoulder": ("torso", "upper_arm"), "elbow": ("upper_arm", "forearm"),
+           "wrist": ("forearm", "hand"), "pinky": ("hand",), "index": ("hand",), "thumb": ("hand",),
+           "hip": ("pelvis", "torso", "thigh"), "knee": ("thigh", "shin"),
+           "ankle": ("shin", "foot"), "heel": ("foot",), "foot_index": ("foot",)}.items()},
+}
+assert set(JOINT_PARTS) == set(BODY_JOINTS)
+PART_NAMES: tuple[str, ...] = tuple(_PART_SHAPES)
+
+
+@dataclass
+class _Primitive:
+    depth: float                       # mean camera depth, metres (painter's order)
+    shapes: list[tuple]                # ("cap", p0, p1, r0, r1, rgb) | ("circle", c, r, rgb) | ("poly", pts, rgb)
+    shade: float                       # diffuse light factor of the part
+    owner: int                         # person index, -1 for props
+    part: str                          # part name or prop kind
+
+
+def _part_colour(p: Person, part: str) -> np.ndarray:
+    if part in ("torso", "left_upper_arm", "right_upper_arm"):
+        return p.shirt
+    if part.endswith("forearm"):
+        return p.shirt if p.long_sleeves else p.skin
+    if part in ("pelvis",) or part.endswith("thigh"):
+        return p.pants
+    if part.endswith("shin"):
+        return p.skin if p.shorts else p.pants
+    if part.endswith("foot"):
+        return p.shoes
+    return p.skin  # head, neck, hands
+
+
+def _person_primitives(p: Person, pi: int, cam: B.Camera, light: np.ndarray, scale: float) -> list[_Primitive]:
+    uv, z = B.project(cam, p.joints)
+    uv = uv * scale
+    f = cam.focal * scale
+    k = p.shape.height / 1.72
+    idx = B.JOINT_INDEX
+    prims = []
+    for part, shapes in _PART_SHAPES.items():
+        colour = _part_colour(p, part)
+        out, depths, dirs = [], [], []
+        for s in shapes:
+            if s[0] == "cap":
+                _, a, b, ra, rb = s
+                ia, ib = idx[a], idx[b]
+                if z[ia] <= 0.05 or z[ib] <= 0.05:
+                    continue
+                g = k * (p.shape.girth if part not in ("head", "neck") and "hand" not in part and "foot" not in part else 1.0)
+                out.append(("cap", uv[ia], uv[ib], f * ra * g / z[ia], f * rb * g / z[ib], colour))
+                depths += [z[ia], z[ib]]
+                dirs.append(p.joints[ib] - p.joints[ia])
+            elif s[0] == "poly":
+                ii = [idx[j] for j in s[1]]
+                if (z[ii] <= 0.05).any():
+                    continue
+                out.append(("poly", uv[ii], colour))
+            else:  # head: hair behind the face, face turned towards the nose
+                ih, ino = idx["head"], idx["nose"]
+                if z[ih] <= 0.05:
+                    continue
+                r = f * 0.105 * k * p.shape.head / z[ih]
+                fwd = uv[ino] - uv[ih]
+                up = uv[idx["head"]] - uv[idx["neck"]]
+                hair = ("circle", uv[ih] - 0.25 * fwd + 0.12 * up, r * 1.03, p.hair)
+                face = ("circle", uv[ih] + 0.2 * fwd, r * 0.93, p.skin)
+                out += [hair, face] if z[ino] < z[ih] else [face, hair]
+                depths.append(z[ih])
+                dirs.append(np.zeros(3))
+        if not out:
+            continue
+        if not depths:
+            depths = [z[idx[j]] for j in shapes[0][1]]
+        # Lambert on a cylinder: its lit side faces the light when the light is
+        # perpendicular to the limb; take the mean over the visible half.
+        d = np.mean([v / (np.linalg.norm(v) + 1e-9) for v in dirs], axis=0) if dirs else np.zeros(3)
+        perp = light - d * float(light @ d)
+        shade = 0.55 + 0.45 * float(np.linalg.norm(perp)) * (0.6 + 0.4 * max(0.0, light[1]))
+        prims.append(_Primitive(float(np.mean(depths)), out, shade, pi, part))
+    return prims
+
+
+def _prop_primitives(pr: Prop, cam: B.Camera, light: np.ndarray, scale: float) -> list[_Primitive]:
+    f = cam.focal * scale
+    col = pr.colour
+    if pr.kind == "ball":
+        c = pr.position + np.r_[0, pr.size, 0]
+        uv, z = B.project(cam, c[None])
+        if z[0] <= 0.1:
+            return []
+        return [_Primitive(float(z[0]), [("circle", uv[0] * scale, f * pr.size / z[0], col)], 0.9, -1, "ball")]
+    if pr.kind == "kettlebell":
+        s = pr.size
+        c = pr.position + np.r_[0, s, 0]
+        pts = np.stack([c, c + np.r_[0, 1.6 * s, 0]])
+        uv, z = B.project(cam, pts)
+        if (z <= 0.1).any():
+            return []
+        dark = np.array([45, 45, 50.0])
+        shapes = [("ring", uv[1] * scale, f * 0.7 * s / z[1], max(1.0, f * 0.18 * s / z[1]), dark),
+                  ("circle", uv[0] * scale, f * s / z[0], dark)]
+        return [_Primitive(float(z.mean()), shapes, 0.8, -1, "kettlebell")]
+    if pr.kind == "plant":
+        h = pr.size
+        pot = np.stack([pr.position, pr.position + np.r_[0, 0.35 * h, 0]])
+        uv, z = B.project(cam, pot)
+        if (z <= 0.1).any():
+            return []
+        shapes = [("cap", uv[0] * scale, uv[1] * scale, f * 0.14 * h / z[0], f * 0.18 * h / z[1], col)]
+        rng = np.random.default_rng(int(pr.size * 1e6) % 2**31)
+        green = np.array([50, 120, 45.0]) * rng.uniform(0.7, 1.3)
+        leaves = pr.position + np.r_[0, 0.35 * h, 0] + rng.normal(0, 1, (7, 3)) * np.r_[0.16, 0.2, 0.16] * h
+        leaves[:, 1] = np.abs(leaves[:, 1] - pr.position[1]) + 0.45 * h
+        luv, lz = B.project(cam, leaves)
+        for q, zz in zip(luv, lz):
+            if zz > 0.1:
+                shapes.append(("circle", q * scale, f * 0.13 * h / zz, green))
+        return [_Primitive(float(z.mean()), shapes, 0.85, -1, "plant")]
+    # box: the faces turned towards the camera, each shaded by its own normal
+    s = pr.size
+    cy, sy = math.cos(pr.yaw), math.sin(pr.yaw)
+    ax = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]]) * np.r_[s / 2, s * 0.8, s / 2][:, None]
+    centre = pr.position + np.r_[0, 0.4 * s, 0]
+    corners = np.array([centre + i * ax[0] + j * ax[1] + k * ax[2]
+                        for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)])
+    uv, z = B.project(cam, corners)
+    if (z <= 0.1).any():
+        return []
+    shapes = []
+    for axis in range(3):
+        for sign in (-1, 1):
+            normal = sign * ax[axis] / np.linalg.norm(ax[axis])
+            face_c = centre + sign * ax[axis]
+            if normal @ (cam.position - face_c) <= 0:
+                continue
+            ids = [i for i, c in enumerate(corners) if ((c - centre) @ ax[axis]) * sign > 0]
+            # order the 4 corners around the face
+            q = uv[ids]
+            ang = np.arctan2(*(q - q.mean(0)).T[::-1])
+            shade = 0.55 + 0.45 * max(0.0, float(normal @ light))
+            shapes.append(("flat", q[np.argsort(ang)] * scale, col * shade))
+    return [_Primitive(float(z.mean()), shapes, 1.0, -1, "box")]
+
+
+# --------------------------------------------------------------------------- drawing
+
+def _rgb(c) -> tuple[int, int, int]:
+    c = np.clip(np.asarray(c), 0, 255)
+    return int(c[0]), int(c[1]), int(c[2])
+
+
+def _cap_polygon(p0, p1, r0, r1) -> list[tuple[float, float]] | None:
+    d = np.asarray(p1) - np.asarray(p0)
+    n = math.hypot(d[0], d[1])
+    if n < 1e-6:
+        return None
+    nx, ny = -d[1] / n, d[0] / n
+    return [(p0[0] + nx * r0, p0[1] + ny * r0), (p1[0] + nx * r1, p1[1] + ny * r1),
+            (p1[0] - nx * r1, p1[1] - ny * r1), (p0[0] - nx * r0, p0[1] - ny * r0)]
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, s: tuple, fill, shrink: float = 1.0,
+                offset=(0.0, 0.0)) -> None:
+    kind = s[0]
+    if kind == "cap":
+        _, p0, p1, r0, r1, _c = s
+        r0, r1 = max(r0 * shrink, 0.5), max(r1 * shrink, 0.5)
+        p0 = (p0[0] + offset[0] * r0, p0[1] + offset[1] * r0)
+        p1 = (p1[0] + offset[0] * r1, p1[1] + offset[1] * r1)
+        poly = _cap_polygon(p0, p1, r0, r1)
+        if poly:
+            draw.polygon(poly, fill=fill)
+        draw.ellipse((p0[0] - r0, p0[1] - r0, p0[0] + r0, p0[1] + r0), fill=fill)
+        draw.ellipse((p1[0] - r1, p1[1] - r1, p1[0] + r1, p1[1] + r1), fill=fill)
+    elif kind == "circle":
+        _, c, r, _c = s
+        r = max(r * shrink, 0.5)
+        c = (c[0] + offset[0] * r, c[1] + offset[1] * r)
+        draw.ellipse((c[0] - r, c[1] - r, c[0] + r, c[1] + r), fill=fill)
+    elif kind == "ring":
+        _, c, r, w, _c = s
+        if shrink == 1.0:
+            draw.ellipse((c[0] - r, c[1] - r, c[0] + r, c[1] + r), outline=fill, width=int(max(1, w)))
+    elif kind in ("poly", "flat"):
+        if shrink == 1.0 or kind == "poly":
+            draw.polygon([tuple(q) for q in s[1]], fill=fill)
+
+
+# Shading layers of a lit cylinder: (radius fraction, offset towards the light, tone).
+_LAYERS = ((1.0, 0.0, 0.62), (0.78, 0.16, 0.9), (0.38, 0.42, 1.12))
+
+
+def _draw_primitive(draw: ImageDraw.ImageDraw, prim: _Primitive, light2d, ambient: float) -> None:
+    k = ambient + (1 - ambient) * prim.shade
+    for shrink, off, tone in _LAYERS:
+        for s in prim.shapes:
+            colour = s[-1]
+            if s[0] == "flat":
+                if shrink == 1.0:
+                    draw.polygon([tuple(q) for q in s[1]], fill=_rgb(colour))
+                continue
+            _draw_shape(draw, s, _rgb(colour * k * tone + (12 if tone > 1 else 0)), shrink,
+                        (light2d[0] * off, light2d[1] * off))
+
+
+@dataclass
+class PersonRender:
+    keypoints: np.ndarray      # (len(BODY_JOINTS), 3): u, v in pixels, visibility 0/1/2
+    depth: np.ndarray          # (len(BODY_JOINTS),) camera depth, metres
+    mask: np.ndarray           # (H, W) bool, the pixels where this person was drawn on top
+    bbox: tuple[float, float, float, float]  # xywh of the whole body (occluded parts too), clipped to the image
+
+
+@dataclass
+class RenderResult:
+    image: Image.Image         # RGB, size x size
+    ids: np.ndarray            # (H, W) int32: 0 background, else primitive index + 1
+    people: list[PersonRender]
+
+
+def render_scene(scene: Scene, *, supersample: int = 2, rng: np.random.Generator | None = None) -> RenderResult:
+    """Draw ``scene``; see the module docstring for the visibility rule."""
+    cam = scene.camera
+    W, H, ss = cam.width, cam.height, supersample
+    # The background has no sharp edges worth supersampling: ray-cast it (and its
+    # shadows) at the final size, then upsample for drawing the figures on top.
+    bg = render_background(scene, W, H)
+    prims: list[_Primitive] = []
+    for pi, p in enumerate(scene.people):
+        prims += _person_primitives(p, pi, cam, scene.light, ss)
+    for pr in scene.props:
+        prims += _prop_primitives(pr, cam, scene.light, ss)
+    prims.sort(key=lambda q: -q.depth)  # far first
+
+    dark = _shadow_mask(scene)
+    bg = np.clip(bg * (1 - 0.45 * dark[..., None]), 0, 255).astype(np.uint8)
+    canvas = Image.fromarray(bg, "RGB")
+    if ss > 1:
+        canvas = canvas.resize((W * ss, H * ss), Image.Resampling.BILINEAR)
+
+    draw = ImageDraw.Draw(canvas)
+    light_cam = cam.rotation @ scene.light
+    l2 = light_cam[:2] / (np.linalg.norm(light_cam[:2]) + 1e-9)
+    light2d = (float(l2[0]), float(l2[1]))
+    for prim in prims:
+        _draw_primitive(draw, prim, light2d, scene.ambient)
+
+    # The id image at the final size: the same primitives, same order, flat.
+    ids_img = Image.new("I", (W, H), 0)
+    idraw = ImageDraw.Draw(ids_img)
+    inv = 1.0 / ss
+    for n, prim in enumerate(prims, start=1):
+        for s in prim.shapes:
+            _draw_shape(idraw, _scale_shape(s, inv), n)
+    ids = np.asarray(ids_img, dtype=np.int32)
+
+    if ss > 1:
+        canvas = canvas.resize((W, H), Image.Resampling.BOX)
+    if scene.noise > 0 and rng is not None:
+        arr = np.asarray(canvas, dtype=np.float32) + rng.normal(0, scene.noise, (H, W, 3)).astype(np.float32)
+        canvas = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+    owner = np.array([-2] + [q.owner for q in prims])      # id -> person (-1 prop, -2 background)
+    part = np.array([""] + [q.part for q in prims], dtype=object)
+    people = []
+    for pi, p in enumerate(scene.people):
+        people.append(_annotate_person(p, pi, cam, ids, owner, part, prims, ss))
+    return RenderResult(canvas, ids, people)
+
+
+def _shadow_mask(scene: Scene) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: soft floor shadows of the bodies and props, made by
+    squashing every capsule onto y = 0 along the light direction."""
+    cam = scene.camera
+    shadow = Image.new("L", (cam.width, cam.height), 0)
+    sd = ImageDraw.Draw(shadow)
+    lt = scene.light / max(scene.light[1], 0.2)
+    f = cam.focal
+    for p in scene.people:
+        flat = p.joints - lt[None] * p.joints[:, 1:2]
+        uv, z = B.project(cam, flat)
+        if (z <= 0.1).any():
+            continue
+        for shapes in _PART_SHAPES.values():
+            for s in shapes:
+                if s[0] == "cap":
+                    ia, ib = B.JOINT_INDEX[s[1]], B.JOINT_INDEX[s[2]]
+                    _draw_shape(sd, ("cap", uv[ia], uv[ib], f * s[3] / z[ia], f * s[4] / z[ib], None), 255)
+    for pr in scene.props:
+        c = pr.position
+        uv, z = B.project(cam, np.stack([c, c - lt * pr.size]))
+        if (z > 0.1).all():
+            r = f * pr.size * 0.7
+            _draw_shape(sd, ("cap", uv[0], uv[1], r / z[0], r / z[1], None), 255)
+    shadow = shadow.filter(ImageFilter.BoxBlur(1.5))
+    return np.asarray(shadow, dtype=np.float32) / 255.0
+
+
+def _scale_shape(s: tuple, k: float) -> tuple:
+    kind = s[0]
+    if kind == "cap":
+        return ("cap", s[1] * k, s[2] * k, s[3] * k, s[4] * k, s[5])
+    if kind == "circle":
+        return ("circle", s[1] * k, s[2] * k, s[3])
+    if kind == "ring":
+        return ("ring", s[1] * k, s[2] * k, max(1.0, s[3] * k), s[4])
+    return (kind, s[1] * k, s[2])
+
+
+def _annotate_person(p: Person, pi: int, cam: B.Camera, ids: np.ndarray, owner: np.ndarray,
+                     part: np.ndarray, prims: list[_Primitive], supersample: int) -> PersonRender:
+    H, W = ids.shape
+    uv, z = B.project(cam, p.joints[B.BODY_FROM_ALL])
+    inside = (z > 0.05) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+    vis = np.zeros(len(BODY_JOINTS), dtype=np.int64)
+    for j, name in enumerate(BODY_JOINTS):
+        if not inside[j]:
+            continue
+        top = ids[int(uv[j, 1]), int(uv[j, 0])]
+        vis[j] = 2 if owner[top] == pi and part[top] in JOINT_PARTS[name] else 1
+    mask = owner[ids] == pi
+    # Whole-body box from the drawn primitives' extents (capsule ends +- radius).
+    pts = []
+    for q in prims:
+        if q.owner != pi:
+            continue
+        for s in q.shapes:
+            if s[0] == "cap":
+                pts += [s[1] - s[3], s[1] + s[3], s[2] - s[4], s[2] + s[4]]
+            elif s[0] == "circle":
+                pts += [s[1] - s[2], s[1] + s[2]]
+    if pts:
+        pts_a = np.array(pts) / supersample
+        x0, y0 = np.clip(pts_a.min(0), 0, [W, H])
+        x1, y1 = np.clip(pts_a.max(0), 0, [W, H])
+    else:
+        x0 = y0 = x1 = y1 = 0.0
+    kp = np.concatenate([uv, vis[:, None]], axis=1)
+    return PersonRender(kp, z, mask, (float(x0), float(y0), float(x1 - x0), float(y1 - y0)))
+
