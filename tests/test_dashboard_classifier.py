@@ -9,9 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from conftest import run_dirs
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "dashboard.py")
@@ -37,13 +40,11 @@ def gallery_count(at) -> int:
 
 
 def classifier_runs(runs_dir: Path) -> dict[str, Path]:
-    out = {}
-    for p in runs_dir.iterdir():
-        if (p / "run.json").exists():
-            info = json.loads((p / "run.json").read_text())
-            if info["kind"] == "classifier":
-                out[info["name"]] = p
-    return out
+    return run_dirs(runs_dir, "classifier")
+
+
+def preds_of(runs_dir: Path, name: str) -> pd.DataFrame:
+    return pd.read_parquet(classifier_runs(runs_dir)[name] / "predictions.parquet")
 
 
 # ------------------------------------------------------------------ shell + home
@@ -151,18 +152,24 @@ def test_runs_page_tables_and_curves(dashboard_runs):
 
 
 def test_samples_filters_narrow_the_gallery(dashboard_runs):
+    preds = preds_of(dashboard_runs, "model4")        # the newest classifier run is shown
     at = app("pages/samples.py")
     total = gallery_count(at)
-    assert total == 24 and len(at.image) == 24
+    assert total == len(preds) and len(at.image) == min(total, 24)
     at.radio(key="s_correct").set_value("wrong").run()
     wrong = gallery_count(at)
-    assert 0 < wrong < total and len(at.image) == wrong
-    assert all("❌" in img.caption for img in at.image) if hasattr(at.image[0], "caption") else True
+    assert wrong == int((~preds["correct"]).sum())
+    assert len(at.image) == min(wrong, 24)
     at.radio(key="s_correct").set_value("all").run()
-    at.multiselect(key="s_true").set_value([0]).run()
-    assert gallery_count(at) == 6                      # 24 samples, 4 classes round-robin
-    at.slider(key="s_conf").set_value((0.99, 1.0)).run()
-    assert gallery_count(at) < 6
+    label = int(preds["label"].iloc[0])
+    at.multiselect(key="s_true").set_value([label]).run()
+    n_label = int((preds["label"] == label).sum())
+    assert gallery_count(at) == n_label < total
+    assert len(at.image) == min(n_label, 24)
+    at.multiselect(key="s_true").set_value([]).run()
+    lo = float(preds["confidence"].median())
+    at.slider(key="s_conf").set_value((lo, 1.0)).run()
+    assert gallery_count(at) == int((preds["confidence"] >= lo).sum()) < total
 
 
 def test_sidebar_picker_chooses_the_run_pages_show(dashboard_runs):
@@ -198,21 +205,24 @@ def test_samples_detail_view_and_saliency_handover(dashboard_runs):
     assert sample_id is not None
 
 
-def test_samples_missing_images_show_placeholders(dashboard_runs, tmp_path, monkeypatch):
+def test_samples_missing_or_escaping_images_show_placeholders(dashboard_runs, tmp_path, monkeypatch):
     d = tmp_path / "runs"
     shutil.copytree(dashboard_runs, d, ignore=shutil.ignore_patterns("_*"))
     run = classifier_runs(d)["model4"]
-    info = json.loads((run / "run.json").read_text())
-    info["data"]["root"] = str(tmp_path / "moved-away")
-    (run / "run.json").write_text(json.dumps(info))
-    # also one path that tries to leave the data root
     preds = pd.read_parquet(run / "predictions.parquet")
-    preds.loc[0, "image_path"] = "../../../etc/passwd"
+    preds.loc[0, "image_path"] = "../../../etc/passwd"      # tries to leave the data root
+    preds.loc[1, "image_path"] = "test/no-such-image.png"   # deleted since training
     preds.to_parquet(run / "predictions.parquet")
     monkeypatch.setenv("POSELAB_RUNS", str(d))
     at = app("pages/samples.py")
-    assert len(at.image) == 24
-    assert any("could not be read" in w.value for w in at.warning)
+    at.selectbox(key="s_per_page").set_value(96).run()
+    assert not at.exception
+    assert len(at.image) == min(len(preds), 96)
+    assert any(w.value.startswith("2 image(s) on this page could not be read") for w in at.warning)
+    # the detail view of the escaping sample says why, instead of reading /etc/passwd
+    sid = preds.loc[0, "sample_id"]
+    next(b for b in at.button if b.key == f"samples_open_{sid}").click().run()
+    assert any("leaves the run's data folder" in w.value for w in at.warning)
 
 
 # ------------------------------------------------------------------ confusion
@@ -221,8 +231,9 @@ def test_samples_missing_images_show_placeholders(dashboard_runs, tmp_path, monk
 def test_confusion_page_elements(dashboard_runs):
     at = app("pages/confusion.py")
     assert len(at.get("plotly_chart")) >= 2           # matrix + difference view
+    preds = preds_of(dashboard_runs, "model4")
     per_class = next(d.value for d in at.dataframe if "precision" in d.value)
-    assert len(per_class) == 4 and per_class["support"].sum() == 24
+    assert len(per_class) == 15 and per_class["support"].sum() == len(preds)
     assert any("share_of_true" in d.value for d in at.dataframe)
 
 
@@ -231,10 +242,11 @@ def test_confusion_normalise_toggle_changes_values(dashboard_runs):
     counts = at.dataframe[0].value.to_numpy()
     at.toggle(key="cm_norm").set_value(True).run()
     normed = at.dataframe[0].value.to_numpy()
-    assert counts.sum() == 24
-    assert (counts != normed).any()
-    row_sums = normed.sum(axis=1)
-    assert ((abs(row_sums - 1) < 1e-3)).all()
+    assert counts.sum() == len(preds_of(dashboard_runs, "model4"))
+    present = counts.sum(axis=1) > 0
+    assert (abs(normed[present].sum(axis=1) - 1) < 1e-3).all()
+    assert np.isnan(normed[~present]).all()           # a class absent from the test set
+    assert (counts[present] != normed[present]).any()
 
 
 def test_confusion_cell_selectbox_shows_exactly_its_samples(dashboard_runs):
@@ -255,12 +267,12 @@ def test_confusion_difference_requires_same_classes(dashboard_runs, tmp_path, mo
     shutil.copytree(dashboard_runs, d, ignore=shutil.ignore_patterns("_*"))
     runs = classifier_runs(d)
     info = json.loads((runs["baseline"] / "run.json").read_text())
-    info["data"]["classes"] = ["bridge", "plank", "squat", "warrior2"]
+    info["data"]["classes"][-1] = "warrior3"
     (runs["baseline"] / "run.json").write_text(json.dumps(info))
     monkeypatch.setenv("POSELAB_RUNS", str(d))
     at = app("pages/confusion.py")
     at.selectbox(key="cm_other").set_value(runs["baseline"].name).run()
-    assert any("classes differ" in w.value and "warrior2" in w.value for w in at.warning)
+    assert any("classes differ" in w.value and "warrior3" in w.value for w in at.warning)
     at.selectbox(key="cm_other").set_value(runs["model1"].name).run()
     assert not any("classes differ" in w.value for w in at.warning)
     assert not at.exception
