@@ -43,6 +43,12 @@ IDENTITY = "identity"               # label of the baseline column / row
 ALL = "all"                         # label of the pooled row
 
 
+def baseline_label(labels) -> str:
+    """Label of the identity baseline among run ``labels``: 'identity', unless a run is
+    itself called that (the grid's identity run), then 'identity baseline'."""
+    return IDENTITY if IDENTITY not in set(labels) else f"{IDENTITY} baseline"
+
+
 def pck_col(a: float) -> str:
     """0.05 -> 'pck@0.05' (the column names of pck.csv and metrics.json)."""
     return f"pck@{a:g}"
@@ -94,7 +100,8 @@ def summary_table(tables: dict[str, pd.DataFrame],
 
     ``tables``: run label -> checked pck table (``check_pck_table``). Returns a frame
     indexed by row label: one row per run, one ``identity`` row per distinct baseline
-    (``identity`` if all runs share it, else ``identity (<run>)``), and a final
+    (``identity`` if all runs share it, else ``identity (<run>)``; see
+    ``baseline_label`` for a run itself named identity), and a final
     ``threshold_px`` row (mean a*s in heatmap pixels, from the first run that has it).
     Columns ``pck@a`` as fractions.
     """
@@ -107,8 +114,9 @@ def summary_table(tables: dict[str, pd.DataFrame],
         ident = [_pooled(kp[f"{IDENTITY}_{c}"], kp["n_visible"]) for c in cols]
         if not any(np.allclose(ident, other, equal_nan=True) for _, other in identities):
             identities.append((label, ident))
+    base = baseline_label(tables)
     for label, ident in identities:
-        rows[IDENTITY if len(identities) == 1 else f"{IDENTITY} ({label})"] = ident
+        rows[base if len(identities) == 1 else f"{base} ({label})"] = ident
     out = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
     thr = next((t.loc[THRESHOLD_ROW, cols] for t in tables.values() if THRESHOLD_ROW in t.index), None)
     if thr is not None:
@@ -122,7 +130,8 @@ def keypoint_table(tables: dict[str, pd.DataFrame], threshold: float, *, merged:
     """Per-keypoint PCK@threshold, one column per run (+ ``identity``), one row per
     keypoint in TEMPORAL25 order, or per side-merged name when ``merged`` ('knee' pools
     left_knee and right_knee), then a pooled ``all`` row. Also an ``n_visible`` column
-    (from the first run). The identity column is the first run's baseline.
+    (from the first run). The identity column (``baseline_label``) is the first run's
+    baseline.
     """
     col = pck_col(threshold)
     groups = [side_merged_name(k) if merged else k for k in TEMPORAL25]
@@ -130,7 +139,7 @@ def keypoint_table(tables: dict[str, pd.DataFrame], threshold: float, *, merged:
     out = {}
     sources = [(label, t, col) for label, t in tables.items()]
     if identity and sources:
-        sources.append((IDENTITY, sources[0][1], f"{IDENTITY}_{col}"))
+        sources.append((baseline_label(tables), sources[0][1], f"{IDENTITY}_{col}"))
     counts = None
     for label, t, c in sources:
         kp = _keypoint_rows(t)
@@ -252,7 +261,7 @@ def bootstrap_pck(preds: dict[str, pd.DataFrame], *, thresholds: tuple[float, ..
     counted = {label: unit_counts(df, thresholds, unit=unit, k=k) for label, df in preds.items()}
     if identity:
         first = next(iter(preds.values()))
-        counted[IDENTITY] = unit_counts(first, thresholds, unit=unit, k=k, source="input")
+        counted[baseline_label(preds)] = unit_counts(first, thresholds, unit=unit, k=k, source="input")
     all_units = pd.Index(sorted(set().union(*(set(c[0]) for c in counted.values()))))
     U = len(all_units)
     if U == 0:

@@ -187,3 +187,13 @@ def test_csv_export_round_trip():
     t = pr.keypoint_table({"r": make_pck({})}, 0.05)
     back = pd.read_csv(__import__("io").BytesIO(pr.to_csv_bytes(t)), index_col=0)
     assert list(back.index) == list(t.index)
+
+
+def test_a_run_called_identity_does_not_hide_the_baseline():
+    tables = {"identity": make_pck({0.05: 0.2}, identity=0.2), "conv3d": make_pck({0.05: 0.6})}
+    s = pr.summary_table(tables)
+    assert list(s.index) == ["identity", "conv3d", "identity baseline", pr.THRESHOLD_ROW]
+    t = pr.keypoint_table(tables, 0.05)
+    assert list(t.columns) == ["identity", "conv3d", "identity baseline", "n_visible"]
+    b = pr.bootstrap_pck({"identity": make_preds(0), "conv3d": make_preds(1)}, n_boot=5)
+    assert set(b.samples) == {"identity", "conv3d", "identity baseline"}

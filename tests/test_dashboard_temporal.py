@@ -1,0 +1,237 @@
+"""AppTest for the Saliency, PCK comparison and Sequences pages against real tiny runs.
+
+The module builds its own runs once, through the real training code: a 3-class
+InfiniteForm-layout dataset of 24 drawn scenes -> classifier presets model1 and model4
+(random backbone, 64 px, 1 epoch); a 5-video synthetic sequence dataset with 16 px
+heatmaps -> temporal runs identity and conv3d (1 epoch). ~30 s on 2 cores.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parent.parent
+CLASSES = ["bridge", "plank", "squat"]
+
+
+def write_tiny_coco(root: Path, n_train: int = 18, n_test: int = 6, size: int = 80, seed: int = 0) -> Path:
+    """train/ and test/ folders, each a COCO JSON + PNG scenes of one coloured 'person'."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        d = root / split
+        d.mkdir(parents=True)
+        images, anns = [], []
+        for i in range(n):
+            label = i % len(CLASSES)
+            img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(150, 230, 3)))
+            x, y = (int(v) for v in rng.integers(5, 30, 2))
+            w, h = (int(v) for v in rng.integers(25, 45, 2))
+            ImageDraw.Draw(img).rectangle([x, y, x + w, y + h],
+                                          fill=[(200, 30, 30), (30, 200, 30), (30, 30, 200)][label])
+            iid = i + (0 if split == "train" else 1000)
+            img.save(d / f"{iid}.rgb.png")
+            kp = np.zeros((17, 3))
+            kp[5:, 0] = x + rng.uniform(0, w, 12)
+            kp[5:, 1] = y + rng.uniform(0, h, 12)
+            kp[5:, 2] = 2
+            images.append({"id": iid, "file_name": f"{iid}.rgb.png", "width": size, "height": size})
+            anns.append({"id": iid, "image_id": iid, "keypoints": kp.ravel().tolist(),
+                         "num_keypoints": 12, "bbox": [x, y, w, h], "area": w * h,
+                         "pose_category": CLASSES[label], "pose_variation": CLASSES[label],
+                         "exercise_category": "Yoga"})
+        (d / "annotations.json").write_text(json.dumps({"images": images, "annotations": anns}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory):
+    from core.data.sequences import write_sequence_dataset
+    from core.train import train_classifier_grid
+    from core.train_temporal import train_temporal
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("POSELAB_OFFLINE", "1")            # never try to download ImageNet weights
+    root = tmp_path_factory.mktemp("h6_runs")
+    runs = root / "runs"
+    write_tiny_coco(root / "images")
+    cls = train_classifier_grid(data=root / "images", presets=["model1", "model4"], runs_dir=runs,
+                                epochs=1, device="cpu", weights="random", image_size=64, progress=False)
+    write_sequence_dataset(root / "seq", videos=5, frames=15, heatmap=16, seed=0, progress=False)
+    tmp = {arch: train_temporal(data=root / "seq", arch=arch, runs_dir=runs, epochs=1, device="cpu",
+                                progress=False) for arch in ("identity", "conv3d")}
+    mp.setenv("POSELAB_RUNS", str(runs))
+    yield {"runs": runs, "model1": cls[0].name, "model4": cls[1].name,
+           "identity": tmp["identity"].name, "conv3d": tmp["conv3d"].name}
+    mp.undo()
+
+
+def _page(page: str, **state):
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=120)
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _frames(at) -> dict[str, object]:
+    """The PCK page's tables in page order: summary, per keypoint, [difference], [CI]."""
+    names = ["summary", "table"]
+    if at.selectbox(key="pck_reference").value is not None:
+        names.append("diff")
+    if at.toggle(key="pck_ci").value:
+        names.append("ci")
+    frames = [d.value for d in at.dataframe]
+    assert len(frames) == len(names), (len(frames), names)
+    return dict(zip(names, frames))
+
+
+def _errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+# ------------------------------------------------------------------------------ PCK page
+
+def test_pck_page_tables_react_to_runs_threshold_merge_and_reference(real_runs):
+    at = _page("pages/pck.py")
+    assert not _errors(at)
+    f = _frames(at)
+    # Both runs chosen; the grid's identity run and the baseline row are told apart.
+    assert set(f["summary"].index) == {"identity", "conv3d", "identity baseline", "threshold_px"}
+    assert len(f["table"]) == 13 + 1                            # merged by default, + 'all'
+    assert set(f["table"].columns) == {"identity", "conv3d", "identity baseline", "n_visible"}
+
+    at.toggle(key="pck_merged").set_value(False).run()
+    assert len(_frames(at)["table"]) == 25 + 1
+
+    at.multiselect(key="pck_runs").set_value([real_runs["conv3d"]]).run()
+    f = _frames(at)
+    assert list(f["summary"].index) == ["conv3d", "identity", "threshold_px"]
+    assert list(f["table"].columns) == ["conv3d", "identity", "n_visible"]
+    t005 = f["table"]
+
+    at.radio(key="pck_threshold").set_value(0.2).run()
+    t02 = _frames(at)["table"]
+    assert (t02["conv3d"] >= t005["conv3d"] - 1e-9).all()      # a looser threshold never lowers PCK
+    assert (t02["conv3d"] != t005["conv3d"]).any()
+
+    at.selectbox(key="pck_reference").set_value("identity").run()
+    diff = _frames(at)["diff"]
+    assert list(diff.columns) == ["conv3d"]
+    np.testing.assert_allclose(diff["conv3d"], t02["conv3d"] - t02["identity"])
+    assert not at.exception
+
+
+def test_pck_page_bootstrap_and_exports(real_runs):
+    at = _page("pages/pck.py")
+    at.multiselect(key="pck_runs").set_value([real_runs["conv3d"], real_runs["identity"]]).run()
+    at.selectbox(key="pck_reference").set_value("identity baseline").run()
+    at.toggle(key="pck_ci").set_value(True).run()
+    assert not at.exception and not _errors(at)
+    ci = _frames(at)["ci"]
+    assert set(ci["run"]) == {"conv3d", "identity", "identity baseline"}
+    assert {"run", "keypoint", "pck", "lo", "hi", "diff_lo", "diff_hi"} <= set(ci.columns)
+    ok = ci.dropna(subset=["pck", "lo", "hi"])
+    assert len(ok) and ((ok["lo"] <= ok["pck"] + 1e-9) & (ok["pck"] <= ok["hi"] + 1e-9)).all()
+    # The grid's identity run is the baseline itself: a paired difference of exactly 0.
+    same = ci[ci["run"] == "identity"].dropna(subset=["diff"])
+    assert len(same) and (same["diff"].abs() < 1e-9).all()
+    assert len(at.get("download_button")) == 3                 # summary, table, CIs
+
+
+# ------------------------------------------------------------------------ Sequences page
+
+def test_sequences_page_shows_heatmaps_points_and_curve(real_runs):
+    at = _page("pages/sequences.py", selected_run=real_runs["conv3d"])
+    assert not _errors(at) and not [w.value for w in at.warning]
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    fig = json.loads(charts[0].proto.spec)
+    kinds = [t["type"] for t in fig["data"]]
+    assert kinds[0] == "heatmap" and kinds.count("scatter") >= 3
+    before = [m.value for m in at.metric]
+    slider = at.select_slider[0]
+    slider.set_value(slider.options[-1]).run()
+    assert not at.exception
+    assert [m.value for m in at.metric] != before
+    at.multiselect(key="seq_layers").set_value(["refined"]).run()
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t.get("name") for t in fig["data"] if t.get("mode") == "markers"] == ["refined"]
+
+
+def test_sequences_page_without_heatmaps_warns_and_still_draws(real_runs, tmp_path, monkeypatch):
+    import shutil
+    runs = tmp_path / "runs"
+    shutil.copytree(real_runs["runs"] / real_runs["conv3d"], runs / real_runs["conv3d"])
+    info = json.loads((runs / real_runs["conv3d"] / "run.json").read_text())
+    info["data"]["root"] = str(tmp_path / "moved-away")
+    (runs / real_runs["conv3d"] / "run.json").write_text(json.dumps(info))
+    monkeypatch.setenv("POSELAB_RUNS", str(runs))
+    at = _page("pages/sequences.py")
+    assert any("Heatmaps not shown" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) == 2
+
+
+# ------------------------------------------------------------------------- Saliency page
+
+def _png(size=(90, 70), mode="RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, 128).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_saliency_page_sample_methods_and_keypoint_chart(real_runs):
+    at = _page("pages/saliency.py", selected_run=real_runs["model4"])
+    assert not _errors(at)
+    assert len(at.image) == 2                                    # original + overlay
+    assert "Vanilla gradient" in at.image[1].proto.imgs[0].caption
+    assert any(c.key == "sal_kp_chart" for c in at.get("plotly_chart"))
+    at.selectbox(key="sal_method").set_value("gradcam").run()
+    assert not at.exception and len(at.image) == 2
+    assert "Grad-CAM" in at.image[1].proto.imgs[0].caption
+    assert any(c.key == "sal_kp_chart" for c in at.get("plotly_chart"))  # input x gradient
+    at.selectbox(key="sal_method").set_value("occlusion").run()
+    assert not at.exception and "Occlusion" in at.image[1].proto.imgs[0].caption
+    assert [b.key for b in at.get("download_button")] == ["sal_download"]
+
+
+def test_saliency_request_from_gallery_selects_the_sample(real_runs):
+    at = _page("pages/saliency.py", selected_run=real_runs["model1"],
+               saliency_request={"run_id": real_runs["model1"], "sample_id": "1003:0"})
+    assert at.selectbox(key="sal_sample").value == "1003:0"
+    assert len(at.image) == 2
+    assert not any(c.key == "sal_kp_chart" for c in at.get("plotly_chart"))   # image-only preset
+
+
+def test_saliency_upload_corrupt_then_good(real_runs):
+    at = _page("pages/saliency.py", selected_run=real_runs["model1"])
+    at.radio(key="sal_source").set_value("Upload").run()
+    at.file_uploader(key="sal_upload").set_value(("broken.png", _png()[:60], "image/png")).run()
+    assert not at.exception
+    assert any("broken.png" in e for e in _errors(at))
+    assert len(at.image) == 0
+    at.file_uploader(key="sal_upload").set_value(("ok.png", _png(mode="L"), "image/png")).run()
+    assert not at.exception and not _errors(at)
+    assert len(at.image) == 2
+
+
+def test_saliency_upload_with_keypoint_preset_asks_for_keypoints(real_runs):
+    at = _page("pages/saliency.py", selected_run=real_runs["model4"])
+    at.radio(key="sal_source").set_value("Upload").run()
+    at.file_uploader(key="sal_upload").set_value(("pose.png", _png(), "image/png")).run()
+    assert not at.exception and len(at.image) == 0
+    assert any("Missing" in w.value for w in at.warning)        # says what is missing, computes nothing
+    at.text_area(key="sal_up_kp_json").set_value("[[1, 2, 3]]").run()
+    assert any("keypoints JSON" in e for e in _errors(at)) and len(at.image) == 0
+    kp = [[0, 0, 0]] * 5 + [[30 + i, 20 + 2 * i, 2] for i in range(12)]
+    at.text_area(key="sal_up_kp_json").set_value(json.dumps(kp)).run()
+    assert not at.exception and not _errors(at) and len(at.image) == 2
+    assert any(c.key == "sal_kp_chart" for c in at.get("plotly_chart"))
