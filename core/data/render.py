@@ -89,18 +89,18 @@ class Prop:
 class Scene:
     camera: B.Camera
     people: list[Person]
-    props: list[Prop]
-    floor_style: str
-    floor_colours: np.ndarray      # (2, 3) two tones of the floor pattern
-    floor_scale: float             # tile / plank size, metres
-    wall_colour: np.ndarray
-    room_half: float               # the room is a box |x|,|z| < room_half around centre
-    room_centre: np.ndarray        # (3,)
-    light: np.ndarray              # (3,) unit vector towards the light
-    ambient: float
+    props: list[Prop] = field(default_factory=list)
+    floor_style: str = "plain"     # one of FLOOR_STYLES
+    floor_colours: np.ndarray = field(default_factory=lambda: np.array([[150, 140, 130], [120, 110, 100.0]]))
+    floor_scale: float = 0.5       # tile / plank size, metres
+    wall_colour: np.ndarray = field(default_factory=lambda: np.array([200, 200, 195.0]))
+    room_half: float = 6.0         # the room is a box |x|,|z| < room_half around room_centre
+    room_centre: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    light: np.ndarray = field(default_factory=lambda: np.array([0.3, 0.8, 0.5]) / np.linalg.norm([0.3, 0.8, 0.5]))
+    ambient: float = 0.55          # share of light that does not depend on orientation
+    # (centre xz, yaw, colour) of yoga mats (2.0 x 0.64 m) lying on the floor
     mats: list[tuple[np.ndarray, float, np.ndarray]] = field(default_factory=list)
-    # (centre xz, yaw, colour) of yoga mats (1.8 x 0.6 m) lying on the floor
-    noise: float = 2.0             # sensor noise std, 8-bit levels
+    noise: float = 0.0             # sensor noise std, 8-bit levels
 
 
 def sample_person(rng: np.random.Generator, class_name: str, position_xz, heading: float) -> Person:
@@ -314,6 +314,11 @@ JOINT_PARTS: dict[str, tuple[str, ...]] = {
 }
 assert set(JOINT_PARTS) == set(BODY_JOINTS)
 PART_NAMES: tuple[str, ...] = tuple(_PART_SHAPES)
+# Painter's order uses a part's mean axis depth. A limb beside the trunk (an arm
+# hanging at the side, a thigh at the hip) has the same axis depth as the trunk, yet is
+# seen in front of its silhouette's edge: sort the trunk a little further back, less
+# than a limb that really is behind it (the far arm in a side view, ~0.3 m).
+_DEPTH_BIAS = {"torso": 0.08, "pelvis": 0.08}
 
 
 @dataclass
@@ -385,7 +390,7 @@ def _person_primitives(p: Person, pi: int, cam: B.Camera, light: np.ndarray, sca
         d = np.mean([v / (np.linalg.norm(v) + 1e-9) for v in dirs], axis=0) if dirs else np.zeros(3)
         perp = light - d * float(light @ d)
         shade = 0.55 + 0.45 * float(np.linalg.norm(perp)) * (0.6 + 0.4 * max(0.0, light[1]))
-        prims.append(_Primitive(float(np.mean(depths)), out, shade, pi, part))
+        prims.append(_Primitive(float(np.mean(depths)) + _DEPTH_BIAS.get(part, 0.0), out, shade, pi, part))
     return prims
 
 
@@ -428,7 +433,8 @@ def _prop_primitives(pr: Prop, cam: B.Camera, light: np.ndarray, scale: float) -
     # box: the faces turned towards the camera, each shaded by its own normal
     s = pr.size
     cy, sy = math.cos(pr.yaw), math.sin(pr.yaw)
-    ax = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]]) * np.r_[s / 2, s * 0.8, s / 2][:, None]
+    # half extents along the box's own axes: s wide and deep, 0.8 s tall, on the floor
+    ax = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]]) * np.r_[s / 2, s * 0.4, s / 2][:, None]
     centre = pr.position + np.r_[0, 0.4 * s, 0]
     corners = np.array([centre + i * ax[0] + j * ax[1] + k * ax[2]
                         for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)])

@@ -51,7 +51,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from core.data import body as B
-from core.data.render import render_scene, sample_scene
+from core.data.render import Person, PersonRender, render_scene, sample_scene
 from core.errors import DataError
 from core.io import atomic_write, write_json
 from core.keypoints import BODY_JOINTS, COCO17, COCO17_SKELETON
@@ -85,27 +85,30 @@ def render_image(seed: int, split: str, index: int, *, size: int = 224, people_m
              "camera_rotation_deg": [round(cam.pitch_deg, 3), round(cam.yaw_deg, 3), round(cam.roll_deg, 3)],
              "camera_fov_deg": round(cam.fov_deg, 3),
              "camera_distance_m": round(cam.distance, 3)}
-    anns = []
-    for person, pr in zip(scene.people, result.people):
-        kp = pr.keypoints[_COCO_FROM_BODY].copy()            # (17, 3) u, v, vis
-        kp[~_ANNOTATED] = 0
-        kp[kp[:, 2] == 0, :2] = 0
-        flat = []
-        for x, y, v in kp:
-            flat += [round(float(x), 2), round(float(y), 2), int(v)]
-        anns.append({
-            "category_id": 1,
-            "keypoints": flat,
-            "num_keypoints": int((kp[:, 2] > 0).sum()),
-            "bbox": [round(v, 2) for v in pr.bbox],
-            "area": float(pr.mask.sum()),
-            "segmentation": _hull_polygon(pr.mask),
-            "iscrowd": 0,
-            "pose_category": person.class_name,
-            "pose_variation": person.variation,
-            "exercise_category": person.category,
-        })
+    anns = [coco_annotation(person, pr) for person, pr in zip(scene.people, result.people)]
     return buf.getvalue(), image, anns
+
+
+def coco_annotation(person: Person, rendered: PersonRender) -> dict:
+    """One person's COCO/InfiniteForm annotation (without ``id`` / ``image_id``)."""
+    kp = rendered.keypoints[_COCO_FROM_BODY].copy()            # (17, 3) u, v, vis
+    kp[~_ANNOTATED] = 0
+    kp[kp[:, 2] == 0, :2] = 0
+    flat: list = []
+    for x, y, v in kp:
+        flat += [round(float(x), 2), round(float(y), 2), int(v)]
+    return {
+        "category_id": 1,
+        "keypoints": flat,
+        "num_keypoints": int((kp[:, 2] > 0).sum()),
+        "bbox": [round(v, 2) for v in rendered.bbox],
+        "area": float(rendered.mask.sum()),
+        "segmentation": _hull_polygon(rendered.mask),
+        "iscrowd": 0,
+        "pose_category": person.class_name,
+        "pose_variation": person.variation,
+        "exercise_category": person.category,
+    }
 
 
 def _hull_polygon(mask: np.ndarray) -> list[list[float]]:
