@@ -11,30 +11,33 @@ Distances are fractions of the body size ``s`` = max side of the visible ground-
 keypoints' box in heatmap pixels, the PCK normaliser (DESIGN.md §7):
 
 =================  ======================================================================
-jitter             independent per frame and keypoint, Gaussian, std ``0.052 s`` times a
-                   per-joint factor: 0.8 face, 1.0 shoulders/hips, 1.1 elbows/knees,
-                   1.3 wrists/ankles, 1.5 heels/foot tips, 1.9 pinky/index/thumb.
-                   The part a temporal model can average away.
+jitter             independent per frame and keypoint: uniform direction, radius
+                   ``0.061 s`` x Gamma(7)/7 (mean 1, std 0.38) x a per-joint factor:
+                   0.9 face, 1.0 shoulders/hips, 1.05 elbows/knees, 1.15 wrists/ankles,
+                   1.3 heels/foot tips, 1.5 pinky/index/thumb. The part a temporal model
+                   can average away.
 drift              slow, temporally correlated offset per keypoint: AR(1) with
-                   coefficient 0.9 per frame, stationary std ``0.02 s``.
+                   coefficient 0.9 per frame, stationary std ``0.02 s`` per axis.
 left/right swap    a whole limb (arm: elbow..fingers, or leg: knee..foot tip) takes its
-                   twin's location for a run of 1-4 frames; an episode starts with
-                   probability 0.012 per frame and limb pair.
-missed joint       peak amplitude drops to 0.12 and widens (x2): the argmax usually
-                   lands on background noise; 3% of joint-frames, runs of 1-3 frames.
-second peak        a second Gaussian 0.15-0.45 s away (a neighbouring limb or the
-                   other person) with 0.5-1.4x the true peak's amplitude, so about half
-                   of them win the argmax; 5% of joint-frames.
+                   twin's place for 1-4 frames; an episode starts with probability 0.03
+                   per frame and limb pair (each limb pair is swapped in about 7.5% of
+                   frames).
+missed joint       the peak drops to 0.05 (true peak = 1) and widens x2, so the argmax
+                   usually lands on background noise; 7% of joint-frames, in runs of 1-3.
+second peak        a second Gaussian 0.2-0.5 s away (a neighbouring limb, another person)
+                   with 0.5-1.4x the true peak's height, so about 45% of them win the
+                   argmax; 14% of joint-frames.
 box jitter         the predicted box (a square crop 1.25x the tight body box) shifts by
                    N(0, 0.04) of its side and scales by exp(N(0, 0.04)) per frame; joints
                    that leave it are clamped to its border by the estimator.
-background         i.i.d. Gaussian noise of std 0.04 (peak = 1) plus a constant offset of
-                   -0.01, so raw heatmaps carry negative values, as real ones do.
+background         i.i.d. Gaussian noise of std 0.04 (true peak = 1) plus a constant
+                   offset of -0.01, so raw heatmaps carry negative values, as real ones do.
 =================  ======================================================================
 
-At ``noise=1`` the decoded peaks score PCK@0.05/0.1/0.2 of about 0.21/0.63/0.86 against
-ground truth on the synthetic videos (the study's identity baseline: 19.4/66.1/85.2);
-README "Sequences" records the measured figures.
+Peaks are Gaussians of ``default_sigma(H)`` x U(0.9, 1.3). At ``noise=1`` the decoded
+peaks score PCK@0.05/0.1/0.2 = 0.207/0.654/0.858 against ground truth on 24 synthetic
+videos x 40 frames (32 px maps; 64 px gives the same to +-0.01); the study's identity
+baseline is 19.4/66.1/85.2. ``noise=0`` scores 1.0/1.0/1.0.
 
 Joints a dataset lacks (``joint_mask`` False, e.g. Penn Action has no fingers) still get
 a heatmap, as a real estimator would output one: placed near a proxy joint (fingers at
@@ -55,7 +58,8 @@ from core.keypoints import TEMPORAL25
 @dataclass(frozen=True)
 class EstimatorErrors:
     """Magnitudes and rates of each error mode at noise=1 (see the module docstring)."""
-    jitter: float = 0.063          # per-frame jitter std, fraction of body size s
+    jitter: float = 0.061          # mean per-frame jitter radius, fraction of body size s
+    jitter_shape: float = 7.0      # radius ~ Gamma(shape, 1/shape) x jitter: std = mean/sqrt(shape)
     drift: float = 0.02            # stationary std of the slow AR(1) offset, fraction of s
     drift_corr: float = 0.9        # AR(1) coefficient per frame (higher = slower drift)
     swap_rate: float = 0.03        # P(a left/right limb swap starts) per frame and limb pair
@@ -63,7 +67,7 @@ class EstimatorErrors:
     miss_rate: float = 0.07        # fraction of joint-frames whose peak nearly vanishes
     miss_frames: int = 3           # a miss lasts 1..miss_frames frames
     miss_amplitude: float = 0.05   # peak height of a missed joint (true peak = 1)
-    second_rate: float = 0.12      # fraction of joint-frames with a second peak
+    second_rate: float = 0.14      # fraction of joint-frames with a second peak
     second_dist: tuple[float, float] = (0.2, 0.5)     # its distance, fraction of s
     second_amp: tuple[float, float] = (0.5, 1.4)      # its height relative to the true peak
     box_jitter: float = 0.04       # std of box shift (fraction of side) and log-scale
@@ -190,10 +194,10 @@ def simulate_estimator(keypoints: np.ndarray, *, heatmap: int = 64, noise: float
     s = np.where(s > 0, s, heatmap * 0.5)[:, None, None]  # frames with nothing visible
 
     # --- where the estimator puts each peak
-    # Jitter radius ~ Gamma(4, 1/4) (mean 1, std 0.5) x jitter x joint factor, uniform
+    # Jitter radius ~ Gamma(7, 1/7) (mean 1, std 0.38) x jitter x joint factor, uniform
     # direction: more concentrated than a 2-D Gaussian's Rayleigh radius, as real
     # estimators are seldom exactly right yet seldom far off without a gross error.
-    radius = rng.gamma(4.0, 0.25, (t, k)) * e.jitter * n * JOINT_FACTORS[None, :]
+    radius = rng.gamma(e.jitter_shape, 1.0 / e.jitter_shape, (t, k)) * e.jitter * n * JOINT_FACTORS[None, :]
     theta = rng.uniform(0, 2 * np.pi, (t, k))
     jitter = np.stack([np.cos(theta), np.sin(theta)], -1) * radius[..., None]
     drift = np.zeros((t, k, 2))
