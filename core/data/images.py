@@ -173,7 +173,7 @@ def to_rgb8(im: Image.Image) -> Image.Image:
         # A palette image may carry a transparent index ("transparency" info key).
         im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
         return im if im.mode == "RGB" else _on_white(im)
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if mode in ("RGBA", "LA", "PA", "RGBa"):
         return _on_white(im.convert("RGBA"))
     if mode.startswith("I;16") or mode == "I":
         return _gray_array_to_rgb(_scale_16bit(np.asarray(im)))

@@ -293,7 +293,7 @@ def _collect(coco: _Coco, root: Path, base: Path, id_prefix: str | None,
             skipped[SKIP_NOT_OBJECT] += 1
             continue
         image_id = ann.get("image_id")
-        if isinstance(image_id, (list, dict)) or image_id not in coco.images:
+        if not isinstance(image_id, (int, str)) or image_id not in coco.images:
             skipped[SKIP_NO_IMAGE_ENTRY] += 1
             continue
         image = coco.images[image_id]
