@@ -180,6 +180,18 @@ def test_coco_annotations_folder_layout(tmp_path):
     assert sorted(s.rel_path for s in idx.samples()) == ["images/1.rgb.png", "images/2.rgb.png"]
 
 
+def test_camera_rotation_scalar_or_vector(tmp_path):
+    root = tmp_path / "rot"
+    for i in range(3):
+        _write_scene(root, i)
+    images = [_image_entry(0), _image_entry(1) | {"camera_rotation_deg": [7.5, -40.0, 2.0]},
+              {k: v for k, v in _image_entry(2).items() if k != "camera_rotation_deg"}]
+    (root / "labels.json").write_text(json.dumps(_coco(images, [_ann(i, i) for i in range(3)])))
+    got = {s.image_id: s.camera_rotation_deg
+           for s in load_infiniteform(root, test_fraction=0.0, val_fraction=0.0).samples()}
+    assert got == {0: 30.0, 1: (7.5, -40.0, 2.0), 2: None}
+
+
 def test_bad_paths(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_infiniteform(tmp_path / "nowhere")

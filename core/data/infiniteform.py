@@ -102,7 +102,9 @@ class Sample:
     image_size: tuple[int, int]      # (width, height) of the upright image
     pose_variation: str | None       # e.g. "sideplank_right"
     exercise_category: str | None    # "HIIT" or "Yoga"
-    camera_rotation_deg: float | None  # scene camera yaw
+    # Scene camera rotation as the JSON gives it: InfiniteForm stores the yaw (one
+    # number), PoseLab's synthetic writer [pitch, yaw, roll] (a tuple here).
+    camera_rotation_deg: float | tuple[float, ...] | None
 
 
 @dataclass
@@ -343,8 +345,8 @@ def _collect(coco: _Coco, root: Path, base: Path, id_prefix: str | None,
             image_size=sizes[image_id],
             pose_variation=_opt_str(ann.get("pose_variation")),
             exercise_category=_opt_str(ann.get("exercise_category")),
-            camera_rotation_deg=_opt_float(image.get("camera_rotation_deg",
-                                                     ann.get("camera_rotation_deg"))),
+            camera_rotation_deg=_rotation(image.get("camera_rotation_deg",
+                                                    ann.get("camera_rotation_deg"))),
         ))
     return out
 
@@ -439,6 +441,13 @@ def _image_size(image: dict, path: Path) -> tuple[int, int] | None:
 
 def _opt_str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
+
+
+def _rotation(v: Any) -> float | tuple[float, ...] | None:
+    if isinstance(v, list) and v:
+        parts = tuple(_opt_float(x) for x in v)
+        return None if None in parts else parts
+    return _opt_float(v)
 
 
 def _opt_float(v: Any) -> float | None:
