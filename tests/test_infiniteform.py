@@ -503,3 +503,24 @@ def test_cli_bad_dataset_exits_2_naming_the_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {root / 'labels.json'}: not valid JSON (truncated: Expecting value)"]
     assert not runs.exists() or not any(runs.iterdir())
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+def test_reads_the_synthetic_writers_output(tmp_path):
+    """The contract with core.data.synthetic: its folder loads as is."""
+    from core.data.synthetic import write_image_dataset
+    out = tmp_path / "synth"
+    write_image_dataset(out, n_train=6, n_test=3, seed=3, size=64, people_max=2,
+                        workers=1, progress=False)
+    idx = load_infiniteform(out)
+    written = {split: json.loads((out / split / "annotations.json").read_text())
+               for split in ("train", "test")}
+    assert len(idx.splits["test"]) == len(written["test"]["annotations"])
+    assert len(idx.splits["train"]) + len(idx.splits["val"]) == len(written["train"]["annotations"])
+    assert idx.classes == sorted({a["pose_category"] for w in written.values() for a in w["annotations"]})
+    assert not idx.skipped
+    item = PoseDataset(idx.splits["test"], image_size=32)[0]
+    assert item["image"].shape == (3, 32, 32) and torch.isfinite(item["image"]).all()
+    m = item["keypoints"]
+    assert ((m[:, 2] == 0) | ((m[:, :2] >= 0) & (m[:, :2] <= 1)).all(1)).all()
