@@ -1,9 +1,8 @@
-"""AppTest for the Saliency, PCK comparison and Sequences pages against real tiny runs.
+"""AppTest for the Saliency, PCK comparison and Sequences pages.
 
-The module builds its own runs once, through the real training code: a 3-class
-InfiniteForm-layout dataset of 24 drawn scenes -> classifier presets model1 and model4
-(random backbone, 64 px, 1 epoch); a 5-video synthetic sequence dataset with 16 px
-heatmaps -> temporal runs identity and conv3d (1 epoch). ~30 s on 2 cores.
+They run against the session's ``dashboard_runs`` (tests/conftest.py): runs made by the
+real training code on tiny synthetic data (classifier baseline/model1/model4 at 64 px
+with a random backbone; temporal conv3d + the grid's identity run, 16 px heatmaps).
 """
 from __future__ import annotations
 
@@ -13,61 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from core.runs import list_runs
 
 REPO = Path(__file__).resolve().parent.parent
-CLASSES = ["bridge", "plank", "squat"]
-
-
-def write_tiny_coco(root: Path, n_train: int = 18, n_test: int = 6, size: int = 80, seed: int = 0) -> Path:
-    """train/ and test/ folders, each a COCO JSON + PNG scenes of one coloured 'person'."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("test", n_test)):
-        d = root / split
-        d.mkdir(parents=True)
-        images, anns = [], []
-        for i in range(n):
-            label = i % len(CLASSES)
-            img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(150, 230, 3)))
-            x, y = (int(v) for v in rng.integers(5, 30, 2))
-            w, h = (int(v) for v in rng.integers(25, 45, 2))
-            ImageDraw.Draw(img).rectangle([x, y, x + w, y + h],
-                                          fill=[(200, 30, 30), (30, 200, 30), (30, 30, 200)][label])
-            iid = i + (0 if split == "train" else 1000)
-            img.save(d / f"{iid}.rgb.png")
-            kp = np.zeros((17, 3))
-            kp[5:, 0] = x + rng.uniform(0, w, 12)
-            kp[5:, 1] = y + rng.uniform(0, h, 12)
-            kp[5:, 2] = 2
-            images.append({"id": iid, "file_name": f"{iid}.rgb.png", "width": size, "height": size})
-            anns.append({"id": iid, "image_id": iid, "keypoints": kp.ravel().tolist(),
-                         "num_keypoints": 12, "bbox": [x, y, w, h], "area": w * h,
-                         "pose_category": CLASSES[label], "pose_variation": CLASSES[label],
-                         "exercise_category": "Yoga"})
-        (d / "annotations.json").write_text(json.dumps({"images": images, "annotations": anns}))
-    return root
 
 
 @pytest.fixture(scope="module")
-def real_runs(tmp_path_factory):
-    from core.data.sequences import write_sequence_dataset
-    from core.train import train_classifier_grid
-    from core.train_temporal import train_temporal
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("POSELAB_OFFLINE", "1")            # never try to download ImageNet weights
-    root = tmp_path_factory.mktemp("h6_runs")
-    runs = root / "runs"
-    write_tiny_coco(root / "images")
-    cls = train_classifier_grid(data=root / "images", presets=["model1", "model4"], runs_dir=runs,
-                                epochs=1, device="cpu", weights="random", image_size=64, progress=False)
-    write_sequence_dataset(root / "seq", videos=5, frames=15, heatmap=16, seed=0, progress=False)
-    tmp = {arch: train_temporal(data=root / "seq", arch=arch, runs_dir=runs, epochs=1, device="cpu",
-                                progress=False) for arch in ("identity", "conv3d")}
-    mp.setenv("POSELAB_RUNS", str(runs))
-    yield {"runs": runs, "model1": cls[0].name, "model4": cls[1].name,
-           "identity": tmp["identity"].name, "conv3d": tmp["conv3d"].name}
-    mp.undo()
+def real_runs(dashboard_runs):
+    """name -> run id of the fixture runs, plus the runs folder."""
+    out = {"runs": dashboard_runs}
+    out.update({r.name: r.id for r in list_runs(dashboard_runs) if r.finished})
+    for name in ("model1", "model4", "conv3d", "identity"):
+        assert name in out, f"fixture run {name} missing"
+    return out
 
 
 def _page(page: str, **state):
@@ -198,15 +157,21 @@ def test_saliency_page_sample_methods_and_keypoint_chart(real_runs):
     assert not at.exception and len(at.image) == 2
     assert "Grad-CAM" in at.image[1].proto.imgs[0].caption
     assert any(c.key == "sal_kp_chart" for c in at.get("plotly_chart"))  # input x gradient
-    at.selectbox(key="sal_method").set_value("occlusion").run()
-    assert not at.exception and "Occlusion" in at.image[1].proto.imgs[0].caption
+    at.selectbox(key="sal_method").set_value("integrated_gradients").run()
+    assert not at.exception and "Integrated Gradients" in at.image[1].proto.imgs[0].caption
+    at.slider(key="sal_opacity").set_value(0.9).run()
+    assert not at.exception and len(at.image) == 2
     assert [b.key for b in at.get("download_button")] == ["sal_download"]
 
 
 def test_saliency_request_from_gallery_selects_the_sample(real_runs):
+    import pandas as pd
+    ids = pd.read_parquet(real_runs["runs"] / real_runs["model1"] / "predictions.parquet")["sample_id"]
+    wanted = str(ids.iloc[-1])                                   # not the page's default (first)
     at = _page("pages/saliency.py", selected_run=real_runs["model1"],
-               saliency_request={"run_id": real_runs["model1"], "sample_id": "1003:0"})
-    assert at.selectbox(key="sal_sample").value == "1003:0"
+               saliency_request={"run_id": real_runs["model1"], "sample_id": wanted})
+    assert at.selectbox(key="sal_sample").value == wanted
+    assert "saliency_request" not in at.session_state            # consumed once
     assert len(at.image) == 2
     assert not any(c.key == "sal_kp_chart" for c in at.get("plotly_chart"))   # image-only preset
 
