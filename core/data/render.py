@@ -44,6 +44,7 @@ HAIR_COLOURS = np.array([(20, 16, 14), (60, 40, 25), (110, 75, 40), (200, 160, 9
                          (150, 60, 30), (170, 170, 170)], dtype=np.float64)
 FLOOR_STYLES = ("tiles", "wood", "plain", "checker")
 PROP_KINDS = ("ball", "box", "plant", "kettlebell")
+DUMBBELL_CLASSES = ("bicep_curl", "overhead_press")
 
 
 def _hsv_colour(rng: np.random.Generator, s_range=(0.3, 0.9), v_range=(0.25, 0.95)) -> np.ndarray:
@@ -74,6 +75,8 @@ class Person:
     long_sleeves: bool
     shorts: bool
     heading: float                 # radians about y (for the mat under the person)
+    dumbbells: bool = False        # holds a dumbbell in each hand (curls, presses)
+    dumbbell_colour: np.ndarray = field(default_factory=lambda: np.array([55, 55, 60.0]))
 
 
 @dataclass
@@ -116,7 +119,9 @@ def sample_person(rng: np.random.Generator, class_name: str, position_xz, headin
         shirt=_hsv_colour(rng), pants=_hsv_colour(rng, (0.05, 0.7), (0.1, 0.7)),
         shoes=_hsv_colour(rng, (0.0, 0.6), (0.2, 1.0)),
         long_sleeves=bool(rng.random() < 0.35), shorts=bool(rng.random() < 0.4),
-        heading=heading)
+        heading=heading,
+        dumbbells=class_name in DUMBBELL_CLASSES and bool(rng.random() < 0.85),
+        dumbbell_colour=np.array([55, 55, 60.0]) if rng.random() < 0.6 else _hsv_colour(rng, (0.5, 0.9), (0.3, 0.7)))
 
 
 def _footprint_clear(joints: np.ndarray, others: list[Person], gap: float = 0.35) -> bool:
@@ -373,7 +378,7 @@ def _person_primitives(p: Person, pi: int, cam: B.Camera, light: np.ndarray, sca
                 ih, ino = idx["head"], idx["nose"]
                 if z[ih] <= 0.05:
                     continue
-                r = f * 0.105 * k * p.shape.head / z[ih]
+                r = f * 0.097 * k * p.shape.head / z[ih]
                 fwd = uv[ino] - uv[ih]
                 up = uv[idx["head"]] - uv[idx["neck"]]
                 hair = ("circle", uv[ih] - 0.25 * fwd + 0.12 * up, r * 1.03, p.hair)
@@ -391,6 +396,32 @@ def _person_primitives(p: Person, pi: int, cam: B.Camera, light: np.ndarray, sca
         perp = light - d * float(light @ d)
         shade = 0.55 + 0.45 * float(np.linalg.norm(perp)) * (0.6 + 0.4 * max(0.0, light[1]))
         prims.append(_Primitive(float(np.mean(depths)) + _DEPTH_BIAS.get(part, 0.0), out, shade, pi, part))
+    if p.dumbbells:
+        prims += _dumbbell_primitives(p, pi, cam, scale)
+    return prims
+
+
+def _dumbbell_primitives(p: Person, pi: int, cam: B.Camera, scale: float) -> list[_Primitive]:
+    """A dumbbell in each fist: the bar across the palm (index -> pinky direction),
+    a weight plate at each end. Part of the person's silhouette, not a keypoint's part,
+    so a wrist behind a plate counts as occluded."""
+    f = cam.focal * scale
+    j = {n: p.joints[B.JOINT_INDEX[n]] for n in B.ALL_JOINTS}
+    prims = []
+    for s in ("left", "right"):
+        grip = 0.35 * j[f"{s}_wrist"] + 0.65 * 0.5 * (j[f"{s}_index"] + j[f"{s}_pinky"])
+        axis = j[f"{s}_index"] - j[f"{s}_pinky"]
+        axis = axis / (np.linalg.norm(axis) + 1e-9)
+        pts = grip + np.outer([-0.15, -0.08, 0.08, 0.15], axis)
+        uv, z = B.project(cam, pts)
+        if (z <= 0.05).any():
+            continue
+        uv = uv * scale
+        c = p.dumbbell_colour
+        shapes = [("cap", uv[0], uv[3], f * 0.016 / z[0], f * 0.016 / z[3], np.array([150, 150, 155.0])),
+                  ("cap", uv[0], uv[1], f * 0.05 / z[0], f * 0.05 / z[1], c),
+                  ("cap", uv[2], uv[3], f * 0.05 / z[2], f * 0.05 / z[3], c)]
+        prims.append(_Primitive(float(z.mean()), shapes, 0.8, pi, f"{s}_dumbbell"))
     return prims
 
 
