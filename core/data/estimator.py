@@ -49,7 +49,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from core.heatmaps import bbox_norm, clamp_to_heatmap, default_sigma, image_to_heatmap
 from core.keypoints import TEMPORAL25
@@ -136,12 +135,19 @@ def _episodes(rng: np.random.Generator, shape: tuple[int, ...], rate: float, max
     return on
 
 
-def _render(points: torch.Tensor, sigma: torch.Tensor, amp: torch.Tensor, size: int) -> torch.Tensor:
-    """Sum of Gaussians: points (T, K, P, 2), sigma/amp (T, K, P) -> (T, K, H, W)."""
-    grid = torch.arange(size, dtype=torch.float32)
-    gx = torch.exp(-((grid - points[..., 0:1]) ** 2) / (2 * sigma[..., None] ** 2))  # (T, K, P, W)
-    gy = torch.exp(-((grid - points[..., 1:2]) ** 2) / (2 * sigma[..., None] ** 2))  # (T, K, P, H)
-    return torch.einsum("tkph,tkpw->tkhw", gy * amp[..., None], gx)
+def _render(points: np.ndarray, sigma: np.ndarray, amp: np.ndarray, size: int) -> np.ndarray:
+    """Sum of separable Gaussians: points (T, K, P, 2), sigma/amp (T, K, P) -> (T, K, H, W) float32.
+
+    numpy on purpose: these are many tiny ops, and torch's thread pool only adds
+    contention for them on a busy 2-core machine (measured 4x slower)."""
+    grid = np.arange(size, dtype=np.float32)
+    den = (2 * sigma[..., None] ** 2).astype(np.float32)
+    gx = np.exp(-((grid - points[..., 0:1].astype(np.float32)) ** 2) / den) * amp[..., None].astype(np.float32)
+    gy = np.exp(-((grid - points[..., 1:2].astype(np.float32)) ** 2) / den)  # (T, K, P, H)
+    out = gy[..., 0, :, None] * gx[..., 0, None, :]
+    for q in range(1, points.shape[2]):  # P = 2 peaks
+        out += gy[..., q, :, None] * gx[..., q, None, :]
+    return out
 
 
 def simulate_estimator(keypoints: np.ndarray, *, heatmap: int = 64, noise: float = 1.0,
@@ -229,10 +235,7 @@ def simulate_estimator(keypoints: np.ndarray, *, heatmap: int = 64, noise: float
 
     if n == 0:  # a perfect estimator: exactly the ground truth, no second peaks or noise
         sig[:] = sigma0
-    points = torch.from_numpy(np.stack([est, p2], 2)).float()  # (T, K, 2, 2)
-    maps = _render(points, torch.from_numpy(np.stack([sig, sig], 2)).float(),
-                   torch.from_numpy(np.stack([amp, amp2], 2)).float(), heatmap)
+    maps = _render(np.stack([est, p2], 2), np.stack([sig, sig], 2), np.stack([amp, amp2], 2), heatmap)
     if n > 0:
-        bg = torch.from_numpy(rng.normal(e.offset * n, e.background * n, maps.shape).astype(np.float32))
-        maps = maps + bg
-    return maps.numpy().astype(np.float16), pred_boxes.astype(np.float32)
+        maps += rng.normal(e.offset * n, e.background * n, maps.shape).astype(np.float32)
+    return maps.astype(np.float16), pred_boxes.astype(np.float32)

@@ -461,6 +461,10 @@ def load_sequences(path: str | Path, *, seed: int = 0, heatmap: int = 64, noise:
         if mats:
             videos = [load_penn_action(p, heatmap=heatmap, noise=noise, seed=seed) for p in mats]
             files = mats
+        elif npzs:  # before .json: a folder of one's own .npz may hold a stray config file
+            videos, files = [load_video(p) for p in npzs], npzs
+            for v, p in zip(videos, npzs):
+                v.id = str(p.relative_to(path).with_suffix(""))
         elif jsons:
             videos = []
             for p in jsons:
@@ -469,10 +473,6 @@ def load_sequences(path: str | Path, *, seed: int = 0, heatmap: int = 64, noise:
                     skipped["segment shorter than a window"] = skipped.get("segment shorter than a window", 0) + 1
                 videos += got
             files = jsons
-        elif npzs:
-            videos, files = [load_video(p) for p in npzs], npzs
-            for v, p in zip(videos, npzs):
-                v.id = str(p.relative_to(path).with_suffix(""))
         else:
             raise DataError(path, f"no {INDEX}, .npz, Penn Action .mat or BRACE .json files found")
         extra = f"{heatmap}/{noise}" if (mats or jsons) else ""
@@ -511,9 +511,7 @@ def write_dataset(out: str | Path, videos: list[Video], *, meta: dict | None = N
     Built in a temporary sibling folder and renamed into place, so an interrupted write
     leaves any previous dataset at ``out`` untouched. Returns the index.json path.
     """
-    out = Path(out).expanduser().resolve()
-    if out.exists() and not (out / INDEX).is_file() and any(out.iterdir()):
-        raise DataError(out, "exists and is not a sequence dataset; refusing to overwrite it")
+    out = _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -539,6 +537,14 @@ def write_dataset(out: str | Path, videos: list[Video], *, meta: dict | None = N
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out / INDEX
+
+
+def _check_out(out: str | Path) -> Path:
+    """Where a dataset may be (re)written: a new/empty folder or an existing dataset."""
+    out = Path(out).expanduser().resolve()
+    if out.exists() and (not out.is_dir() or (not (out / INDEX).is_file() and any(out.iterdir()))):
+        raise DataError(out, "exists and is not a sequence dataset; refusing to overwrite it")
+    return out
 
 
 def _safe_name(vid: str) -> str:
@@ -576,6 +582,7 @@ def write_sequence_dataset(out: str | Path, *, videos: int = 40, frames: int = 6
         raise DataError(out, f"need at least 1 video of at least {WINDOW} frames (got {videos} x {frames})")
     if heatmap < 8:
         raise DataError(out, f"heatmap size {heatmap} is too small (>= 8)")
+    _check_out(out)  # fail before minutes of synthesis, not after
     t0 = time.perf_counter()
     made: list[Video] = []
     counts: dict[str, int] = {}
