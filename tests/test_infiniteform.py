@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from core.data import infiniteform as inf
-from core.data.images import IMAGENET_MEAN_RGB8
+from core.data.images import IMAGENET_MEAN_RGB8, tensor_to_image
 from core.data.infiniteform import (PoseDataset, crop_box, keypoints_in_crop, load_crop,
                                     load_infiniteform, model_keypoints)
 from core.errors import DataError
@@ -69,7 +69,7 @@ def _single(tmp_path: Path, n_scenes=30, people=lambda i: 1 + (i % 2)) -> Path:
     root = tmp_path / "if"
     images, anns = [], []
     for i in range(n_scenes):
-        _write_scene(root, i)
+        _write_scene(root, i, colour=((37 * i) % 256, 100, 200))   # each scene its own colour
         images.append(_image_entry(i))
         for p in range(people(i)):
             anns.append(_ann(len(anns), i, category=CLASSES[(i + p) % 3], bbox=(5 + p * 20, 5, 15, 30)))
@@ -437,6 +437,9 @@ def test_multi_person_scene_gives_one_crop_per_person(tmp_path):
 
     ds = PoseDataset(idx.splits["train"], image_size=24, margin=margin)
     item = ds[0]
+    # one decoded scene, two crops: red person, then blue person
+    assert tensor_to_image(item["image"])[12, 12].tolist() == [255, 0, 0]
+    assert tensor_to_image(ds[1]["image"])[12, 12].tolist() == [0, 0, 255]
     assert set(item) == {"image", "label", "keypoints", "index"}
     assert item["image"].shape == (3, 24, 24) and item["image"].dtype == torch.float32
     assert item["label"].dtype == torch.int64 and item["label"].item() == idx.classes.index("squat")
@@ -445,6 +448,18 @@ def test_multi_person_scene_gives_one_crop_per_person(tmp_path):
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
     assert batch["image"].shape == (2, 3, 24, 24) and batch["label"].tolist() == [
         idx.classes.index("squat"), idx.classes.index("tree")]
+
+
+def test_scene_reuse_gives_the_same_items(tmp_path):
+    root = _single(tmp_path, n_scenes=4)                 # scenes 1 and 3 hold two people
+    ss = load_infiniteform(root, test_fraction=0.0, val_fraction=0.0).samples()
+    assert [s.image_id for s in ss][:3] == [0, 1, 1]
+    seq = PoseDataset(ss, image_size=16)
+    items = [seq[i] for i in range(len(ss))]              # sequential: reuses decoded scenes
+    for i in range(len(ss)):
+        fresh = PoseDataset(ss, image_size=16)[i]         # decodes its own scene
+        assert torch.equal(items[i]["image"], fresh["image"])
+        assert torch.equal(items[i]["keypoints"], fresh["keypoints"])
 
 
 def test_padding_uses_the_imagenet_mean(tmp_path):

@@ -596,6 +596,10 @@ class PoseDataset(torch.utils.data.Dataset):
     ``augment`` adds a small colour jitter only. No horizontal flip: it would turn
     "sideplank_right" into a left side plank while the label (and pose_variation)
     stayed "right". No geometric jitter either: keypoints are a model input too.
+
+    The last decoded scene is kept (one image per worker process): the people of a
+    scene are neighbours in a PoseIndex split, so a sequential pass (the feature
+    cache's) decodes each multi-person scene once instead of once per person.
     """
 
     def __init__(self, samples: Iterable[Sample], *, image_size: int = 224,
@@ -605,6 +609,7 @@ class PoseDataset(torch.utils.data.Dataset):
         self.margin = margin
         self.augment = augment
         self._jitter = None
+        self._last: tuple[Path, Image.Image] | None = None   # (path, decoded scene)
         if augment:
             from torchvision.transforms import ColorJitter
             self._jitter = ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)
@@ -614,7 +619,13 @@ class PoseDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
-        crop = load_crop(sample, self.margin)
+        last = self._last
+        if last is not None and last[0] == sample.image_path:
+            scene = last[1]
+        else:
+            scene = open_image(sample.image_path)
+            self._last = (sample.image_path, scene)
+        crop = load_crop(sample, self.margin, image=scene)
         if self._jitter is not None:
             crop = self._jitter(crop)
         return {
