@@ -254,8 +254,7 @@ class _Prepared:
     phase_seconds: dict
 
 
-def _prepare(data, *, runs_dir, device, seed, weights, image_size, need_features: bool,
-             batch_size: int, progress: bool) -> _Prepared:
+def _prepare(data, *, runs_dir, device, seed, weights) -> _Prepared:
     from core.data.infiniteform import load_infiniteform
     t0 = time.perf_counter()
     index = load_infiniteform(data, seed=seed)
@@ -266,13 +265,8 @@ def _prepare(data, *, runs_dir, device, seed, weights, image_size, need_features
     t1 = time.perf_counter()
     backbone_state, backbone_info = resolve_backbone_weights(weights, runs_dir, seed)
     t2 = time.perf_counter()
-    prep = _Prepared(index, backbone_state, backbone_info, device, Path(runs_dir), None,
+    return _Prepared(index, backbone_state, backbone_info, device, Path(runs_dir), None,
                      {"load_data": round(t1 - t0, 3), "backbone": round(t2 - t1, 3)})
-    if need_features:
-        prep.features = _shared_features(prep, image_size=image_size, batch_size=batch_size,
-                                         progress=progress)
-        prep.phase_seconds["features"] = round(time.perf_counter() - t2, 3)
-    return prep
 
 
 def resolve_backbone_weights(weights, runs_dir, seed):
@@ -334,10 +328,14 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
     dev = resolve_device(device)
     base = TrainConfig(image_size=image_size, feature_cache=feature_cache)
     base = replace(base, **{k: v for k, v in dict(batch_size=batch_size, lr=lr).items() if v is not None})
-    need_features = feature_cache and any(PRESETS[p].feature_cacheable for p in presets)
-    prep = _prepare(data, runs_dir=runs_dir, device=dev, seed=seed, weights=weights,
-                    image_size=image_size, need_features=need_features,
-                    batch_size=base.batch_size, progress=progress)
+    prep = _prepare(data, runs_dir=runs_dir, device=dev, seed=seed, weights=weights)
+    if init_from is not None:      # fail before the long feature pass, not after it
+        _check_init_from(Path(init_from), list(prep.index.classes))
+    if feature_cache and any(PRESETS[p].feature_cacheable for p in presets):
+        t0 = time.perf_counter()
+        prep.features = _shared_features(prep, image_size=image_size, batch_size=base.batch_size,
+                                         progress=progress)
+        prep.phase_seconds["features"] = round(time.perf_counter() - t0, 3)
     out = []
     for name in presets:
         cfg = get_preset(name, len(prep.index.classes))
@@ -395,6 +393,9 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
     index, runs_dir = prep.index, prep.runs_dir
     data_info = _data_info(index, None)
     config = {"model": cfg.to_dict(), "train": asdict(tcfg)}
+    # Seed the head's init here: the same preset and seed give the same run whether it is
+    # trained alone, inside a grid, on cached features or through the backbone.
+    torch.manual_seed(seed)
     model = build_classifier(cfg, prep.backbone_state)
     if init_from is not None:
         _init_from_run(model, Path(init_from), data_info["classes"])
@@ -460,13 +461,17 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
 
 
 def _init_from_run(model: PoseClassifier, path: Path, classes: list[str]) -> None:
+    _check_init_from(path, classes)
+    load_trained_weights(model, R.load_weights(path / R.WEIGHTS), path / R.WEIGHTS)
+
+
+def _check_init_from(path: Path, classes: list[str]) -> None:
     run = R.load_run(path, require_finished=True)
     if run.kind != "classifier":
         raise RunError(path, f"--init-from needs a classifier run, this one is {run.kind!r}")
     theirs = (run.info.get("data") or {}).get("classes")
     if theirs != classes:
         raise RunError(path / R.RUN_JSON, f"run's classes {theirs} differ from the dataset's {classes}")
-    load_trained_weights(model, R.load_weights(path / R.WEIGHTS), path / R.WEIGHTS)
 
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]

@@ -18,7 +18,7 @@ def _offline(monkeypatch):
     monkeypatch.setenv("POSELAB_OFFLINE", "1")   # never try to download ImageNet weights
 
 
-def _batch(n=2, size=64):
+def _batch(n=2, size=32):
     g = torch.Generator().manual_seed(0)
     images = torch.randn(n, 3, size, size, generator=g)
     keypoints = torch.rand(n, 17, 3, generator=g)

@@ -1,0 +1,254 @@
+"""End-to-end classifier training on tiny data: run folders per DESIGN.md §4, the
+feature cache equal to training through the frozen backbone, resume after a kill,
+NaN loss, bad input. CPU, 48 px scenes, 32 px crops, 1-2 epochs. The grid runs once per
+module; other tests start from a copy of its feature cache (hard links), so only the
+cache-vs-backbone test runs ResNet-50 over images again."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core import runs as R
+from core import train as T
+from core.errors import DataError, RunError, TrainingError
+
+REPO = Path(__file__).resolve().parent.parent
+SIZE = 32          # crop side fed to ResNet-50 (224 in the paper; 32 still gives 1x1 at layer4)
+
+
+def _write_tiny(root: Path, n_train: int = 12, n_test: int = 6, classes=("bridge", "plank", "squat")) -> Path:
+    """Tiny InfiniteForm-layout dataset: class = colour of the 'person' + keypoint layout."""
+    from PIL import Image, ImageDraw
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        d = root / split
+        d.mkdir(parents=True)
+        images, anns = [], []
+        for i in range(n):
+            c, iid = i % len(classes), i + 1
+            img = Image.new("RGB", (48, 48), (90, 90, 90))
+            x, y = (int(v) for v in rng.integers(4, 12, 2))
+            w, h = (int(v) for v in 20 + rng.integers(0, 8, 2))
+            ImageDraw.Draw(img).rectangle([x, y, x + w, y + h], fill=[(220, 40, 40), (40, 220, 40), (40, 40, 220)][c])
+            img.save(d / f"{iid}.rgb.png")
+            kp = [v for k in range(17) for v in (float(x + (k * (c + 1)) % w), float(y + (k * 3) % h), 2)]
+            images.append({"id": iid, "file_name": f"{iid}.rgb.png", "width": 48, "height": 48})
+            anns.append({"id": iid, "image_id": iid, "keypoints": kp, "num_keypoints": 17,
+                         "bbox": [float(x), float(y), float(w), float(h)], "area": float(w * h),
+                         "pose_category": classes[c], "iscrowd": 0})
+        (d / "annotations.json").write_text(json.dumps({"images": images, "annotations": anns}))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("POSELAB_OFFLINE", "1")   # never try to download ImageNet weights
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return _write_tiny(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def grid(data, tmp_path_factory):
+    """The paper's seven presets, 2 epochs, one shared feature pass (computed once here)."""
+    import os
+    os.environ["POSELAB_OFFLINE"] = "1"
+    runs_dir = tmp_path_factory.mktemp("runs")
+    paths = T.train_classifier_grid(data=data, runs_dir=runs_dir, epochs=2, batch_size=4,
+                                    image_size=SIZE, progress=False)
+    return runs_dir, paths
+
+
+@pytest.fixture
+def warm_runs(grid, tmp_path) -> Path:
+    """A fresh runs folder that already holds the grid's feature cache and backbone."""
+    src, _ = grid
+    dst = tmp_path / "runs"
+    for sub in ("_cache", "_backbones"):
+        shutil.copytree(src / sub, dst / sub, copy_function=os.link)
+    return dst
+
+
+def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, data):
+    runs_dir, paths = grid
+    assert [R.load_run(p).name for p in paths] == list(T.PAPER_PRESETS)
+    # one shared feature pass: one cache file for the dataset + backbone + size
+    caches = list((runs_dir / "_cache" / "features").glob("*.safetensors"))
+    assert len(caches) == 1 and caches[0].name.endswith(f"-{SIZE}.safetensors")
+    listed = R.list_runs(runs_dir)
+    assert len(listed) == 7 and all(r.finished for r in listed)
+    for p in paths:
+        run = R.load_run(p, require_finished=True)
+        info, m = run.info, run.metrics
+        assert info["kind"] == "classifier" and info["config"]["model"] == T.PRESETS[run.name].__class__(
+            **{**T.PRESETS[run.name].to_dict(), "hidden": tuple(info["config"]["model"]["hidden"]),
+               "num_classes": 3}).to_dict()
+        assert info["data"]["classes"] == ["bridge", "plank", "squat"]
+        assert info["data"]["root"] == str(data.resolve())
+        assert info["backbone"]["source"] == "random" and info["backbone"]["warning"]
+        assert (runs_dir / info["backbone"]["stored"]).is_file()
+        assert info["feature_cache"] is True and info["ended_at"] and "train" in info["phase_seconds"]
+        assert m["headline"] == "test_acc" and 0.0 <= m["test_acc"] <= 1.0
+        for k in ("test_loss", "val_acc", "val_loss", "best_epoch", "num_test"):
+            assert k in m
+        assert not (p / T.LAST).exists()
+        hist = run.history()
+        assert list(hist.columns) == T.HISTORY_COLUMNS
+        expected_epochs = 0 if run.name == "baseline" else 2
+        assert len(hist) == expected_epochs and m["best_epoch"] <= expected_epochs
+        if expected_epochs:
+            assert m["val_acc"] == pytest.approx(hist["val_acc"].max())
+        pred = run.predictions()
+        assert len(pred) == m["num_test"] == info["data"]["num_test"] == 6
+        for col in ("sample_id", "image_path", "image_id", "person_index", "label", "label_name", "pred",
+                    "pred_name", "confidence", "correct", "bbox", "keypoints",
+                    "prob_bridge", "prob_plank", "prob_squat"):
+            assert col in pred.columns, col
+        probs = pred[["prob_bridge", "prob_plank", "prob_squat"]].to_numpy()
+        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(probs.argmax(1), pred["pred"])
+        assert (pred["correct"] == (pred["pred"] == pred["label"])).all()
+        assert m["test_acc"] == pytest.approx(pred["correct"].mean())
+        assert all(len(k) == 51 for k in pred["keypoints"]) and all(len(b) == 4 for b in pred["bbox"])
+        assert all((data / ip).is_file() for ip in pred["image_path"])
+
+
+def test_saved_run_round_trips_through_load_model(grid, data):
+    from core.data.infiniteform import PoseDataset, load_infiniteform
+    _, paths = grid
+    run = R.load_run(paths[T.PAPER_PRESETS.index("model5")])
+    model = R.load_model(run, device="cpu")
+    assert not model.training
+    index = load_infiniteform(data, seed=0)
+    batch = next(iter(torch.utils.data.DataLoader(PoseDataset(index.splits["test"], image_size=SIZE),
+                                                  batch_size=64)))
+    with torch.no_grad():
+        probs = model(batch["image"], batch["keypoints"]).softmax(1).numpy()
+    saved = run.predictions()[[f"prob_{c}" for c in index.classes]].to_numpy()
+    np.testing.assert_allclose(probs, saved, atol=1e-4)
+    # only the trained parts are in the run's weights file; the backbone is referenced
+    keys = R.load_weights(run.path / R.WEIGHTS).keys()
+    assert keys and all(k.startswith(("head.", "fc.")) for k in keys)
+
+
+def test_feature_cache_equals_training_through_the_frozen_backbone(data, warm_runs, tmp_path):
+    # model5 has dropout: equality also needs the same batches and the same masks
+    kw = dict(data=data, preset="model5", epochs=2, batch_size=4, image_size=SIZE, progress=False)
+    cached = T.train_classifier(runs_dir=warm_runs, feature_cache=True, **kw)
+    direct = T.train_classifier(runs_dir=tmp_path / "direct", feature_cache=False, **kw)
+    assert not (tmp_path / "direct" / "_cache").exists()
+    a, b = R.load_run(cached), R.load_run(direct)
+    assert a.info["feature_cache"] is True and b.info["feature_cache"] is False
+    pd.testing.assert_frame_equal(a.history().drop(columns="seconds"), b.history().drop(columns="seconds"),
+                                  rtol=1e-4, atol=1e-5)
+    wa, wb = R.load_weights(cached / R.WEIGHTS), R.load_weights(direct / R.WEIGHTS)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a.predictions()["prob_plank"], b.predictions()["prob_plank"], atol=1e-5)
+
+
+def test_killed_run_resumes_from_last_finished_epoch(data, grid, warm_runs, monkeypatch):
+    # same call as the grid's model4 run (2 epochs), which serves as the unbroken reference
+    kw = dict(data=data, preset="model4", epochs=2, batch_size=4, image_size=SIZE, progress=False)
+    straight = grid[1][T.PAPER_PRESETS.index("model4")]
+
+    real_evaluate, calls = T.evaluate, []
+
+    def killed_in_epoch_2(*a, **k):   # the kill lands in epoch 2's validation
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*a, **k)
+    monkeypatch.setattr(T, "evaluate", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        T.train_classifier(runs_dir=warm_runs, **kw)
+    (half,) = R.list_runs(warm_runs)
+    assert half.status == "unfinished" and len(half.history()) == 1 and (half.path / T.LAST).is_file()
+    monkeypatch.setattr(T, "evaluate", real_evaluate)
+
+    resumed = T.train_classifier(runs_dir=warm_runs, **kw)
+    assert resumed == half.path                         # same folder, continued
+    r = R.load_run(resumed, require_finished=True)
+    assert r.info["resumed_after_epoch"] == [1]
+    s = R.load_run(straight)
+    pd.testing.assert_frame_equal(r.history().drop(columns="seconds"), s.history().drop(columns="seconds"),
+                                  rtol=1e-5, atol=1e-6)
+    assert r.metrics["best_epoch"] == s.metrics["best_epoch"]
+    assert r.metrics["test_acc"] == pytest.approx(s.metrics["test_acc"])
+    assert len(R.list_runs(warm_runs)) == 1
+
+
+def test_nan_loss_stops_with_training_error_and_leaves_run_unfinished(data, warm_runs, monkeypatch):
+    real_build = T.build_classifier
+
+    def poisoned(cfg, backbone_weights=None):
+        model = real_build(cfg, backbone_weights)
+        with torch.no_grad():
+            model.head[-1].bias.fill_(float("nan"))
+        return model
+    monkeypatch.setattr(T, "build_classifier", poisoned)
+    with pytest.raises(TrainingError, match="loss became nan"):
+        T.train_classifier(data=data, preset="model1", runs_dir=warm_runs, epochs=1, batch_size=4,
+                           image_size=SIZE, progress=False)
+    (run,) = R.list_runs(warm_runs)
+    assert run.status == "unfinished" and not (run.path / R.METRICS_JSON).exists()
+
+
+def test_half_written_run_folders_are_never_touched(data, warm_runs):
+    broken = warm_runs / "20260101-000000-model1"
+    broken.mkdir(parents=True)
+    (broken / "run.json").write_text('{"kind": "classifier", "name": "mod')   # cut mid-write
+    (broken / "history.csv").write_text("epoch\n1\n")
+    before = {p.name: p.read_bytes() for p in broken.iterdir()}
+    out = T.train_classifier(data=data, preset="model1", runs_dir=warm_runs, epochs=1, batch_size=4,
+                             image_size=SIZE, progress=False)
+    assert out != broken
+    assert {p.name: p.read_bytes() for p in broken.iterdir()} == before
+
+
+def test_init_from_a_run_with_other_classes_is_run_error(grid, tmp_path):
+    _, paths = grid
+    other = _write_tiny(tmp_path / "other", n_train=6, n_test=3, classes=("crunch", "lunge", "tree"))
+    with pytest.raises(RunError, match="classes"):
+        T.train_classifier(data=other, preset="model1", runs_dir=tmp_path / "runs", epochs=1,
+                           batch_size=4, image_size=SIZE, progress=False,
+                           init_from=paths[T.PAPER_PRESETS.index("model1")])
+    assert not (tmp_path / "runs").exists() or not R.list_runs(tmp_path / "runs")
+
+
+def test_wrong_backbone_weights_file_is_one_clear_error(data, tmp_path):
+    from safetensors.torch import save_file
+    bad = tmp_path / "tiny.safetensors"
+    save_file({"conv1.weight": torch.zeros(8, 3, 3, 3)}, str(bad))
+    with pytest.raises(DataError, match="tiny.safetensors"):
+        T.train_classifier(data=data, preset="model1", runs_dir=tmp_path / "runs", weights=bad,
+                           epochs=1, image_size=SIZE, progress=False)
+
+
+def test_unknown_preset_is_run_error(data, tmp_path):
+    with pytest.raises(RunError, match="unknown preset"):
+        T.train_classifier(data=data, preset="model9", runs_dir=tmp_path, progress=False)
+
+
+def test_cli_bad_data_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    proc = subprocess.run([sys.executable, "-m", "core", "train", "classifier", "--data", str(bad),
+                           "--preset", "model4", "--runs", str(tmp_path / "runs")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "POSELAB_OFFLINE": "1"})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "broken.json" in lines[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
