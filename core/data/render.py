@@ -233,19 +233,21 @@ def render_background(scene: Scene, width: int, height: int) -> np.ndarray:
     rot = cam.rotation.astype(np.float32)
     # world ray = R^T (u, v, 1): three (H, W) components
     dx, dy, dz = (u * rot[0, i] + v * rot[1, i] + rot[2, i] for i in range(3))
-    o = cam.position.astype(np.float32)
-    c, r = scene.room_centre, scene.room_half
+    # Python floats, not numpy float64 scalars: those would upcast every float32 array
+    # they touch (NumPy 2 promotion rules) and double the cost.
+    o = [float(v) for v in cam.position]
+    c, r = [float(v) for v in scene.room_centre], float(scene.room_half)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t_floor = np.where(dy < -1e-6, -o[1] / dy, np.inf).astype(np.float32)
-        tx = np.abs(np.where(dx > 0, c[0] + r - o[0], c[0] - r - o[0]) / dx)
-        tz = np.abs(np.where(dz > 0, c[2] + r - o[2], c[2] - r - o[2]) / dz)
+        t_floor = np.where(dy < -1e-6, -o[1] / dy, np.float32(np.inf))
+        tx = np.abs(np.where(dx > 0, np.float32(c[0] + r - o[0]), np.float32(c[0] - r - o[0])) / dx)
+        tz = np.abs(np.where(dz > 0, np.float32(c[2] + r - o[2]), np.float32(c[2] - r - o[2])) / dz)
     t_wall = np.minimum(tx, tz)
     floor = t_floor < t_wall
     t = np.where(floor, t_floor, t_wall)
     x, y, z = o[0] + dx * t, o[1] + dy * t, o[2] + dz * t
 
     # Floor: tone in [0, 1] between the two floor colours, and a brightness factor.
-    s = scene.floor_scale
+    s = float(scene.floor_scale)
     xs, zs = x / s, z / s
     if scene.floor_style == "wood":
         plank = np.floor(zs)
@@ -257,7 +259,7 @@ def render_background(scene: Scene, width: int, height: int) -> np.ndarray:
         ix, iz = np.floor(xs), np.floor(zs)
         tone = ((ix + iz) % 2) if scene.floor_style == "checker" else 0.35 * _hash2(ix, iz)
         grout = (np.abs(xs - np.round(xs)) < 0.03) | (np.abs(zs - np.round(zs)) < 0.03)
-        bright = np.where(grout, 0.85, 1.0)
+        bright = np.where(grout, np.float32(0.85), np.float32(1.0))
     else:
         tone = np.zeros_like(x)
         bright = 1 + 0.05 * np.sin(x * 3.1 + z * 2.3)
@@ -266,21 +268,22 @@ def render_background(scene: Scene, width: int, height: int) -> np.ndarray:
     c0, c1 = scene.floor_colours.astype(np.float32)
     col = c0 + (c1 - c0) * tone.astype(np.float32)[..., None]
     for centre, yaw, mcol in scene.mats:
-        ddx, ddz = x - centre[0], z - centre[1]
+        ddx, ddz = x - float(centre[0]), z - float(centre[1])
         along = ddx * math.cos(yaw) + ddz * math.sin(yaw)
         across = -ddx * math.sin(yaw) + ddz * math.cos(yaw)
         on = (np.abs(along) < 1.0) & (np.abs(across) < 0.32)
         col[on] = mcol
 
     # Walls: plain colour, a darker skirting board and rail, side walls a bit darker.
-    wall_b = np.where(y < 0.12, 0.55, np.where((y > 1.0) & (y < 1.06), 0.8, 1.0))
-    wall_b = wall_b * np.where(tx < tz, 0.85, 1.0)
+    f32 = np.float32
+    wall_b = np.where(y < 0.12, f32(0.55), np.where((y > 1.0) & (y < 1.06), f32(0.8), f32(1.0)))
+    wall_b = wall_b * np.where(tx < tz, f32(0.85), f32(1.0))
     bright = np.where(floor, bright, wall_b)
     img = np.where(floor[..., None], col, scene.wall_colour.astype(np.float32)) * bright[..., None]
     img[(~floor) & (y > 2.9)] = (235, 235, 230)  # ceiling
     # Haze: far things fade towards a light grey.
     haze = np.clip(t / 25.0, 0, 0.35)[..., None]
-    return (img * (1 - haze) + 200 * haze).astype(np.float32)
+    return img * (1 - haze) + 200 * haze
 
 
 # --------------------------------------------------------------------------- primitives
@@ -490,9 +493,9 @@ def _prop_primitives(pr: Prop, cam: B.Camera, light: np.ndarray, scale: float) -
 
 # --------------------------------------------------------------------------- drawing
 
-def _rgb(c) -> tuple[int, int, int]:
-    c = np.clip(np.asarray(c), 0, 255)
-    return int(c[0]), int(c[1]), int(c[2])
+def _rgb(c) -> tuple[int, int, int, int]:
+    """Opaque RGBA fill (the figure layer is RGBA; the alpha is coverage)."""
+    return (min(255, max(0, int(c[0]))), min(255, max(0, int(c[1]))), min(255, max(0, int(c[2]))), 255)
 
 
 def _cap_polygon(p0, p1, r0, r1) -> list[tuple[float, float]] | None:
@@ -580,16 +583,19 @@ def render_scene(scene: Scene, *, supersample: int = 2, rng: np.random.Generator
 
     dark = _shadow_mask(scene)
     bg = np.clip(bg * (1 - 0.45 * dark[..., None]), 0, 255).astype(np.uint8)
-    canvas = Image.fromarray(bg, "RGB")
-    if ss > 1:
-        canvas = canvas.resize((W * ss, H * ss), Image.Resampling.BILINEAR)
 
-    draw = ImageDraw.Draw(canvas)
+    # Figures go on a transparent layer at ``ss`` times the size; its box-filtered
+    # downsample (premultiplied alpha in PIL) gives antialiased edges over the background.
+    layer = Image.new("RGBA", (W * ss, H * ss), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
     light_cam = cam.rotation @ scene.light
     l2 = light_cam[:2] / (np.linalg.norm(light_cam[:2]) + 1e-9)
     light2d = (float(l2[0]), float(l2[1]))
     for prim in prims:
         _draw_primitive(draw, prim, light2d, scene.ambient)
+    if ss > 1:
+        layer = layer.resize((W, H), Image.Resampling.BOX)
+    canvas = Image.alpha_composite(Image.fromarray(bg, "RGB").convert("RGBA"), layer).convert("RGB")
 
     # The id image at the final size: the same primitives, same order, flat.
     ids_img = Image.new("I", (W, H), 0)
@@ -600,11 +606,10 @@ def render_scene(scene: Scene, *, supersample: int = 2, rng: np.random.Generator
             _draw_shape(idraw, _scale_shape(s, inv), n)
     ids = np.asarray(ids_img, dtype=np.int32)
 
-    if ss > 1:
-        canvas = canvas.resize((W, H), Image.Resampling.BOX)
     if scene.noise > 0 and rng is not None:
-        arr = np.asarray(canvas, dtype=np.float32) + rng.normal(0, scene.noise, (H, W, 3)).astype(np.float32)
-        canvas = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
+        noise = rng.standard_normal((H, W, 3), dtype=np.float32) * np.float32(scene.noise)
+        arr = np.asarray(canvas, dtype=np.float32) + noise + np.float32(0.5)
+        canvas = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
     owner = np.array([-2] + [q.owner for q in prims])      # id -> person (-1 prop, -2 background)
     part = np.array([""] + [q.part for q in prims], dtype=object)
