@@ -317,3 +317,28 @@ def test_estimator_noise_levels():
     assert noisy["0.05"] < noisy["0.1"] < noisy["0.2"]
     hm, _ = simulate_estimator(clips[0].keypoints, heatmap=32, noise=1.0, seed=0)
     assert (hm < 0).any() and np.isfinite(hm).all()
+
+
+def test_pretraining_mix_groups_and_skips(tmp_path):
+    """Penn Action + BRACE in one folder; BRACE pieces of one YouTube video share a split;
+    other JSON files of a BRACE download are skipped and counted, not read as data."""
+    (tmp_path / "penn").mkdir()
+    for i in range(4):
+        _penn(tmp_path / f"penn/{i:04d}.mat")
+    for vid in ("aaa", "bbb", "ccc"):
+        for seg, start in enumerate((10, 40)):
+            frames = {f"{vid}/img-{n:06d}.png": {"box": [90, 190, 120, 200, 1.0],
+                                                 "keypoints": [[100 + j, 200 + n, 1.0] for j in range(17)]}
+                      for n in list(range(start, start + 6)) + list(range(start + 8, start + 14))}
+            p = tmp_path / f"brace/2011/{vid}/{vid}_{start}-{start + 13}_footwork.json"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps(frames))
+    (tmp_path / "brace" / "audio_beats.json").write_text(json.dumps({"aaa.0": {"bpm": 120}}))
+    seq = load_sequences(tmp_path, heatmap=16, seed=1)
+    assert seq.skipped == {"json file that is not a BRACE segment": 1}
+    where = {v.id: s for s, vs in seq.splits.items() for v in vs}
+    assert len(where) == 4 + 3 * 2 * 2            # each segment has a gap -> two pieces
+    for vid in ("aaa", "bbb", "ccc"):
+        assert len({s for i, s in where.items() if i.startswith(vid)}) == 1
+    assert all(where[f"{i:04d}"] in ("train", "val") for i in range(4))   # Penn's own train flag
+    assert seq.joint_mask.sum() == 15                                    # union of the two sets

@@ -30,13 +30,16 @@ A *dataset folder* is ``DIR/index.json`` + ``DIR/videos/<id>.npz``; index.json h
 (``split`` in train/val/test is respected when present). ``load_sequences`` accepts that
 folder or its index.json, a single ``.npz`` (then cut in time into 60/20/20 parts, the
 only way one video can be trained and tested), or a folder of Penn Action ``.mat`` files
-or BRACE segment ``.json`` files (see ``load_penn_action`` / ``load_brace``): those have
+or BRACE segment ``.json`` files, or both (the study's pre-training mix; see
+``load_penn_action`` / ``load_brace``; other JSON files of a BRACE download are skipped
+and counted in ``skipped``): those have
 ground truth but no estimator output, so ``core.data.estimator`` simulates it on load,
 deterministically per seed; ``convert_dataset`` writes the result as a dataset folder
 once, so it is not re-simulated at every run.
 
 Splits are 60/20/20 *by video* (no video in two splits), a seeded permutation of the
-sorted ids, so they are deterministic. Windows of ``k = 5`` frames: stride 1 for
+sorted ids, so they are deterministic; pieces of one recording (a BRACE YouTube video's
+segments) share a ``group`` and stay together. Windows of ``k = 5`` frames: stride 1 for
 training, non-overlapping (stride k) for validation and test; frames after the last
 whole test window (T mod k of them) are not scored.
 """
@@ -84,6 +87,7 @@ class Video:
     path: Path | None = None          # the file it came from
     split: str | None = None          # split requested by the index/dataset, if any
     first_frame: int = 0              # frame number of heatmaps[0] in the original video
+    group: str | None = None          # recording it belongs to; splits never cut a group
 
     @property
     def num_frames(self) -> int:
@@ -329,6 +333,10 @@ def load_brace(json_path: str | Path, *, heatmap: int = 64, noise: float = 1.0, 
     breaks = np.flatnonzero(np.diff(numbers) != 1) + 1
     videos = []
     mask = _mask_from(tmp_idx)
+    # "<video_id>_<start>-<end>_<movement>": every segment of one YouTube video shares
+    # a group, so the split never puts the same dancer and recording on both sides.
+    parts = path.stem.rsplit("_", 2)
+    group = parts[0] if len(parts) == 3 and "-" in parts[1] else path.stem
     for part in np.split(np.arange(len(numbers)), breaks):
         if len(part) < min_frames:
             continue
@@ -337,43 +345,54 @@ def load_brace(json_path: str | Path, *, heatmap: int = 64, noise: float = 1.0, 
         videos.append(_simulated_video(vid, kps[part], mask, image_size, boxes=boxes[part],
                                        heatmap=heatmap, noise=noise, seed=_stable_seed(seed, vid),
                                        source="brace", path=path, first_frame=first))
+        videos[-1].group = group
     return videos
 
 
 # ============================================================================ datasets
 
+def _cut(groups: list[str], seed: int, fractions: tuple[float, ...]) -> list[list[str]]:
+    """Seeded permutation of sorted group names cut by ``fractions``; with at least as
+    many groups as parts, every part after the first gets at least one."""
+    names = sorted(groups)
+    perm = np.random.default_rng(seed).permutation(len(names))
+    sizes = [int(round(len(names) * f / sum(fractions))) for f in fractions[1:]]
+    if len(names) >= len(fractions):
+        sizes = [max(n, 1) for n in sizes]
+    sizes = [len(names) - sum(sizes)] + sizes
+    bounds = np.cumsum([0] + sizes)
+    return [[names[i] for i in sorted(perm[a:b])] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def split_videos(videos: list[Video], seed: int = 0,
                  fractions: tuple[float, float, float] = SPLIT_FRACTIONS) -> dict[str, list[Video]]:
     """60/20/20 by video, deterministic for a seed; a video's own ``split`` wins.
 
-    Videos without a split are permuted (seeded, from sorted ids) and cut by the
-    fractions; with >= 3 of them, val and test get at least one each. When some videos
-    say "train" and none say "val" (Penn Action: train/test only), val is carved from
-    the "train" ones in the proportion val : (train + val) = 0.2 : 0.8.
+    The unit is the video's ``group`` (default its id): the pieces of one recording
+    (BRACE segments of one YouTube video, the parts of a segment cut at a gap) share a
+    group and so a split. Groups without a split are permuted (seeded, from sorted
+    names) and cut by the fractions; with >= 3 groups, val and test get at least one.
+    When some videos say "train" and none say "val" (Penn Action: train/test only), val
+    is carved from the "train" groups in the proportion val : (train + val) = 0.2 : 0.8.
     """
     out: dict[str, list[Video]] = {s: [] for s in SPLITS}
-    free = sorted((v for v in videos if v.split is None), key=lambda v: v.id)
-    fixed = [v for v in videos if v.split is not None]
-    for v in fixed:
-        if v.split not in out:
+    for v in videos:
+        if v.split is not None and v.split not in out:
             raise DataError(v.path, f"split {v.split!r} is not one of train, val, test")
-        out[v.split].append(v)
-    if out["train"] and not out["val"]:
-        pool = sorted(out["train"], key=lambda v: v.id)
-        perm = np.random.default_rng(seed).permutation(len(pool))
-        n_val = int(round(len(pool) * fractions[1] / (fractions[0] + fractions[1])))
-        out["val"] = [pool[i] for i in sorted(perm[:n_val])]
-        out["train"] = [pool[i] for i in sorted(perm[n_val:])]
-    n = len(free)
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fractions[1]))
-    n_test = int(round(n * fractions[2]))
-    if n >= 3:
-        n_val, n_test = max(n_val, 1), max(n_test, 1)
-    n_train = n - n_val - n_test
-    cuts = {"train": perm[:n_train], "val": perm[n_train:n_train + n_val], "test": perm[n_train + n_val:]}
-    for s in SPLITS:
-        out[s] += [free[i] for i in sorted(cuts[s])]
+
+    def group(v: Video) -> str:
+        return v.group or v.id
+
+    fixed = {s: {group(v) for v in videos if v.split == s} for s in SPLITS}
+    free = {group(v) for v in videos if v.split is None} - set().union(*fixed.values())
+    if fixed["train"] and not fixed["val"]:
+        train, val = _cut(list(fixed["train"]), seed, fractions[:2])
+        fixed["train"], fixed["val"] = set(train), set(val)
+    where = {g: s for s in SPLITS for g in fixed[s]}
+    for s, names in zip(SPLITS, _cut(list(free), seed, fractions)):
+        where.update((g, s) for g in names)
+    for v in sorted(videos, key=lambda v: (group(v), v.first_frame, v.id)):
+        out[where[group(v)]].append(v)
     return out
 
 
@@ -451,35 +470,40 @@ def load_sequences(path: str | Path, *, seed: int = 0, heatmap: int = 64, noise:
         videos, files, root, single = [load_video(path)], [path], path.parent, True
     elif path.is_file() and path.suffix == ".mat":
         videos, files, root = [load_penn_action(path, heatmap=heatmap, noise=noise, seed=seed)], [path], path.parent
-        extra = f"{heatmap}/{noise}"
+        videos[0].split, single, extra = None, True, f"{heatmap}/{noise}"
     elif path.is_file() and path.suffix == ".json":
         videos, files, root = load_brace(path, heatmap=heatmap, noise=noise, seed=seed), [path], path.parent
         extra = f"{heatmap}/{noise}"
     elif path.is_dir():
         root = path
         mats, jsons, npzs = (sorted(path.rglob(f"*.{e}")) for e in ("mat", "json", "npz"))
-        if mats:
-            videos = [load_penn_action(p, heatmap=heatmap, noise=noise, seed=seed) for p in mats]
-            files = mats
-        elif npzs:  # before .json: a folder of one's own .npz may hold a stray config file
+        if npzs and not mats:  # a folder of one's own .npz (a stray .json is not data)
             videos, files = [load_video(p) for p in npzs], npzs
             for v, p in zip(videos, npzs):
                 v.id = str(p.relative_to(path).with_suffix(""))
-        elif jsons:
-            videos = []
+        elif mats or jsons:  # Penn Action and/or BRACE, e.g. the study's pre-training mix
+            videos = [load_penn_action(p, heatmap=heatmap, noise=noise, seed=seed) for p in mats]
+            files = list(mats)
             for p in jsons:
+                if not _is_brace(p):
+                    skipped["json file that is not a BRACE segment"] = skipped.get(
+                        "json file that is not a BRACE segment", 0) + 1
+                    continue
                 got = load_brace(p, heatmap=heatmap, noise=noise, seed=seed)
                 if not got:
                     skipped["segment shorter than a window"] = skipped.get("segment shorter than a window", 0) + 1
                 videos += got
-            files = jsons
+                files.append(p)
+            extra = f"{heatmap}/{noise}"
         else:
             raise DataError(path, f"no {INDEX}, .npz, Penn Action .mat or BRACE .json files found")
-        extra = f"{heatmap}/{noise}" if (mats or jsons) else ""
     else:
         raise DataError(path, "expected a dataset folder, index.json, .npz, .mat or BRACE .json")
     if not videos:
         raise DataError(path, "no video has enough frames for a window")
+    ids = [v.id for v in videos]
+    dup = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+    _check(not dup, path, f"video id {dup[0]!r} appears twice; video ids must be unique" if dup else "")
     sizes = {v.heatmap_size for v in videos}
     _check(len(sizes) == 1, path, f"videos have different heatmap sizes {sorted(sizes)}")
     splits = _split_in_time(videos[0], WINDOW) if single else split_videos(videos, seed)
@@ -492,6 +516,21 @@ def load_sequences(path: str | Path, *, seed: int = 0, heatmap: int = 64, noise:
     return SequenceIndex(root=root.resolve(), sources=[str(Path(f).resolve()) for f in files],
                          keypoints=TEMPORAL25, joint_mask=mask, splits=splits, fingerprint=fp,
                          skipped=skipped)
+
+
+def _is_brace(path: Path) -> bool:
+    """A BRACE segment is an object keyed by frame ids ("<video>/img-000123.png"); other
+    JSON files in a BRACE download (audio_beats.json, shot_boundaries.json) are not.
+    Only the first key is looked at: a malformed segment still fails loudly in load_brace."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256).decode("utf-8", "replace").lstrip()
+    except OSError:
+        return False
+    if not head.startswith("{"):
+        return True  # not an object at all: let load_brace name the problem
+    key = head[1:].lstrip()
+    return not key.startswith('"') or "img-" in key.split('"')[1] or key.split('"')[1].isdigit()
 
 
 def _is_index(path: Path) -> bool:
