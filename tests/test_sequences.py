@@ -8,7 +8,7 @@ import torch
 
 from core.data.estimator import simulate_estimator
 from core.data.motion import MOVEMENTS, animate
-from core.data.sequences import (Video, WindowDataset, identity_pck, load_brace, load_penn_action,
+from core.data.sequences import (Video, WindowDataset, convert_dataset, identity_pck, load_brace, load_penn_action,
                                  load_sequences, load_video, save_video, split_videos,
                                  write_dataset, write_sequence_dataset)
 from core.errors import DataError
@@ -219,6 +219,14 @@ def test_penn_action_reader(tmp_path):
     _penn(tmp_path / "0002.mat")
     seq = load_sequences(tmp_path, heatmap=16)
     assert sum(len(s) for s in seq.splits.values()) == 2 and seq.joint_mask.sum() == 13
+    # converted once to a .npz dataset folder: same videos, same splits, same arrays
+    index = convert_dataset(tmp_path, tmp_path / "converted", heatmap=16)
+    back = load_sequences(index.parent)
+    for s in ("train", "val", "test"):
+        assert [v.id for v in back.splits[s]] == [v.id for v in seq.splits[s]]
+        for a, b in zip(back.splits[s], seq.splits[s]):
+            np.testing.assert_array_equal(a.heatmaps, b.heatmaps)
+            np.testing.assert_array_equal(a.joint_mask, b.joint_mask)
 
 
 def test_penn_action_missing_field(tmp_path):

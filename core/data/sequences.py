@@ -26,8 +26,9 @@ frame_paths     (T,) str           optional: image file per frame (relative to t
 ==============  =================  ==========================================================
 
 A *dataset folder* is ``DIR/index.json`` + ``DIR/videos/<id>.npz``; index.json holds
-``{"format": "poselab-sequences", "videos": [{"id", "file", "split"?, "source"}, ...]}``
-(``split`` in train/val/test is respected when present). ``load_sequences`` accepts that
+``{"format": "poselab-sequences", "videos": [{"id", "file", "split"?, "source"?,
+"group"?, "first_frame"?}, ...]}`` (``split`` in train/val/test is respected when
+present; videos sharing a ``group`` are never split apart). ``load_sequences`` accepts that
 folder or its index.json, a single ``.npz`` (then cut in time into 60/20/20 parts, the
 only way one video can be trained and tested), or a folder of Penn Action ``.mat`` files
 or BRACE segment ``.json`` files, or both (the study's pre-training mix; see
@@ -443,6 +444,8 @@ def _read_index(index: Path) -> tuple[list[Video], list[Path]]:
         v.split = entry.get("split")
         _check(v.split in (None, *SPLITS), index, f"videos[{i}]: split {v.split!r} is not train/val/test")
         v.source = str(entry.get("source", "npz"))
+        v.group = entry.get("group")
+        v.first_frame = int(entry.get("first_frame", 0))
         videos.append(v)
         files.append(file)
     _check(bool(videos), index, "lists no videos")
@@ -561,6 +564,10 @@ def write_dataset(out: str | Path, videos: list[Video], *, meta: dict | None = N
             entry = {"id": v.id, "file": fname, "source": v.source, "num_frames": v.num_frames}
             if v.split:
                 entry["split"] = v.split
+            if v.group:
+                entry["group"] = v.group
+            if v.first_frame:
+                entry["first_frame"] = v.first_frame
             entries.append(entry)
         size = videos[0].heatmap_size if videos else None
         write_json(tmp / INDEX, {"format": FORMAT, "version": 1, "keypoints": list(TEMPORAL25),
