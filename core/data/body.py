@@ -336,16 +336,20 @@ def look_at_camera(target, *, yaw_deg: float, pitch_deg: float, distance: float,
 
 def sample_camera(rng: np.random.Generator, target, *, width: int = 224, height: int = 224,
                   radius: float = 1.0, yaw_range=(-180.0, 180.0), pitch_range=(3.0, 40.0),
-                  fill_range=(0.75, 1.25), roll_std: float = 4.0,
-                  fov_range=(45.0, 65.0), min_height: float = 0.25) -> Camera:
+                  fill_range=(0.75, 1.2), roll_std: float = 4.0,
+                  fov_range=(45.0, 65.0), min_height: float = 0.25,
+                  min_distance: float = 2.2) -> Camera:
     """A random camera looking at ``target``: yaw all around, pitch from level to steep,
     a little roll, and a distance at which a sphere of ``radius`` metres fills the view
-    ``fill_range`` times (values below 1 push body parts out of the frame)."""
+    ``fill_range`` times (values above 1 push body parts out of the frame), but never
+    closer than ``min_distance`` (a crouching body seen from 1 m is all perspective
+    distortion, not a photo anyone takes)."""
     fov = float(rng.uniform(*fov_range))
     yaw = float(rng.uniform(*yaw_range))
     pitch = float(rng.uniform(*pitch_range))
     roll = float(rng.normal(0.0, roll_std))
     distance = radius / math.sin(math.radians(fov) / 2) / float(rng.uniform(*fill_range))
+    distance = max(distance, min_distance)
     # Keep the camera above the floor whatever the pitch.
     target = np.asarray(target, dtype=np.float64)
     lift = min_height - (target[1] + distance * math.sin(math.radians(pitch)))
