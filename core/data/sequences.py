@@ -690,9 +690,11 @@ def video_frames(video: Video, *, norm: str = "bbox", sigma: float | None = None
     t = video.num_frames
     size = video.heatmap_size
     hm = torch.from_numpy(np.ascontiguousarray(video.heatmaps))
-    inp = normalize_heatmaps(hm)  # (T, K, H, W) float32
-    input_kp, _ = decode_heatmaps(inp)
-    out = {"input": inp.half().numpy(), "input_keypoints": input_kp.numpy()}
+    inp = normalize_heatmaps(hm).half()  # (T, K, H, W), stored in half precision
+    # decode what the models will see (the float16 maps), so the identity baseline and
+    # an identity-like model decode to exactly the same points
+    input_kp, _ = decode_heatmaps(inp.float())
+    out = {"input": inp.numpy(), "input_keypoints": input_kp.numpy()}
     if video.keypoints is None:
         gt = np.zeros((t, K, 2), np.float32)
         visible = np.zeros((t, K), bool)
