@@ -61,7 +61,7 @@ import torch
 from torch.utils.data import Dataset
 
 from core.errors import DataError
-from core.heatmaps import (bbox_norm, clamp_to_heatmap, decode_heatmaps, default_sigma,
+from core.heatmaps import (bbox_norm, clamp_to_heatmap, decode_heatmaps,
                            gaussian_heatmaps, image_to_heatmap, normalize_heatmaps)
 from core.io import atomic_write, fingerprint_files, write_json
 from core.keypoints import COCO17, TEMPORAL25
