@@ -45,6 +45,7 @@ HAIR_COLOURS = np.array([(20, 16, 14), (60, 40, 25), (110, 75, 40), (200, 160, 9
 FLOOR_STYLES = ("tiles", "wood", "plain", "checker")
 PROP_KINDS = ("ball", "box", "plant", "kettlebell")
 DUMBBELL_CLASSES = ("bicep_curl", "overhead_press")
+TIGHT_FRAMING = 0.25   # share of one-person scenes framed so tightly that joints leave the frame
 
 
 def _hsv_colour(rng: np.random.Generator, s_range=(0.3, 0.9), v_range=(0.25, 0.95)) -> np.ndarray:
@@ -151,11 +152,14 @@ def sample_scene(rng: np.random.Generator, *, size: int = 224, people_max: int =
     lo, hi = pts.min(0), pts.max(0)
     centre = 0.5 * (lo + hi)
     radius = 0.5 * float(np.linalg.norm(hi - lo)) + 0.1
-    # Retry the camera until every person keeps most of its body joints in the frame;
-    # a few joints may still fall outside (visibility 0), as in real photos.
+    # Retry the camera until every person keeps most of its body joints in the frame.
+    # A quarter of the one-person scenes are framed tightly, so that hands, feet or the
+    # head leave the picture (visibility 0), as in real photos.
+    tight = len(people) == 1 and rng.random() < TIGHT_FRAMING
     for _ in range(10):
-        cam = B.sample_camera(rng, centre, width=size, height=size, radius=radius)
-        if all(_in_frame_fraction(cam, p.joints) >= 0.7 for p in people):
+        cam = B.sample_camera(rng, centre, width=size, height=size, radius=radius,
+                              **({"fill_range": (1.4, 2.1), "min_distance": 1.6} if tight else {}))
+        if all(_in_frame_fraction(cam, p.joints) >= (0.6 if tight else 0.7) for p in people):
             break
     mats = []
     for p in people:
