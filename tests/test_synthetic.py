@@ -208,6 +208,22 @@ def test_every_class_renders_and_classes_have_different_silhouettes():
     assert iou(masks["plank"], plank2) > iou(masks["plank"], squat)
 
 
+def test_sampled_scenes_are_physically_sane():
+    for i in range(40):
+        scene = R.sample_scene(np.random.default_rng([99, i]), size=64, people_max=4)
+        assert 1 <= len(scene.people) <= 4
+        cam_off = np.abs(scene.camera.position - scene.room_centre)[[0, 2]]
+        assert (cam_off < scene.room_half).all()                 # the camera is in the room
+        assert scene.camera.position[1] > 0.2
+        for k, p in enumerate(scene.people):
+            assert p.joints[:, 1].min() == pytest.approx(B.FLOOR_CLEARANCE)  # standing on the floor
+            for q in scene.people[k + 1:]:                       # nobody inside anybody
+                d = np.linalg.norm(p.joints[:, None, [0, 2]] - q.joints[None, :, [0, 2]], axis=-1)
+                assert d.min() >= 0.35
+        for prop in scene.props:
+            assert prop.position[1] == 0.0 and prop.kind in R.PROP_KINDS
+
+
 def test_render_image_is_a_pure_function():
     a = render_image(5, "test", 3, size=64, people_max=2)
     b = render_image(5, "test", 3, size=64, people_max=2)

@@ -187,7 +187,7 @@ def sample_scene(rng: np.random.Generator, *, size: int = 224, people_max: int =
             pos = centre + np.r_[rng.uniform(-2.5, 2.5), 0, rng.uniform(-2.5, 2.5)]
         pos[1] = 0.0
         cam_xz = np.linalg.norm((pos - cam.position)[[0, 2]])
-        if cam_xz < 0.8 or not _footprint_clear(pos[None] + np.zeros((1, 3)), people, size_m + 0.15):
+        if cam_xz < 0.8 or not _footprint_clear(pos[None], people, size_m + 0.15):
             continue
         props.append(Prop(kind, pos, float(size_m),
                           _hsv_colour(rng, (0.4, 1.0), (0.4, 1.0)), float(rng.uniform(0, math.pi))))
@@ -199,12 +199,15 @@ def sample_scene(rng: np.random.Generator, *, size: int = 224, people_max: int =
     elev = math.radians(rng.uniform(35, 80))
     az = rng.uniform(-math.pi, math.pi)
     light = np.array([math.cos(elev) * math.sin(az), math.sin(elev), math.cos(elev) * math.cos(az)])
+    # The room must hold the camera (a camera outside would see the walls' backs).
+    room_centre = np.array([centre[0], 0.0, centre[2]]) + np.r_[rng.uniform(-1, 1), 0, rng.uniform(-1, 1)]
+    cam_off = np.abs((cam.position - room_centre)[[0, 2]]).max()
+    room_half = float(max(4.0, radius + 2.5, cam_off + 0.5) + rng.uniform(0, 2))
     return Scene(
         camera=cam, people=people, props=props, floor_style=style, floor_colours=floor_colours,
         floor_scale=float(rng.uniform(0.3, 0.8) if style != "wood" else rng.uniform(0.12, 0.22)),
         wall_colour=_hsv_colour(rng, (0.0, 0.35), (0.55, 0.95)),
-        room_half=float(max(4.0, radius + 2.5) + rng.uniform(0, 2)),
-        room_centre=np.array([centre[0], 0.0, centre[2]]) + np.r_[rng.uniform(-1, 1), 0, rng.uniform(-1, 1)],
+        room_half=room_half, room_centre=room_centre,
         light=light, ambient=float(rng.uniform(0.45, 0.65)), mats=mats,
         noise=float(rng.uniform(0.5, 3.0)))
 
