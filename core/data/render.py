@@ -538,7 +538,9 @@ def _draw_shape(draw: ImageDraw.ImageDraw, s: tuple, fill, shrink: float = 1.0,
         if shrink == 1.0:
             draw.ellipse((c[0] - r, c[1] - r, c[0] + r, c[1] + r), outline=fill, width=int(max(1, w)))
     elif kind in ("poly", "flat"):
-        if shrink == 1.0 or kind == "poly":
+        # A polygon fills the space between its part's capsules: rim and mid tone only
+        # (in the highlight layer it would flatten the whole part into one bright tone).
+        if shrink == 1.0 or (kind == "poly" and shrink >= 0.7):
             draw.polygon([tuple(q) for q in s[1]], fill=fill)
 
 
