@@ -102,7 +102,10 @@ def test_deterministic_for_a_seed_whatever_the_worker_count(dataset, tmp_path):
 
 def test_train_images_do_not_depend_on_the_test_count(dataset, tmp_path):
     out = tmp_path / "fewer"
-    write_image_dataset(out, n_train=6, n_test=1, seed=11, size=SIZE, people_max=3, progress=False)
+    seen: list[float] = []
+    write_image_dataset(out, n_train=6, n_test=1, seed=11, size=SIZE, people_max=3, progress=False,
+                        on_progress=seen.append)
+    assert seen == pytest.approx([i / 7 for i in range(1, 8)])
     for i in range(1, 7):
         name = f"train/{i}.rgb.png"
         assert (out / name).read_bytes() == (dataset / name).read_bytes()

@@ -45,6 +45,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -156,12 +157,14 @@ def _render_to_file(task: tuple) -> tuple[int, dict, list[dict]]:
 
 
 def write_image_dataset(out: Path, *, n_train: int, n_test: int, seed: int, size: int = 224,
-                        people_max: int = 3, workers: int | None = None,
-                        progress: bool = True) -> dict:
+                        people_max: int = 3, workers: int | None = None, progress: bool = True,
+                        on_progress: Callable[[float], None] | None = None) -> dict:
     """Render ``n_train`` + ``n_test`` scenes into ``out`` (layout in the module docstring).
 
     ``workers``: processes (None = one per CPU, fewer for small sets); the output does
-    not depend on it. Returns a summary dict and prints it in two lines."""
+    not depend on it. ``progress``: a tqdm bar; ``on_progress(fraction)`` is called after
+    every image (for the dashboard's demo builder). Returns a summary dict and prints it
+    in two lines."""
     out = Path(out)
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:
         raise DataError(out, f"need at least one image (got --train {n_train} --test {n_test})")
@@ -179,6 +182,9 @@ def write_image_dataset(out: Path, *, n_train: int, n_test: int, seed: int, size
     summary: dict = {"out": str(out.resolve()), "seed": seed, "size": size,
                      "people_max": people_max, "splits": {}}
     next_ann_id = 1
+    done, total = 0, n_train + n_test
+    # fork, not spawn: spawn re-runs the parent's __main__ (``python -m core`` would start
+    # the CLI again in every worker), and the workers only need numpy and PIL.
     pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
     try:
         for split in SPLITS:
@@ -192,6 +198,9 @@ def write_image_dataset(out: Path, *, n_train: int, n_test: int, seed: int, size
             for index, image, anns in tqdm(it, total=n, desc=f"render {split}", unit="img",
                                            disable=not progress or n == 0, leave=False):
                 results[index] = (image, anns)
+                done += 1
+                if on_progress is not None:
+                    on_progress(done / total)
             images, annotations = [], []
             classes: Counter = Counter()
             for i, (image, anns) in enumerate(results):
