@@ -350,3 +350,19 @@ def test_pretraining_mix_groups_and_skips(tmp_path):
         assert len({s for i, s in where.items() if i.startswith(vid)}) == 1
     assert all(where[f"{i:04d}"] in ("train", "val") for i in range(4))   # Penn's own train flag
     assert seq.joint_mask.sum() == 15                                    # union of the two sets
+
+
+def test_get_batch_matches_items():
+    videos = [make_video("a", t=9), make_video("b", t=6, seed=1)]
+    ds = WindowDataset(videos, training=True)
+    batch = ds.get_batch([5, 0, 1])
+    ref = torch.utils.data.default_collate([ds[5], ds[0], ds[1]])
+    assert set(batch) == set(ref)
+    for key in ref:
+        assert batch[key].dtype == ref[key].dtype, key
+        torch.testing.assert_close(batch[key], ref[key], rtol=0, atol=0)
+    assert (batch["video"] == torch.tensor([1, 0, 0])).all()
+    seen = torch.cat([b["start"] * 10 + b["video"] for b in ds.batches(4, shuffle=True, seed=3)])
+    assert sorted(seen.tolist()) == sorted(s * 10 + v for v, s in ds.windows)
+    assert sum(1 for _ in ds.batches(4, drop_last=True)) == len(ds) // 4
+    assert ds.to("cpu") is ds and ds.get_batch([0])["heatmaps"].device.type == "cpu"
