@@ -385,15 +385,19 @@ def sample_picture(root: str | Path, row: pd.Series | dict, *, margin: float = 0
         box = (0, 0, W, H)
     crop = img.crop(box)
     scale = size / max(crop.size)
-    crop = crop.resize((max(1, round(crop.size[0] * scale)), max(1, round(crop.size[1] * scale))),
-                       Image.BILINEAR)
+    w, h = max(1, round(crop.size[0] * scale)), max(1, round(crop.size[1] * scale))
+    # A crop clipped by the image border is not square: centre it on a square canvas so
+    # every gallery tile has the same size and the grid stays aligned.
+    canvas = Image.new("RGB", (size, size), (40, 40, 40))
+    dx, dy = (size - w) // 2, (size - h) // 2
+    canvas.paste(crop.resize((w, h), Image.BILINEAR), (dx, dy))
     kps = row.get("keypoints") if hasattr(row, "get") else None
     if skeleton and kps is not None and len(kps) == 51:
         kp = np.asarray(kps, dtype=float).reshape(17, 3).copy()
-        kp[:, 0] = (kp[:, 0] - box[0]) * scale
-        kp[:, 1] = (kp[:, 1] - box[1]) * scale
-        crop = draw_skeleton(crop, kp)
-    return crop
+        kp[:, 0] = (kp[:, 0] - box[0]) * scale + dx
+        kp[:, 1] = (kp[:, 1] - box[1]) * scale + dy
+        canvas = draw_skeleton(canvas, kp)
+    return canvas
 
 
 def _open_rgb(path: Path, max_pixels: int):

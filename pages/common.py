@@ -33,6 +33,7 @@ from core.errors import DataError, PoseLabError
 from core.runs import Run, default_runs_dir, list_runs, load_run
 
 REPO = Path(__file__).resolve().parent.parent
+SIDEBAR_DRAWN = "_sidebar_drawn"   # set by dashboard.py while it runs a page
 
 
 # ------------------------------------------------------------------ runs folder
@@ -67,8 +68,28 @@ def _cached_runs(root: str, stamp: tuple) -> list[Run]:
     return list_runs(root)
 
 
+def ensure_navigation() -> None:
+    """Route a page file that Streamlit ran on its own back through dashboard.py.
+
+    Streamlit treats a ``pages/`` folder beside the main script as a v1 multipage app
+    until the first run calls ``st.navigation``. When a server's very first request is
+    a deep link (``/confusion``), it runs pages/confusion.py alone, with a navigation
+    that lists every file (common.py too) and without the page config. Flipping the
+    flag that ``st.navigation`` itself flips and rerunning sends that request through
+    dashboard.py. AppTest resets the flag before every run and runs page files on
+    their own by design, so nothing is done there.
+    """
+    from streamlit import config   # AppTest patches config.get_option, not st.get_option
+    from streamlit.runtime.pages_manager import PagesManager
+    if (PagesManager.uses_pages_directory and not st.session_state.get(SIDEBAR_DRAWN)
+            and not config.get_option("global.appTest")):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def all_runs(kind: str | None = None) -> list[Run]:
     """Every run (finished, unfinished, broken), newest first; cached."""
+    ensure_navigation()
     root = runs_dir()
     runs = _cached_runs(str(root), _runs_stamp(root))
     return [r for r in runs if kind is None or r.kind == kind]
@@ -144,9 +165,6 @@ def cached_model(run: Run, device: str = "cpu"):
 # ------------------------------------------------------------------ sidebar / errors
 
 
-SIDEBAR_DRAWN = "_sidebar_drawn"   # set by dashboard.py while it runs a page
-
-
 def sidebar(kind: str | None = None) -> Run | None:
     """Runs folder + run picker in the sidebar. ``kind`` narrows the list to the runs
     the current page can show. Returns the chosen run (also in
@@ -156,6 +174,7 @@ def sidebar(kind: str | None = None) -> Run | None:
     SIDEBAR_DRAWN, so the page's call only returns the run; when a page file runs on
     its own (AppTest treats pages/ as a v1 multipage folder) the page draws it.
     """
+    ensure_navigation()
     if st.session_state.get(SIDEBAR_DRAWN):
         return selected_run(kind)
     root = runs_dir()
@@ -309,7 +328,7 @@ def gallery(run: Run, rows: pd.DataFrame, classes: list[str], *, key: str,
         col = cols[i % GALLERY_COLUMNS]
         img, problem = picture(run, row, skeleton=skeleton)
         problems += problem is not None
-        mark = "✅" if bool(row["correct"]) else "❌"
+        mark = "✓" if bool(row["correct"]) else "✗"
         col.image(img, caption=f"{mark} {row.get('label_name', row['label'])} → "
                                f"{row.get('pred_name', row['pred'])} ({float(row['confidence']):.2f})",
                   width="stretch")

@@ -15,7 +15,7 @@ from core import report
 from core.errors import RunError
 from pages import common
 
-CELL_PX = 34
+MAX_WIDTH_PX = 720     # fits the left column of a wide layout; cells shrink for many classes
 NONE = "(choose)"
 
 
@@ -29,40 +29,48 @@ def matrix_figure(cm: np.ndarray, classes: list[str], counts: np.ndarray, *, div
     fig = go.Figure(go.Scatter(
         x=pts["pred"], y=pts["true"], mode="markers+text", text=pts["text"],
         textfont=dict(size=11, color=np.where(dark, "white", "#222").tolist()),
-        customdata=np.stack([pts["true_idx"], pts["pred_idx"], pts["count"]], axis=1),
+        customdata=pts["count"].tolist(),
         hovertemplate="true %{y}<br>predicted %{x}<br>value %{marker.color:.3f}"
-                      "<br>samples %{customdata[2]}<extra></extra>",
-        marker=dict(symbol="square", size=CELL_PX, color=pts["value"].fillna(0),
+                      "<br>samples %{customdata}<extra></extra>",
+        marker=dict(symbol="square", color=pts["value"].fillna(0),
                     colorscale="RdBu" if diverging else "Blues",
                     cmin=-vmax if diverging else 0, cmax=vmax, showscale=True,
                     line=dict(width=1, color="#ddd"), colorbar=dict(thickness=12)),
     ))
-    side = (CELL_PX + 2) * C
+    cell = int(max(12, min(36, (MAX_WIDTH_PX - 230) / max(C, 1))))
+    fig.update_traces(marker_size=cell - 2)
+    side = cell * C
     fig.update_layout(
-        title=title or None, width=side + 260, height=side + 200, dragmode=False,
-        margin=dict(l=140, r=40, t=40 if title else 10, b=150), plot_bgcolor="white",
+        title=title or None, width=side + 230, height=side + 190, dragmode=False,
+        margin=dict(l=130, r=10, t=40 if title else 10, b=140), plot_bgcolor="white",
         clickmode="event+select",
         xaxis=dict(title="predicted class", type="category", categoryorder="array",
-                   categoryarray=classes, tickangle=-45, showgrid=False, fixedrange=True),
+                   categoryarray=classes, tickangle=-45, showgrid=False, fixedrange=True,
+                   tickmode="array", tickvals=classes, range=[-0.5, C - 0.5]),
         yaxis=dict(title="true class", type="category", categoryorder="array",
-                   categoryarray=classes, autorange="reversed", showgrid=False, fixedrange=True),
+                   categoryarray=classes, showgrid=False, fixedrange=True,
+                   tickmode="array", tickvals=classes, range=[C - 0.5, -0.5]),
     )
     return fig
 
 
 def _on_select(classes: list[str]) -> None:
     # Runs before the rerun: copy the clicked cell into the fallback selectboxes, so
-    # one state drives the gallery whichever way the cell was chosen.
+    # one state drives the gallery whichever way the cell was chosen. Points come in
+    # confusion_points order (row-major over true x predicted), so the point index is
+    # the cell; the axis names are the fallback.
     event = st.session_state.get("cm_chart") or {}
     points = (event.get("selection") or {}).get("points") or []
-    if points:
-        cd = points[0].get("customdata")
-        if cd is not None and len(cd) >= 2:
-            st.session_state["cm_true"] = classes[int(cd[0])]
-            st.session_state["cm_pred"] = classes[int(cd[1])]
-        else:   # older plotly events carry x/y names only
-            st.session_state["cm_true"] = points[0].get("y", NONE)
-            st.session_state["cm_pred"] = points[0].get("x", NONE)
+    if not points:
+        return
+    point, C = points[0], len(classes)
+    index = point.get("point_index", point.get("point_number"))
+    if isinstance(index, int) and 0 <= index < C * C:
+        true_name, pred_name = classes[index // C], classes[index % C]
+    else:
+        true_name, pred_name = point.get("y"), point.get("x")
+    if true_name in classes and pred_name in classes:
+        st.session_state["cm_true"], st.session_state["cm_pred"] = true_name, pred_name
 
 
 def difference_ui(run, preds, classes, normalize: bool) -> None:

@@ -60,11 +60,15 @@ def runs_ui(runs) -> None:
     c[2].metric("Temporal runs", int((finished["kind"] == "temporal").sum()))
     c[3].metric("Unfinished / broken", int((table["status"] != "finished").sum()))
 
-    for _, r in finished[finished["backbone"] == "random"].iterrows():
-        st.warning(f"Run **{r['name']}** (`{r['run_id']}`) used a randomly initialised "
-                   f"backbone, not pretrained weights: its accuracy says little about "
-                   f"the paper's setting. {r['backbone_warning'] or ''}",
-                   icon=":material/warning:")
+    random = finished[finished["backbone"] == "random"]
+    if not random.empty:
+        names = ", ".join(f"**{n}**" for n in random["name"])
+        why = next((w for w in random["backbone_warning"] if w), "")
+        st.warning(f"{len(random)} classifier run(s) used a **randomly initialised backbone**, "
+                   f"not pretrained ImageNet weights: {names}. Their accuracies say little "
+                   "about the paper's setting.", icon=":material/warning:")
+        if why:
+            st.caption(f"Training said: {why}")
 
     for kind, title, fmt in (("classifier", "Classifier runs", "{:.1%}"),
                              ("temporal", "Temporal runs", "{:.1%}")):

@@ -87,9 +87,10 @@ with common.guard():
         st.info(f"No runs in `{common.runs_dir()}`; see **Home**.")
         st.stop()
     table = report.runs_table(runs)
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "value": st.column_config.NumberColumn("headline value", format="%.4f"),
-        "seconds": st.column_config.NumberColumn("seconds", format="%.1f"),
-    })
+    st.dataframe(table.drop(columns=["backbone_warning"]), hide_index=True, width="stretch",
+                 column_config={
+                     "value": st.column_config.NumberColumn("headline value", format="%.4f"),
+                     "seconds": st.column_config.NumberColumn("seconds", format="%.1f"),
+                 })
     curves_ui(runs)
     paper_ui(runs)

@@ -64,7 +64,7 @@ def test_home_lists_runs_and_warns_about_random_backbone(dashboard_runs):
     at = app()
     assert {m.label: m.value for m in at.metric}["Classifier runs"] == "3"
     assert {m.label: m.value for m in at.metric}["Temporal runs"] == "2"
-    assert any("random" in w.value for w in at.warning)
+    assert any("randomly initialised backbone" in w.value and "model4" in w.value for w in at.warning)
     names = set(pd.concat([d.value for d in at.dataframe])["name"])
     assert {"baseline", "model1", "model4", "conv3d", "identity"} <= names
 
@@ -107,7 +107,8 @@ def test_demo_button_follows_progress_then_shows_runs(empty_runs, dashboard_runs
     monkeypatch.setattr(common, "demo_command", _fake_demo(script))
     at = app()
     next(b for b in at.button if b.label == "Build the demo runs").click().run()
-    assert (empty_runs / common.DEMO_PID).exists()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (empty_runs / common.DEMO_PID).exists(), (texts(at, "info"), texts(at, "error"), [b.label for b in at.button])
     assert at.progress, "a running demo shows a progress bar"
     deadline = time.time() + 20
     while common.demo_state(empty_runs)["running"] and time.time() < deadline:

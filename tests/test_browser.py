@@ -1,0 +1,165 @@
+"""Real browser: a Streamlit server on a free port, driven by Debian's Chromium through
+Playwright (never `playwright install`: `make browser` / apt installs /usr/bin/chromium).
+
+Visits every page, clicks a confusion-matrix cell (a marker of the plotly chart) and
+sees its gallery, computes a saliency map, uploads an image, and saves screenshots
+under the test's temporary folder.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+PAGES = [("", "PoseLab"), ("runs", "Runs"), ("samples", "Samples"),
+         ("confusion", "Confusion matrix"), ("saliency", "Saliency"),
+         ("pck", "PCK comparison"), ("sequences", "Sequences")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"streamlit not healthy after {timeout}s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def server(dashboard_runs, tmp_path):
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "POSELAB_RUNS": str(dashboard_runs)}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "dashboard.py",
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc, log)
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_idle(page, timeout: float = 60_000) -> None:
+    """Until the script run is over and what it sent is drawn: the status widget no
+    longer says 'Running', no skeleton placeholders remain, every image has loaded."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("""() => {
+        const status = document.querySelector('[data-testid="stStatusWidget"]');
+        if (status && status.innerText.includes('Running')) return false;
+        if (document.querySelector('[data-testid="stSkeleton"]')) return false;
+        const imgs = [...document.querySelectorAll('[data-testid="stImage"] img, [data-testid="stFullScreenFrame"] img')];
+        return imgs.every(i => i.complete && i.naturalWidth > 0);
+    }""", timeout=timeout)
+    page.wait_for_timeout(300)   # let canvases (dataframes, plotly) paint
+
+
+def no_exception(page) -> None:
+    exc = page.locator('[data-testid="stException"]')
+    assert exc.count() == 0, exc.first.inner_text()
+
+
+def test_every_page_in_a_real_browser(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: run `make browser` (installs Debian's chromium)"
+    base, log = server
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1100})
+            # -- every page renders its title without an exception
+            for path, title in PAGES:
+                page.goto(f"{base}/{path}")
+                page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=60_000)
+                wait_idle(page)
+                no_exception(page)
+                page.screenshot(path=str(shots / f"{path or 'home'}.png"), full_page=True)
+
+            # -- the navigation lists the seven pages
+            nav = page.locator('[data-testid="stSidebarNav"]')
+            for _, title in PAGES[1:]:
+                assert nav.get_by_text(title, exact=True).count() == 1, title
+
+            # -- confusion matrix: click a non-empty cell marker, see exactly its samples
+            page.goto(f"{base}/confusion")
+            page.get_by_role("heading", name="Confusion matrix", exact=True).wait_for(timeout=60_000)
+            wait_idle(page)
+            chart = page.locator('[data-testid="stPlotlyChart"]').first
+            chart.locator(".scatterlayer .point").first.wait_for(timeout=30_000)
+            # cell labels are SVG <text> centred on their marker; empty cells have none
+            labels = chart.locator(".scatterlayer .textpoint text")
+            texts = [(labels.nth(i).text_content() or "").strip() for i in range(labels.count())]
+            cell = next(i for i, t in enumerate(texts) if t not in ("", "0"))
+            n = int(texts[cell])
+            box = labels.nth(cell).bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.get_by_text(f"{n} samples", exact=False).first.wait_for(timeout=30_000)
+            wait_idle(page)
+            gallery = page.locator('[data-testid="stImage"]')
+            assert gallery.count() == min(n, 12)
+            no_exception(page)
+            gallery.first.scroll_into_view_if_needed()   # the app scrolls inside its own pane
+            page.screenshot(path=str(shots / "confusion_cell.png"), full_page=True)
+
+            # -- saliency: a test sample and a method -> the overlay image appears
+            page.goto(f"{base}/saliency")
+            page.get_by_role("heading", name="Saliency", exact=True).wait_for(timeout=60_000)
+            method = page.locator('[data-testid="stSelectbox"]').filter(has_text="Method")
+            method.click()
+            page.get_by_role("option", name="Grad-CAM (layer4)").click()
+            page.get_by_text("Grad-CAM (layer4) for", exact=False).first.wait_for(timeout=90_000)
+            wait_idle(page)
+            no_exception(page)
+            page.screenshot(path=str(shots / "saliency_gradcam.png"), full_page=True)
+
+            # -- upload an image (a PNG of the fixture data) on the saliency page
+            page.get_by_text("Upload", exact=True).click()
+            uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+            uploader.wait_for(state="attached", timeout=30_000)
+            picture = next((Path(os.environ["POSELAB_RUNS"]).parent / "images" / "test").glob("*.png"))
+            uploader.set_input_files(str(picture))
+            page.get_by_text(picture.name).first.wait_for(timeout=30_000)
+            wait_idle(page)
+            missing = page.get_by_text("compute with every keypoint marked missing", exact=False)
+            if missing.count():      # a keypoint preset asks for keypoints; go on without
+                missing.first.click()
+            page.get_by_text("Grad-CAM (layer4) for", exact=False).first.wait_for(timeout=90_000)
+            wait_idle(page)
+            no_exception(page)
+            page.screenshot(path=str(shots / "saliency_upload.png"), full_page=True)
+        finally:
+            browser.close()
+    assert len(list(shots.glob("*.png"))) == len(PAGES) + 3
+    assert "Traceback" not in log.read_text()
