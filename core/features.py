@@ -52,8 +52,10 @@ def sample_key(sample) -> str:
 
 @torch.inference_mode()
 def compute_features(model, dataset: Dataset, *, device: torch.device, batch_size: int = 64,
-                     num_workers: int = 0, progress: bool = True, desc: str = "features") -> FeatureSet:
-    """Run ``model.forward_features`` over ``dataset`` (PoseDataset items) once, in eval mode."""
+                     num_workers: int = 0, progress: bool = True, desc: str = "features",
+                     on_progress: Callable[[float, str], None] | None = None) -> FeatureSet:
+    """Run ``model.forward_features`` over ``dataset`` (PoseDataset items) once, in eval mode.
+    ``on_progress(fraction, message)`` follows the pass (the demo's progress bar)."""
     from tqdm.auto import tqdm
 
     from core.train import autocast_for
@@ -71,6 +73,9 @@ def compute_features(model, dataset: Dataset, *, device: torch.device, batch_siz
         feats.append(f.float().cpu())
         kps.append(batch["keypoints"].float())
         labels.append(batch["label"].long())
+        if on_progress is not None:
+            done = sum(len(x) for x in labels)
+            on_progress(done / len(dataset), f"features {done}/{len(dataset)}")
     model.train(was_training)
     if not feats:
         return FeatureSet(torch.zeros(0, 2048), torch.zeros(0, 17, 3), torch.zeros(0, dtype=torch.long))
@@ -79,7 +84,8 @@ def compute_features(model, dataset: Dataset, *, device: torch.device, batch_siz
 
 def cached_features(model, samples: Sequence, make_dataset: Callable[[Sequence], Dataset], *,
                     path: Path, device: torch.device, batch_size: int = 64, num_workers: int = 0,
-                    progress: bool = True) -> FeatureSet:
+                    progress: bool = True, on_progress: Callable[[float, str], None] | None = None,
+                    ) -> FeatureSet:
     """FeatureSet for ``samples`` (in their order), computing only the ones not cached yet.
 
     ``make_dataset(samples)`` builds the eval-mode PoseDataset (no augmentation) for the
@@ -93,7 +99,7 @@ def cached_features(model, samples: Sequence, make_dataset: Callable[[Sequence],
     if todo:
         new = compute_features(model, make_dataset(todo), device=device, batch_size=batch_size,
                                num_workers=num_workers, progress=progress,
-                               desc=f"features ({len(todo)} new)")
+                               desc=f"features ({len(todo)} new)", on_progress=on_progress)
         new_keys = [sample_key(s) for s in todo]
         if cached is None:
             cached = new

@@ -280,7 +280,7 @@ def _pose_dataset(samples, tcfg_or_size, margin=0.15):
 
 
 def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, progress: bool,
-                     margin: float = 0.15) -> dict:
+                     margin: float = 0.15, on_progress=None) -> dict:
     """One feature pass over every split (only samples not cached yet are computed)."""
     from core.backbones import backbone_id
     from core.features import cached_features, feature_cache_path
@@ -293,7 +293,8 @@ def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, progr
                               image_size)
     fs = cached_features(extractor, everything, lambda ss: _pose_dataset(ss, image_size, margin),
                          path=path, device=prep.device, batch_size=batch_size,
-                         num_workers=default_workers(prep.device), progress=progress)
+                         num_workers=default_workers(prep.device), progress=progress,
+                         on_progress=on_progress)
     out, start = {}, 0
     for name in ("train", "val", "test"):
         n = len(splits.get(name, []))
@@ -318,8 +319,13 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
                           device="auto", seed: int = 0, batch_size: int | None = None,
                           lr: float | None = None, weights=None, image_size: int = 224,
                           progress: bool = True, feature_cache: bool = True, init_from=None,
-                          ) -> list[Path]:
-    """Train several presets (default: the paper's seven) with ONE shared feature pass."""
+                          reuse_finished: bool = False,
+                          on_progress: Callable[[float, str], None] | None = None) -> list[Path]:
+    """Train several presets (default: the paper's seven) with ONE shared feature pass.
+
+    ``reuse_finished``: return an existing finished run of the identical call instead of
+    training again (the demo uses it to be idempotent). ``on_progress(fraction, message)``
+    is called as the grid advances (features = first half, presets share the second)."""
     presets = list(presets or PAPER_PRESETS)
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
@@ -333,16 +339,24 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
         _check_init_from(Path(init_from), list(prep.index.classes))
     if feature_cache and any(PRESETS[p].feature_cacheable for p in presets):
         t0 = time.perf_counter()
-        prep.features = _shared_features(prep, image_size=image_size, batch_size=base.batch_size,
-                                         progress=progress)
+        prep.features = _shared_features(
+            prep, image_size=image_size, batch_size=base.batch_size, progress=progress,
+            on_progress=None if on_progress is None else (lambda f, m: on_progress(0.5 * f, m)))
         prep.phase_seconds["features"] = round(time.perf_counter() - t0, 3)
+    _report(on_progress, 0.5, "features ready")
     out = []
-    for name in presets:
+    for i, name in enumerate(presets):
         cfg = get_preset(name, len(prep.index.classes))
         n_epochs = (10 if epochs is None else epochs) if cfg.trained else 0
         out.append(_run_preset(name, cfg, replace(base, epochs=n_epochs), prep, seed=seed,
-                               progress=progress, init_from=init_from))
+                               progress=progress, init_from=init_from, reuse_finished=reuse_finished))
+        _report(on_progress, 0.5 + 0.5 * (i + 1) / len(presets), f"trained {name}")
     return out
+
+
+def _report(on_progress, fraction: float, message: str) -> None:
+    if on_progress is not None:
+        on_progress(fraction, message)
 
 
 def _data_info(index, data) -> dict:
@@ -352,20 +366,24 @@ def _data_info(index, data) -> dict:
             "num_test": len(index.splits.get("test", [])), "skipped": dict(index.skipped or {})}
 
 
-def _find_resumable(runs_dir: Path, name: str, config: dict, data_info: dict, backbone: dict,
-                    seed: int) -> Path | None:
-    """The unfinished run this exact call started before (newest first), if any."""
+def _find_run(runs_dir: Path, name: str, config: dict, data_info: dict, backbone: dict, seed: int,
+              init_from, *, finished: bool) -> Path | None:
+    """The newest run of this exact call (preset, config, seed, data fingerprint, backbone,
+    init): a finished one (to reuse) or an unfinished one with a resume checkpoint."""
     for run in R.list_runs(runs_dir, kind="classifier"):
         info = run.info
-        if run.finished or info.get("name") != name or not (run.path / LAST).is_file():
+        if run.finished != finished or info.get("name") != name:
             continue
+        if not finished and not (run.path / LAST).is_file():
+            continue                 # killed before its first epoch ended: nothing to resume
         same = (info.get("config") == config and info.get("seed") == seed
+                and info.get("init_from") == (str(init_from) if init_from else None)
                 and (info.get("backbone") or {}).get("sha256") == backbone.get("sha256")
                 and (info.get("data") or {}).get("fingerprint") == data_info["fingerprint"])
         if not same:
             continue
         if info["data"].get("classes") != data_info["classes"]:
-            raise RunError(run.path / R.RUN_JSON, "unfinished run of the same data has different classes "
+            raise RunError(run.path / R.RUN_JSON, "run of the same data has different classes "
                                                   f"({info['data'].get('classes')} vs {data_info['classes']})")
         return run.path
     return None
@@ -389,10 +407,16 @@ def _loaders(cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prepared, seed: in
 
 
 def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prepared, *, seed: int,
-                progress: bool, init_from=None) -> Path:
+                progress: bool, init_from=None, reuse_finished: bool = False) -> Path:
     index, runs_dir = prep.index, prep.runs_dir
     data_info = _data_info(index, None)
     config = {"model": cfg.to_dict(), "train": asdict(tcfg)}
+    if reuse_finished:
+        done = _find_run(runs_dir, name, config, data_info, prep.backbone_info, seed, init_from,
+                         finished=True)
+        if done is not None:
+            print(f"{name}: reusing finished run {done.name}", flush=True)
+            return done
     # Seed the head's init here: the same preset and seed give the same run whether it is
     # trained alone, inside a grid, on cached features or through the backbone.
     torch.manual_seed(seed)
@@ -404,7 +428,8 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
         model = model.to(memory_format=torch.channels_last)
     train_loader, val_loader, test_loader, use_features = _loaders(cfg, tcfg, prep, seed)
 
-    run_dir = _find_resumable(runs_dir, name, config, data_info, prep.backbone_info, seed)
+    run_dir = _find_run(runs_dir, name, config, data_info, prep.backbone_info, seed, init_from,
+                        finished=False)
     state = None
     if run_dir is not None:
         state = load_checkpoint(run_dir / LAST, model, run_dir / R.WEIGHTS)
