@@ -64,6 +64,27 @@ def bench_size(size: int, n: int, people_max: int, seed: int = 0) -> dict:
     }
 
 
+def bench_kinematics(n: int = 2000) -> dict:
+    """Forward kinematics calls/s (one pose per call, and frames/s batched), and
+    sample_pose calls/s (with the two-support levelling of plank-like poses)."""
+    from core.data import body as B
+    rng = np.random.default_rng(0)
+    shape = B.sample_shape(rng)
+    poses = rng.uniform(-1, 1, (n, len(B.ALL_JOINTS), 3))
+    t0 = time.process_time()
+    for p in poses:
+        B.joint_positions(shape, p)
+    t1 = time.process_time()
+    B.joint_positions(shape, poses)
+    t2 = time.process_time()
+    classes = B.CLASS_NAMES
+    for i in range(n // 4):
+        B.sample_pose(classes[i % len(classes)], rng, shape=shape)
+    t3 = time.process_time()
+    return {"fk_calls_per_s": round(n / (t1 - t0)), "fk_batched_frames_per_s": round(n / max(t2 - t1, 1e-9)),
+            "sample_pose_calls_per_s": round((n // 4) / (t3 - t2))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=300, help="images per size")
@@ -79,11 +100,15 @@ def main() -> None:
         print(f"{r['size']:>5} {r['images_per_s_wall']:>11} {r['images_per_s_cpu']:>10} "
               f"{r['seconds_per_1000_wall']:>16} {r['seconds_per_1000_cpu']:>15}  "
               f"{st['sample_scene']} / {st['render_scene']} / {st['png']}")
+    kin = bench_kinematics()
+    print(f"forward kinematics: {kin['fk_calls_per_s']} calls/s one pose at a time, "
+          f"{kin['fk_batched_frames_per_s']} frames/s batched; "
+          f"sample_pose: {kin['sample_pose_calls_per_s']} calls/s (cpu time)")
     write_json(args.out, {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                    f"load average {os.getloadavg()[0]:.2f} at the end",
-        "python": platform.python_version(), "results": rows,
+        "python": platform.python_version(), "results": rows, "kinematics": kin,
     })
     print(f"wrote {args.out}")
 
