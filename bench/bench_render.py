@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data.render import render_scene, sample_scene  # noqa: E402
-from core.data.synthetic import PNG_COMPRESS_LEVEL, _SPLIT_CODE, render_image  # noqa: E402
+from core.data.synthetic import PNG_COMPRESS_LEVEL, SPLIT_CODE, render_image  # noqa: E402
 from core.io import write_json  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def bench_size(size: int, n: int, people_max: int, seed: int = 0) -> dict:
     # The same work in stages, to see where the time goes (CPU seconds).
     stages = {"sample_scene": 0.0, "render_scene": 0.0, "png": 0.0}
     for i in range(n):
-        rng = np.random.default_rng([seed, _SPLIT_CODE["train"], i])
+        rng = np.random.default_rng([seed, SPLIT_CODE["train"], i])
         t0 = time.process_time()
         scene = sample_scene(rng, size=size, people_max=people_max)
         t1 = time.process_time()

@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from core.data import body as B
@@ -58,7 +57,7 @@ from core.io import atomic_write, write_json
 from core.keypoints import BODY_JOINTS, COCO17, COCO17_SKELETON
 
 SPLITS = ("train", "test")
-_SPLIT_CODE = {"train": 0, "test": 1}
+SPLIT_CODE = {"train": 0, "test": 1}  # enters each image's seed: (seed, SPLIT_CODE[split], index)
 # InfiniteForm does not annotate the face: these COCO keypoints are always (0, 0, 0).
 UNANNOTATED = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
 _COCO_FROM_BODY = np.array([BODY_JOINTS.index(n) for n in COCO17])
@@ -76,7 +75,7 @@ def render_image(seed: int, split: str, index: int, *, size: int = 224, people_m
                  supersample: int = 2) -> tuple[bytes, dict, list[dict]]:
     """Render one scene -> (PNG bytes, image entry without id/file_name, annotations
     without id/image_id). Pure function of its arguments."""
-    rng = np.random.default_rng([seed, _SPLIT_CODE[split], index])
+    rng = np.random.default_rng([seed, SPLIT_CODE[split], index])
     scene = sample_scene(rng, size=size, people_max=people_max)
     result = render_scene(scene, supersample=supersample, rng=rng)
     buf = io.BytesIO()
