@@ -136,7 +136,19 @@ def test_annotations_match_what_was_drawn(dataset):
                     assert np.abs(img[w, u] - bg[w, u]).max() > 0
                     checked += 1
             assert pr.mask.sum() == a["area"]
+            _assert_hull_covers(a["segmentation"][0], pr.mask)
     assert checked > 30
+
+
+def _assert_hull_covers(poly: list[float], mask: np.ndarray) -> None:
+    """The segmentation polygon is convex and holds every silhouette pixel centre."""
+    q = np.array(poly).reshape(-1, 2)
+    ys, xs = np.nonzero(mask)
+    pts = np.stack([xs + 0.5, ys + 0.5], 1)
+    edge = np.roll(q, -1, axis=0) - q                                   # (M, 2)
+    rel = pts[:, None, :] - q[None]                                     # (N, M, 2)
+    cross = edge[None, :, 0] * rel[..., 1] - edge[None, :, 1] * rel[..., 0]
+    assert (cross >= -1e-9).all() or (cross <= 1e-9).all()
 
 
 def test_visibility_for_a_body_partly_out_of_frame():
