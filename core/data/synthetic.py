@@ -18,7 +18,7 @@ ids likewise, so the two JSON files could be merged into one, like InfiniteForm'
   centre (pitch > 0 looks down; yaw about the vertical, 0 = from the world's +z side;
   people have random headings, so yaw says nothing about the view of a body; roll
   about the viewing axis), ``camera_fov_deg`` (horizontal), ``camera_distance_m``.
-* ``annotations``: one per person: ``id``, ``image_id``, ``category_id`` (1, person),
+* ``annotations``: one per person with at least one visible pixel: ``id``, ``image_id``, ``category_id`` (1, person),
   ``keypoints`` (17 x [x, y, v] flat, COCO-17 order, pixels; v = 0 outside the frame,
   1 inside but occluded, 2 visible; x = y = 0 when v = 0; nose, eyes and ears are not
   annotated (0, 0, 0), as in InfiniteForm), ``num_keypoints`` (count of v > 0),
@@ -85,7 +85,10 @@ def render_image(seed: int, split: str, index: int, *, size: int = 224, people_m
              "camera_rotation_deg": [round(cam.pitch_deg, 3), round(cam.yaw_deg, 3), round(cam.roll_deg, 3)],
              "camera_fov_deg": round(cam.fov_deg, 3),
              "camera_distance_m": round(cam.distance, 3)}
-    anns = [coco_annotation(person, pr) for person, pr in zip(scene.people, result.people)]
+    # A person hidden entirely (behind a box, another person, or out of the frame) has
+    # nothing to learn from: not annotated, like an empty crowd region would not be.
+    anns = [coco_annotation(person, pr) for person, pr in zip(scene.people, result.people)
+            if pr.mask.any() and pr.bbox[2] >= 1 and pr.bbox[3] >= 1]
     return buf.getvalue(), image, anns
 
 
