@@ -11,7 +11,8 @@ import pytest
 from core import cli
 from core.data import body as B
 from core.data import render as R
-from core.data.synthetic import UNANNOTATED, coco_annotation, render_image, write_image_dataset
+from core.data.synthetic import (UNANNOTATED, coco_annotation, render_image, scene_annotations,
+                                 write_image_dataset)
 from core.errors import DataError
 from core.keypoints import BODY_JOINTS, COCO17
 
@@ -193,6 +194,20 @@ def test_visibility_behind_a_prop_and_behind_the_body():
     assert vis["left_shoulder"] == 2 and vis["right_shoulder"] == 1
     assert vis["left_knee"] == 2 and vis["right_knee"] == 1
     assert vis["left_ankle"] == 2 and vis["right_ankle"] == 1
+
+
+def test_a_person_hidden_entirely_is_not_annotated():
+    front = _standing_person(pose=B.rest_pose())
+    back = R.sample_person(np.random.default_rng(1), "squat", (0.0, -2.6), heading=0.0)
+    cam = B.look_at_camera((0.0, 0.6, 0.0), yaw_deg=0, pitch_deg=0, distance=4.0, fov_deg=50,
+                           width=SIZE, height=SIZE)
+    # a 1.4 x 1.12 x 1.4 m box between the two hides the squatter behind it
+    wall = R.Prop("box", np.array([0.0, 0.0, -1.0]), 1.4, np.array([90, 90, 90.0]))
+    scene = R.Scene(camera=cam, people=[front, back], props=[wall])
+    res = R.render_scene(scene)
+    assert res.people[0].mask.any() and not res.people[1].mask.any()
+    anns = scene_annotations(scene, res)
+    assert len(anns) == 1 and anns[0]["pose_category"] == front.class_name
 
 
 def _silhouette(class_name: str, seed: int = 0) -> np.ndarray:

@@ -51,7 +51,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.data import body as B
-from core.data.render import Person, PersonRender, render_scene, sample_scene
+from core.data.render import Person, PersonRender, RenderResult, Scene, render_scene, sample_scene
 from core.errors import DataError
 from core.io import atomic_write, write_json
 from core.keypoints import BODY_JOINTS, COCO17, COCO17_SKELETON
@@ -85,11 +85,15 @@ def render_image(seed: int, split: str, index: int, *, size: int = 224, people_m
              "camera_rotation_deg": [round(cam.pitch_deg, 3), round(cam.yaw_deg, 3), round(cam.roll_deg, 3)],
              "camera_fov_deg": round(cam.fov_deg, 3),
              "camera_distance_m": round(cam.distance, 3)}
-    # A person hidden entirely (behind a box, another person, or out of the frame) has
-    # nothing to learn from: not annotated, like an empty crowd region would not be.
-    anns = [coco_annotation(person, pr) for person, pr in zip(scene.people, result.people)
+    return buf.getvalue(), image, scene_annotations(scene, result)
+
+
+def scene_annotations(scene: Scene, result: RenderResult) -> list[dict]:
+    """Annotations of the people in a rendered scene, in drawing order. A person hidden
+    entirely (behind a box, behind another person, out of the frame) has nothing to
+    learn from and is not annotated."""
+    return [coco_annotation(person, pr) for person, pr in zip(scene.people, result.people)
             if pr.mask.any() and pr.bbox[2] >= 1 and pr.bbox[3] >= 1]
-    return buf.getvalue(), image, anns
 
 
 def coco_annotation(person: Person, rendered: PersonRender) -> dict:
