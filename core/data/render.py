@@ -104,6 +104,9 @@ class Scene:
     ambient: float = 0.55          # share of light that does not depend on orientation
     # (centre xz, yaw, colour) of yoga mats (2.0 x 0.64 m) lying on the floor
     mats: list[tuple[np.ndarray, float, np.ndarray]] = field(default_factory=list)
+    # (wall 0..3 = -x, +x, -z, +z side; centre along the wall from room_centre, width,
+    # bottom, top (metres), colour) of windows and posters
+    wall_panels: list[tuple[int, float, float, float, float, np.ndarray]] = field(default_factory=list)
     noise: float = 0.0             # sensor noise std, 8-bit levels
 
 
@@ -199,6 +202,17 @@ def sample_scene(rng: np.random.Generator, *, size: int = 224, people_max: int =
     elev = math.radians(rng.uniform(35, 80))
     az = rng.uniform(-math.pi, math.pi)
     light = np.array([math.cos(elev) * math.sin(az), math.sin(elev), math.cos(elev) * math.cos(az)])
+    panels = []
+    for _ in range(int(rng.integers(0, 4))):
+        if rng.random() < 0.4:   # a window: bright, sky-ish
+            colour = np.array([215, 230, 245.0]) * rng.uniform(0.9, 1.05)
+            y0, y1 = rng.uniform(0.8, 1.1), rng.uniform(2.0, 2.5)
+        else:                    # a poster or a picture
+            colour = _hsv_colour(rng, (0.2, 0.9), (0.2, 0.95))
+            y0 = rng.uniform(1.1, 1.6)
+            y1 = y0 + rng.uniform(0.4, 0.9)
+        panels.append((int(rng.integers(4)), float(rng.uniform(-3, 3)), float(rng.uniform(0.5, 1.6)),
+                       float(y0), float(y1), colour))
     # The room must hold the camera (a camera outside would see the walls' backs).
     room_centre = np.array([centre[0], 0.0, centre[2]]) + np.r_[rng.uniform(-1, 1), 0, rng.uniform(-1, 1)]
     cam_off = np.abs((cam.position - room_centre)[[0, 2]]).max()
@@ -208,7 +222,7 @@ def sample_scene(rng: np.random.Generator, *, size: int = 224, people_max: int =
         floor_scale=float(rng.uniform(0.3, 0.8) if style != "wood" else rng.uniform(0.12, 0.22)),
         wall_colour=_hsv_colour(rng, (0.0, 0.35), (0.55, 0.95)),
         room_half=room_half, room_centre=room_centre,
-        light=light, ambient=float(rng.uniform(0.45, 0.65)), mats=mats,
+        light=light, ambient=float(rng.uniform(0.45, 0.65)), mats=mats, wall_panels=panels,
         noise=float(rng.uniform(0.5, 3.0)))
 
 
@@ -288,6 +302,14 @@ def render_background(scene: Scene, width: int, height: int) -> np.ndarray:
     bright = np.where(floor, bright, wall_b)
     img = np.where(floor[..., None], col, scene.wall_colour.astype(np.float32)) * bright[..., None]
     img[(~floor) & (y > 2.9)] = (235, 235, 230)  # ceiling
+    if scene.wall_panels:
+        # Windows, posters, mirrors: rectangles on the walls, in wall coordinates.
+        on_x = tx < tz                                    # hit a wall of constant x
+        wall_id = np.where(on_x, np.where(dx > 0, 1, 0), np.where(dz > 0, 3, 2))
+        along = np.where(on_x, z - c[2], x - c[0])
+        for wall, centre, width, y0, y1, colour in scene.wall_panels:
+            on = (~floor) & (wall_id == wall) & (np.abs(along - centre) < width / 2) & (y > y0) & (y < y1)
+            img[on] = colour
     # Haze: far things fade towards a light grey.
     haze = np.clip(t / 25.0, 0, 0.35)[..., None]
     return img * (1 - haze) + 200 * haze
