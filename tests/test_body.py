@@ -205,6 +205,10 @@ def test_camera_projection():
     # pitch looks down from above; roll turns the picture
     high = B.look_at_camera(target, yaw_deg=0, pitch_deg=30, distance=4.0)
     assert high.position[1] > target[1]
+    # straight down is the limit of almost straight down (no degenerate "right" axis)
+    down = B.look_at_camera(target, yaw_deg=30, pitch_deg=90, distance=4.0)
+    almost = B.look_at_camera(target, yaw_deg=30, pitch_deg=89.999, distance=4.0)
+    np.testing.assert_allclose(down.rotation, almost.rotation, atol=1e-4)
     rolled = B.look_at_camera(target, yaw_deg=0, pitch_deg=0, distance=4.0, roll_deg=90, width=200, height=200)
     uv, _ = B.project(rolled, (target + [0.5, 0, 0])[None])
     assert abs(uv[0, 0] - 100) < 1e-6 and uv[0, 1] != pytest.approx(100)

@@ -326,6 +326,8 @@ def look_at_camera(target, *, yaw_deg: float, pitch_deg: float, distance: float,
     position = target + distance * direction
     forward = -direction                                   # camera z
     right = np.cross(forward, np.array([0.0, 1.0, 0.0]))   # camera x
+    if np.linalg.norm(right) < 1e-9:  # looking straight down/up: the yaw decides "right"
+        right = np.array([math.cos(yaw), 0.0, -math.sin(yaw)])
     right /= np.linalg.norm(right)
     down = np.cross(forward, right)                        # camera y
     rot = np.stack([right, down, forward])                 # rows: world -> camera
