@@ -6,8 +6,8 @@ and a camera. ``render_scene`` draws it with PIL and returns, per person, the pr
 keypoints with a visibility worked out against *what was drawn*:
 
 * Background: ray-cast per pixel (vectorised numpy) against the floor plane and the four
-  walls of a box-shaped room, so floor patterns (tiles, wood planks, plain) and yoga
-  mats follow the camera's perspective; distance haze and a vignette on top.
+  walls of a box-shaped room, so floor patterns (tiles, checker, wood planks, plain),
+  yoga mats, windows and posters follow the camera's perspective; distance haze.
 * Bodies and props: every body part (torso, pelvis, head, upper arm, forearm, hand,
   thigh, shin, foot) and every prop is one *primitive*: a few capsules / circles /
   polygons with one colour scheme, shaded as a lit cylinder (a dark rim, a mid tone
@@ -20,9 +20,11 @@ keypoints with a visibility worked out against *what was drawn*:
   another person, a prop), and **outside (0)** when it projects outside the image or
   behind the camera. The id image also gives each person's visible silhouette mask.
 
-Everything is drawn at ``supersample`` times the size and downsampled (antialiasing);
-the id image is drawn at the final size. Determinism: all randomness comes from the
-``numpy.random.Generator`` passed in; PIL drawing is deterministic.
+Figures (people, props) are drawn on a transparent layer at ``supersample`` times the
+size and box-filtered down over the background (antialiasing); the background and the
+id image are made at the final size. Determinism: all randomness comes from the
+``numpy.random.Generator`` passed in; PIL drawing is deterministic. Dumbbells held by
+people doing curls or presses belong to that person's silhouette but to no joint.
 """
 from __future__ import annotations
 
