@@ -6,8 +6,9 @@ For each size, renders ``n`` scenes exactly as ``write_image_dataset`` does (sce
 sampling, drawing, PNG encoding; the file write is left out, it is the disk's speed)
 and prints images/s by wall clock and by this process's CPU time, the projected time
 for 1,000 images, and where the time goes. CPU time is the figure to trust on a shared
-machine: wall time also counts the moments other processes hold the core. Results are
-also written to ``bench/results/bench_render.json``.
+machine: wall time also counts the moments other processes hold the core. Then the
+whole ``write_image_dataset`` with one process per CPU (wall clock, files written), and
+forward-kinematics rates. Results are also written to ``bench/results/bench_render.json``.
 """
 from __future__ import annotations
 
@@ -64,6 +65,18 @@ def bench_size(size: int, n: int, people_max: int, seed: int = 0) -> dict:
     }
 
 
+def bench_pool(size: int, n: int, people_max: int) -> dict:
+    """write_image_dataset end to end (files included) with one process per CPU."""
+    import tempfile
+    from core.data.synthetic import write_image_dataset
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        summary = write_image_dataset(Path(tmp) / "ds", n_train=n, n_test=0 if n > 1 else 1, seed=0,
+                                      size=size, people_max=people_max, progress=False)
+        wall = time.perf_counter() - t0
+    return {"size": size, "n": n, "workers": summary["workers"], "images_per_s_wall": round(n / wall, 1)}
+
+
 def bench_kinematics(n: int = 2000) -> dict:
     """Forward kinematics calls/s (one pose per call, and frames/s batched), and
     sample_pose calls/s (with the two-support levelling of plank-like poses)."""
@@ -100,6 +113,9 @@ def main() -> None:
         print(f"{r['size']:>5} {r['images_per_s_wall']:>11} {r['images_per_s_cpu']:>10} "
               f"{r['seconds_per_1000_wall']:>16} {r['seconds_per_1000_cpu']:>15}  "
               f"{st['sample_scene']} / {st['render_scene']} / {st['png']}")
+    pool = bench_pool(int(args.sizes.split(",")[0]), args.n, args.people_max)
+    print(f"write_image_dataset, {pool['workers']} processes, {pool['size']} px: "
+          f"{pool['images_per_s_wall']} images/s wall (PNG files written)")
     kin = bench_kinematics()
     print(f"forward kinematics: {kin['fk_calls_per_s']} calls/s one pose at a time, "
           f"{kin['fk_batched_frames_per_s']} frames/s batched; "
@@ -108,7 +124,7 @@ def main() -> None:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                    f"load average {os.getloadavg()[0]:.2f} at the end",
-        "python": platform.python_version(), "results": rows, "kinematics": kin,
+        "python": platform.python_version(), "results": rows, "pool": pool, "kinematics": kin,
     })
     print(f"wrote {args.out}")
 
