@@ -36,6 +36,9 @@ current = st.navigation(pages)
 kind = {title: k for _, title, _, k in PAGES}.get(current.title)
 
 st.sidebar.title("PoseLab")
+# A run interrupted by a newer one (a click while a saliency map computes) may not get
+# to clear the flag in its `finally`, so it is cleared before drawing as well.
+st.session_state.pop(common.SIDEBAR_DRAWN, None)
 with common.guard():
     common.sidebar(kind)
 st.session_state[common.SIDEBAR_DRAWN] = True   # pages' own sidebar() calls now only read

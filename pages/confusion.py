@@ -33,7 +33,7 @@ def matrix_figure(cm: np.ndarray, classes: list[str], counts: np.ndarray, *, div
         hovertemplate="true %{y}<br>predicted %{x}<br>value %{marker.color:.3f}"
                       "<br>samples %{customdata}<extra></extra>",
         marker=dict(symbol="square", color=pts["value"].fillna(0),
-                    colorscale="RdBu" if diverging else "Blues",
+                    colorscale="RdBu_r" if diverging else "Blues",
                     cmin=-vmax if diverging else 0, cmax=vmax, showscale=True,
                     line=dict(width=1, color="#ddd"), colorbar=dict(thickness=12)),
     ))
@@ -142,7 +142,8 @@ with common.guard():
     if t_name != NONE and p_name != NONE:
         ti, pi = classes.index(t_name), classes.index(p_name)
         rows = report.sort_predictions(report.cell_samples(preds, ti, pi), "most confident")
-        st.markdown(f"**{len(rows)} samples** of true **{t_name}** predicted as **{p_name}**")
+        noun = "sample" if len(rows) == 1 else "samples"
+        st.markdown(f"**{len(rows)} {noun}** of true **{t_name}** predicted as **{p_name}**")
         common.gallery(run, rows, classes, key="cm_gallery", per_page=12)
     else:
         st.caption("Choose a cell in the matrix, or a true and a predicted class here.")

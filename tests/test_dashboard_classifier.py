@@ -259,7 +259,8 @@ def test_confusion_cell_selectbox_shows_exactly_its_samples(dashboard_runs):
     at.selectbox(key="cm_true").set_value(best[0]).run()
     at.selectbox(key="cm_pred").set_value(best[1]).run()
     n = int(counts.loc[best])
-    assert f"**{n} samples** of true **{best[0]}** predicted as **{best[1]}**" in texts(at)
+    noun = "sample" if n == 1 else "samples"
+    assert f"**{n} {noun}** of true **{best[0]}** predicted as **{best[1]}**" in texts(at)
     assert len(at.image) == min(n, 12)
 
 
