@@ -410,9 +410,14 @@ _SUPINE = (-90.0, 0.0, 0.0)  # lying on the back, head towards -z
 
 def _squat(rng, m, var):
     d: dict = {}
-    _sym(d, "hip", -10 - 90 * m, 0, 6 + 6 * m)
-    _sym(d, "knee", 12 + 105 * m)
-    _sym(d, "ankle", -2 - 15 * m)
+    if var == "squat_wide":  # sumo: wide stance, knees and toes turned out
+        _sym(d, "hip", -10 - 75 * m, 35, 22 + 8 * m)
+        _sym(d, "knee", 10 + 95 * m)
+        _sym(d, "ankle", -5 - 10 * m)
+    else:
+        _sym(d, "hip", -10 - 90 * m, 0, 6 + 6 * m)
+        _sym(d, "knee", 12 + 105 * m)
+        _sym(d, "ankle", -2 - 15 * m)
     d["spine"] = (12 + 22 * m, 0, 0)
     if var == "squat_arms_forward":
         _sym(d, "shoulder", -20 - 65 * m, 0, 8)
@@ -506,6 +511,10 @@ def _bridge(rng, m, var):
     _sym(d, "knee", 85 + 25 * (1 - m))
     _sym(d, "ankle", -20)
     _sym(d, "shoulder", 10, 0, 12)
+    if var == "bridge_single_leg":  # the left leg straight, in line with the thigh
+        d["left_hip"] = (-30 - 30 * (1 - m), 0, 4)
+        d["left_knee"] = (5, 0, 0)
+        d["left_ankle"] = (10, 0, 0)
     return d, _SUPINE, (_UPPER, ("left_heel", "right_heel", "left_foot_index",
                                  "right_foot_index"), "x")
 
@@ -528,7 +537,11 @@ def _crunch(rng, m, var):
 
 def _superman(rng, m, var):
     d: dict = {}
-    _sym(d, "shoulder", -170, 0, 15)
+    if var == "superman_w":  # elbows bent, arms in a W beside the head
+        _sym(d, "shoulder", -150, 0, 55)
+        _sym(d, "elbow", -90, 0, 0)
+    else:
+        _sym(d, "shoulder", -170, 0, 15)
     d["spine"] = (-12 - 10 * m, 0, 0)
     d["chest"] = (-8 - 8 * m, 0, 0)
     d["neck"] = (-10, 0, 0)
@@ -596,7 +609,7 @@ POSE_CLASSES: dict[str, _Template] = {
     "bicep_curl": _Template("HIIT", ("bicep_curl_both", "bicep_curl_alternating"),
                             _bicep_curl, (0.45, 1.0), True),
     "bird_dog": _Template("Yoga", ("bird_dog_left", "bird_dog_right"), _bird_dog, (0.8, 1.0), True),
-    "bridge": _Template("Yoga", ("bridge",), _bridge, (0.7, 1.0), True),
+    "bridge": _Template("Yoga", ("bridge", "bridge_single_leg"), _bridge, (0.7, 1.0), True),
     "crunch": _Template("HIIT", ("crunch_hands_behind_head", "crunch_arms_forward"), _crunch,
                         (0.3, 1.0), True),
     "downward_dog": _Template("Yoga", ("downward_dog", "downward_dog_leg_up"), _downward_dog),
@@ -606,8 +619,9 @@ POSE_CLASSES: dict[str, _Template] = {
     "plank": _Template("HIIT", ("plank_high", "plank_forearm"), _plank),
     "pushup": _Template("HIIT", ("pushup_standard", "pushup_wide"), _pushup, (0.0, 1.0), True),
     "side_plank": _Template("Yoga", ("side_plank_left", "side_plank_right"), _side_plank),
-    "squat": _Template("HIIT", ("squat_arms_forward", "squat_prayer"), _squat, (0.55, 1.0), True),
-    "superman": _Template("Yoga", ("superman",), _superman, (0.3, 1.0), True),
+    "squat": _Template("HIIT", ("squat_arms_forward", "squat_prayer", "squat_wide"), _squat,
+                       (0.55, 1.0), True),
+    "superman": _Template("Yoga", ("superman", "superman_w"), _superman, (0.3, 1.0), True),
     "tree": _Template("Yoga", ("tree_left", "tree_right"), _tree),
     "warrior2": _Template("Yoga", ("warrior2_left", "warrior2_right"), _warrior2),
 }
