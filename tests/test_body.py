@@ -146,6 +146,9 @@ def test_supported_poses_rest_on_both_supports(name, a, b):
         low_a = min(_height(j, pos) for j in support)
         low_b = min(_height(j, pos) for j in b)
         assert abs(low_a - low_b) < 0.01
+        # both feet rest on the floor, not one of them hovering (mirror-symmetric noise)
+        assert abs(_height("left_foot_index", pos) - _height("right_foot_index", pos)) < 0.02 \
+            or var == "downward_dog_leg_up"
         # and the body is really lying: the head is low, not 1.5 m up
         assert _height("head", pos) < 1.0
 

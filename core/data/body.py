@@ -481,6 +481,7 @@ def _plank(rng, m, var):
         support = (("left_elbow", "right_elbow"), _TOES, "x")
     else:
         _sym(d, "shoulder", -72, 0, 0)
+        _sym(d, "wrist", -80, 0, 0)   # palms flat, fingers forward
         support = (_HANDS, _TOES, "x")
     _sym(d, "ankle", -25)
     d["spine"] = (rng.uniform(-4, 4), 0, 0)
@@ -492,6 +493,7 @@ def _pushup(rng, m, var):
     wide = 25 if var == "pushup_wide" else 8
     _sym(d, "shoulder", -75 + 65 * m, 0, wide)
     _sym(d, "elbow", -95 * m, 0, 0)
+    _sym(d, "wrist", -80, 0, 0)       # palms flat, fingers forward
     _sym(d, "ankle", -25)
     return d, _PRONE, (_HANDS, _TOES, "x")
 
@@ -552,17 +554,23 @@ def _superman(rng, m, var):
 
 def _bird_dog(rng, m, var):
     d: dict = {}
-    _sym(d, "shoulder", -90, 0, 0)
-    _sym(d, "hip", -90, 0, 0)
+    # On hands and knees: the arms (to a flat hand) are longer than the thighs, so the
+    # back tilts up ~12 degrees; the hips are opened by as much to keep the thighs
+    # vertical and the shins flat on the floor.
+    _sym(d, "shoulder", -80, 0, 0)
+    _sym(d, "wrist", -85, 0, 0)   # palm flat, fingers forward
+    _sym(d, "hip", -80, 0, 0)
     _sym(d, "knee", 90)
-    _sym(d, "ankle", 30)
+    _sym(d, "ankle", 35)
     arm, leg = ("left", "right") if var == "bird_dog_left" else ("right", "left")
     d[f"{arm}_shoulder"] = (-110 - 70 * m, 0, 0)
-    d[f"{leg}_hip"] = (-90 + 90 * m, 0, 0)
+    d[f"{arm}_wrist"] = (0, 0, 0)
+    d[f"{leg}_hip"] = (-80 + 90 * m, 0, 0)
     d[f"{leg}_knee"] = (90 * (1 - m), 0, 0)
     sup_arm = "right" if arm == "left" else "left"
     sup_leg = "right" if leg == "left" else "left"
-    return d, _PRONE, ((f"{sup_arm}_index", f"{sup_arm}_pinky"), (f"{sup_leg}_knee",), "x")
+    return d, _PRONE, ((f"{sup_arm}_wrist", f"{sup_arm}_index", f"{sup_arm}_pinky"),
+                       (f"{sup_leg}_knee", f"{sup_leg}_foot_index"), "x")
 
 
 def _downward_dog(rng, m, var):
@@ -669,8 +677,16 @@ def sample_pose(class_name: str, rng: np.random.Generator, phase: float | None =
     mirrored = variation in ("side_plank_left", "warrior2_right")
     degrees, root_deg, support = tpl.build(rng, m, variation)
     pose = pose_from_degrees(**degrees)
-    for j in _NOISY:
-        pose[j] = pose.get(j, np.zeros(3)) + np.radians(rng.normal(0.0, noise_deg, 3))
+    noise = {j: np.radians(rng.normal(0.0, noise_deg, 3)) for j in _NOISY}
+    if support is not None:
+        # A body resting on both hands and both feet keeps them level: the limbs get
+        # mirror images of the same noise, else one hand or foot would hover.
+        for j in ("shoulder", "elbow", "wrist", "hip", "knee"):
+            noise[f"right_{j}"] = noise[f"left_{j}"] * np.array([1.0, -1.0, -1.0])
+        for j in ("spine", "chest"):   # and the trunk bends, but does not twist or tilt
+            noise[j] = noise[j] * np.array([1.0, 0.0, 0.0])
+    for j, n in noise.items():
+        pose[j] = pose.get(j, np.zeros(3)) + n
     root = euler_to_matrix(np.radians(np.asarray(root_deg, dtype=np.float64)))
     if support is not None:
         root = _level(shape or _AVERAGE, pose, root, support)
