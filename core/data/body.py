@@ -384,7 +384,7 @@ class PoseSample(NamedTuple):
 
 
 @dataclass(frozen=True)
-class _Template:
+class PoseTemplate:
     category: str                               # "HIIT" or "Yoga"
     variations: tuple[str, ...]
     # (rng, m, variation) -> (degrees dict, root Euler degrees, support); m in [0, 1] is
@@ -613,25 +613,25 @@ def _warrior2(rng, m, var):
     return d, (0, 0, 0), None
 
 
-POSE_CLASSES: dict[str, _Template] = {
-    "bicep_curl": _Template("HIIT", ("bicep_curl_both", "bicep_curl_alternating"),
+POSE_CLASSES: dict[str, PoseTemplate] = {
+    "bicep_curl": PoseTemplate("HIIT", ("bicep_curl_both", "bicep_curl_alternating"),
                             _bicep_curl, (0.45, 1.0), True),
-    "bird_dog": _Template("Yoga", ("bird_dog_left", "bird_dog_right"), _bird_dog, (0.8, 1.0), True),
-    "bridge": _Template("Yoga", ("bridge", "bridge_single_leg"), _bridge, (0.7, 1.0), True),
-    "crunch": _Template("HIIT", ("crunch_hands_behind_head", "crunch_arms_forward"), _crunch,
+    "bird_dog": PoseTemplate("Yoga", ("bird_dog_left", "bird_dog_right"), _bird_dog, (0.8, 1.0), True),
+    "bridge": PoseTemplate("Yoga", ("bridge", "bridge_single_leg"), _bridge, (0.7, 1.0), True),
+    "crunch": PoseTemplate("HIIT", ("crunch_hands_behind_head", "crunch_arms_forward"), _crunch,
                         (0.3, 1.0), True),
-    "downward_dog": _Template("Yoga", ("downward_dog", "downward_dog_leg_up"), _downward_dog),
-    "jumping_jack": _Template("HIIT", ("jumping_jack",), _jumping_jack, (0.4, 1.0), True),
-    "lunge": _Template("HIIT", ("lunge_left", "lunge_right"), _lunge, (0.6, 1.0), True),
-    "overhead_press": _Template("HIIT", ("overhead_press",), _overhead_press, (0.0, 1.0), True),
-    "plank": _Template("HIIT", ("plank_high", "plank_forearm"), _plank),
-    "pushup": _Template("HIIT", ("pushup_standard", "pushup_wide"), _pushup, (0.0, 1.0), True),
-    "side_plank": _Template("Yoga", ("side_plank_left", "side_plank_right"), _side_plank),
-    "squat": _Template("HIIT", ("squat_arms_forward", "squat_prayer", "squat_wide"), _squat,
+    "downward_dog": PoseTemplate("Yoga", ("downward_dog", "downward_dog_leg_up"), _downward_dog),
+    "jumping_jack": PoseTemplate("HIIT", ("jumping_jack",), _jumping_jack, (0.4, 1.0), True),
+    "lunge": PoseTemplate("HIIT", ("lunge_left", "lunge_right"), _lunge, (0.6, 1.0), True),
+    "overhead_press": PoseTemplate("HIIT", ("overhead_press",), _overhead_press, (0.0, 1.0), True),
+    "plank": PoseTemplate("HIIT", ("plank_high", "plank_forearm"), _plank),
+    "pushup": PoseTemplate("HIIT", ("pushup_standard", "pushup_wide"), _pushup, (0.0, 1.0), True),
+    "side_plank": PoseTemplate("Yoga", ("side_plank_left", "side_plank_right"), _side_plank),
+    "squat": PoseTemplate("HIIT", ("squat_arms_forward", "squat_prayer", "squat_wide"), _squat,
                        (0.55, 1.0), True),
-    "superman": _Template("Yoga", ("superman", "superman_w"), _superman, (0.3, 1.0), True),
-    "tree": _Template("Yoga", ("tree_left", "tree_right"), _tree),
-    "warrior2": _Template("Yoga", ("warrior2_left", "warrior2_right"), _warrior2),
+    "superman": PoseTemplate("Yoga", ("superman", "superman_w"), _superman, (0.3, 1.0), True),
+    "tree": PoseTemplate("Yoga", ("tree_left", "tree_right"), _tree),
+    "warrior2": PoseTemplate("Yoga", ("warrior2_left", "warrior2_right"), _warrior2),
 }
 CLASS_NAMES: tuple[str, ...] = tuple(sorted(POSE_CLASSES))
 
