@@ -318,10 +318,13 @@ def gallery(run: Run, rows: pd.DataFrame, classes: list[str], *, key: str,
     if rows.empty:
         st.info("No sample matches.")
         return
-    page_rows, n_pages = report.paginate(rows, st.session_state.get(f"{key}_page", 1), per_page)
+    page_key = f"{key}_page"
+    page_rows, n_pages = report.paginate(rows, st.session_state.get(page_key, 1), per_page)
     if n_pages > 1:
+        # a narrower filter can leave fewer pages than the one shown: clamp, don't fail
+        st.session_state[page_key] = min(max(1, int(st.session_state.get(page_key, 1))), n_pages)
         st.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, step=1,
-                        key=f"{key}_page")
+                        key=page_key)
     cols = st.columns(GALLERY_COLUMNS)
     problems = 0
     for i, (_, row) in enumerate(page_rows.iterrows()):
