@@ -132,7 +132,7 @@ def _read_pck(path: str, mtime: float) -> pd.DataFrame:
 
 
 def predictions(run: Run) -> pd.DataFrame:
-    """predictions.parquet of a run (cached; do not modify the returned frame)."""
+    """predictions.parquet of a run (cached per file mtime; st.cache_data hands out a copy)."""
     return _read_predictions(str(run.path), _stamp(run.file("predictions.parquet")))
 
 
@@ -386,13 +386,14 @@ def _pid_alive(pid: int) -> bool:
 
 def demo_state(root: Path) -> dict | None:
     """None when no demo was started here; else {running, returncode, fraction,
-    message, log_tail}. Works across reruns and sessions (pid file + log), and reaps
-    the child when this server process started it."""
+    message, elapsed_s, log_tail}. Works across reruns and sessions (pid file + log),
+    and reaps the child when this server process started it."""
     pid_file = root / DEMO_PID
     if not pid_file.exists():
         return None
     try:
-        pid = int(json.loads(pid_file.read_text())["pid"])
+        meta = json.loads(pid_file.read_text())
+        pid, started = int(meta["pid"]), float(meta.get("started_at", 0))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     proc = _PROCS.get(str(root))
@@ -414,6 +415,7 @@ def demo_state(root: Path) -> dict | None:
     if not running and rc is None:   # started by another server process: judge by the log
         rc = 1 if any(line.startswith(("error", "Traceback")) for line in lines) else 0
     return {"running": running, "returncode": rc, "fraction": fraction, "message": message,
+            "elapsed_s": max(0.0, time.time() - started) if started else None,
             "log_tail": "\n".join(l for l in lines[-15:] if not l.startswith("progress "))}
 
 

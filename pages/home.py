@@ -43,7 +43,9 @@ def _follow(root) -> None:
     state = common.demo_state(root)
     if state is None:
         return
-    st.progress(state["fraction"], text=f"Building the demo: {state['message']}")
+    elapsed = f" · {state['elapsed_s']:.0f} s" if state.get("elapsed_s") is not None else ""
+    st.progress(state["fraction"],
+                text=f"Building the demo: {state['message']} ({state['fraction']:.0%}{elapsed})")
     st.caption(f"Running as a separate process (log: `{root / common.DEMO_LOG}`); "
                "closing this tab does not stop it.")
     if not state["running"]:
