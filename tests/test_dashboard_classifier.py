@@ -294,3 +294,14 @@ def test_confusion_difference_requires_same_classes(dashboard_runs, tmp_path, mo
     at.selectbox(key="cm_other").set_value(runs["model1"].name).run()
     assert not any("classes differ" in w.value for w in at.warning)
     assert not at.exception
+
+
+# ------------------------------------------------------------------ server config
+
+
+def test_server_listens_locally_with_an_upload_limit():
+    import tomllib
+    cfg = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["address"] == "127.0.0.1"
+    assert 0 < cfg["server"]["maxUploadSize"] <= 50          # megabytes
+    assert cfg["browser"]["gatherUsageStats"] is False
