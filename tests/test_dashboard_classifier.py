@@ -305,3 +305,15 @@ def test_server_listens_locally_with_an_upload_limit():
     assert cfg["server"]["address"] == "127.0.0.1"
     assert 0 < cfg["server"]["maxUploadSize"] <= 50          # megabytes
     assert cfg["browser"]["gatherUsageStats"] is False
+
+
+def test_a_finished_run_without_predictions_shows_one_error_line(dashboard_runs, tmp_path, monkeypatch):
+    d = tmp_path / "runs"
+    shutil.copytree(dashboard_runs, d, ignore=shutil.ignore_patterns("_*"))
+    (classifier_runs(d)["model4"] / "predictions.parquet").unlink()
+    monkeypatch.setenv("POSELAB_RUNS", str(d))
+    for page in ("pages/samples.py", "pages/confusion.py"):
+        at = app(page)
+        assert [e.value for e in at.error] == [
+            f"{classifier_runs(d)['model4'] / 'predictions.parquet'}: file is missing "
+            "(the run may be unfinished)"]
