@@ -238,14 +238,21 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, device: to
 
 # ----------------------------------------------------------------------------- run folders
 
-def _loaders(index, cfg: TrainConfig, k: int, seed: int):
-    from torch.utils.data import DataLoader
+def make_window_datasets(index, *, k: int = 5, train_stride: int = 1) -> dict:
+    """WindowDatasets of the three splits (val/test non-overlapping). Building one
+    precomputes targets and decoded peaks per video, so the grid builds them once."""
     from core.data.sequences import WindowDataset
-    datasets = {
-        "train": WindowDataset(index.splits["train"], k=k, stride=cfg.train_stride),
+    return {
+        "train": WindowDataset(index.splits["train"], k=k, stride=train_stride),
         "val": WindowDataset(index.splits["val"], k=k, stride=k),
         "test": WindowDataset(index.splits["test"], k=k, stride=k),
     }
+
+
+def _loaders(index, cfg: TrainConfig, k: int, seed: int, datasets: dict | None = None):
+    from torch.utils.data import DataLoader
+    if datasets is None or datasets["train"].k != k or datasets["train"].stride != cfg.train_stride:
+        datasets = make_window_datasets(index, k=k, train_stride=cfg.train_stride)
     for split, ds in datasets.items():
         if len(ds) == 0:
             raise DataError(index.root, f"the {split} split has no window of {k} frames "
@@ -319,7 +326,8 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
                    init_from=None, progress: bool = True, index=None,
                    model_overrides: dict[str, Any] | None = None,
                    train_overrides: dict[str, Any] | None = None,
-                   on_epoch: Callable[[int, dict], None] | None = None) -> Path:
+                   on_epoch: Callable[[int, dict], None] | None = None,
+                   datasets: dict | None = None) -> Path:
     """Train (or, for ``identity``, only evaluate) one model; returns its run folder.
 
     ``index`` lets the grid load the data once; ``model_overrides`` / ``train_overrides``
@@ -355,7 +363,7 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
     if batch_size is not None:
         train_cfg.batch_size = batch_size
     k = model_cfg.frames
-    loaders, datasets = _loaders(index, train_cfg, k, seed)
+    loaders, datasets = _loaders(index, train_cfg, k, seed, datasets)
 
     model = build_temporal(model_cfg)
     if init_run is not None:
@@ -465,6 +473,8 @@ def train_temporal_grid(*, data, archs: list[str] | None = None, runs_dir, epoch
     if "identity" not in archs:
         archs.append("identity")
     index = load_sequences(data, seed=seed)
+    datasets = make_window_datasets(index, train_stride=(train_overrides or {}).get(
+        "train_stride", TrainConfig.train_stride))
     paths = []
     for i, arch in enumerate(archs):
         if on_run:
@@ -473,6 +483,72 @@ def train_temporal_grid(*, data, archs: list[str] | None = None, runs_dir, epoch
             data=data, arch=arch, runs_dir=runs_dir, epochs=epochs, device=device, seed=seed,
             batch_size=batch_size, lr=lr, init_from=_grid_init(init_from, arch), progress=progress,
             index=index, model_overrides=(model_overrides or {}).get(arch),
-            train_overrides=train_overrides,
+            train_overrides=train_overrides, datasets=datasets,
             on_epoch=(lambda e, row, a=arch: on_epoch(a, e, row)) if on_epoch else None))
+    return paths
+
+
+# ----------------------------------------------------------------------------- demo
+# The embedded demo's temporal part (``python -m core demo``) must fit in about 1.5 min
+# of the whole demo's 5-minute budget on a 2-core CPU: small data (32-px heatmaps, 12
+# short videos), training windows every 2nd frame, narrow models, a few epochs each.
+# Epochs and lr differ per model because their costs and step sizes differ: DeciWatch
+# works on coordinates (an epoch costs ~0.5 s) and gets more epochs; the ConvLSTMs
+# move slowly at 1e-3 in so few steps. Every setting lands in the runs' run.json.
+DEMO_DATA = dict(videos=12, frames=30, heatmap=32, noise=1.0)
+DEMO_MODEL_OVERRIDES: dict[str, dict[str, Any]] = {
+    "conv3d": dict(hidden=16),
+    "deciwatch": dict(embed_dim=64, heads=4, ffn_dim=128, encoder_layers=2, decoder_layers=2),
+    "convlstm-sum": dict(hidden=8),
+    "convlstm-concat": dict(hidden=8),
+    "identity": {},
+}
+DEMO_PLAN: dict[str, dict[str, Any]] = {  # arch -> epochs + TrainConfig overrides
+    "conv3d": dict(epochs=4, train_stride=2),
+    "deciwatch": dict(epochs=12, train_stride=2),
+    "convlstm-sum": dict(epochs=5, train_stride=2, lr=3e-3),
+    "convlstm-concat": dict(epochs=5, train_stride=2, lr=3e-3),
+    "identity": dict(epochs=0, train_stride=2),
+}
+
+
+def build_temporal_demo(*, data_dir, runs_dir, device: str = "auto", seed: int = 0,
+                        report: Callable[[float, str], None] | None = None,
+                        start: float = 0.7, end: float = 1.0) -> list[Path]:
+    """Synthetic sequences + the four models and identity for the demo; returns run folders.
+
+    ``report(fraction, message)`` receives progress as a fraction of the *whole* demo,
+    mapped into [start, end] (the classifier part owns 0..0.7). The data are loaded and
+    windowed once for all runs.
+    """
+    from core.data.sequences import load_sequences, write_sequence_dataset
+    say = report or (lambda f, m: None)
+    out = Path(data_dir) / "sequences"
+    say(start, "temporal: writing synthetic sequences")
+    write_sequence_dataset(out, seed=seed, progress=False, **DEMO_DATA)
+    index = load_sequences(out, seed=seed)
+    datasets = make_window_datasets(index, train_stride=2)
+    # share of the temporal span per step, roughly proportional to its measured cost
+    cost = {"data": 1.0, "conv3d": 2.0, "deciwatch": 1.0, "convlstm-sum": 2.5,
+            "convlstm-concat": 2.5, "identity": 0.2}
+    total = sum(cost.values())
+    done = cost["data"]
+    paths = []
+    for arch, plan in DEMO_PLAN.items():
+        plan = dict(plan)
+        epochs = plan.pop("epochs")
+        base = done
+        say(start + (end - start) * base / total, f"temporal: training {arch}")
+
+        def on_epoch(epoch: int, row: dict, arch=arch, base=base, epochs=epochs) -> None:
+            f = base + cost[arch] * epoch / max(epochs, 1)
+            say(start + (end - start) * f / total,
+                f"temporal: {arch} epoch {epoch}/{epochs}, val PCK@0.05 {row['val_pck']:.3f}")
+
+        paths.append(train_temporal(
+            data=out, arch=arch, runs_dir=runs_dir, epochs=epochs, device=device, seed=seed,
+            progress=False, index=index, datasets=datasets,
+            model_overrides=DEMO_MODEL_OVERRIDES[arch], train_overrides=plan, on_epoch=on_epoch))
+        done += cost[arch]
+    say(end, "temporal: done")
     return paths

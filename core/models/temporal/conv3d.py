@@ -4,7 +4,8 @@ The window's 25 heatmaps per frame are the input channels, so one kernel mixes e
 keypoint's evidence across neighbouring frames and pixels (a wrist next to an elbow
 across 3 frames). The stack predicts a correction that is added to the input: with the
 last layer initialised small, an untrained model is (almost) the identity function, so
-training starts from the estimator's own PCK instead of from noise.
+training starts from the estimator's own PCK instead of from noise. The layers see
+maps divided by their mean peak (``peak_scale``), so they work at any heatmap scale.
 """
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+
+def peak_scale(x: torch.Tensor) -> torch.Tensor:
+    """Mean of the per-map maxima of each window: (B, T, K, H, W) -> (B, 1, 1, 1, 1).
+
+    Heatmaps summed to c = 255 peak at tens of units, more for sharper or smaller maps.
+    Dividing by this scale (and multiplying the output back) gives the layers inputs
+    of order 1 at any heatmap size or sharpness; it is computed per window, so nothing
+    is stored and the model stays a pure function of its input.
+    """
+    return x.detach().amax(dim=(-2, -1), keepdim=True).mean(dim=(1, 2), keepdim=True).clamp(min=1e-6)
 
 
 @dataclass
@@ -48,6 +60,7 @@ class Conv3DRefiner(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, T, K, H, W) preprocessed heatmaps
-        h = x.transpose(1, 2)                     # (B, K, T, H, W): keypoints as channels
+        scale = peak_scale(x)                     # (B, 1, 1, 1, 1)
+        h = (x / scale).transpose(1, 2)           # (B, K, T, H, W): keypoints as channels, peaks ~1
         h = h + self.net(h)                       # (B, K, T, H, W) residual correction
-        return h.transpose(1, 2)                  # (B, T, K, H, W)
+        return h.transpose(1, 2) * scale          # (B, T, K, H, W), input scale again

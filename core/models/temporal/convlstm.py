@@ -5,6 +5,11 @@ spatial layout of a heatmap. One cell runs forward over the window's frames and 
 backward; at every frame the two hidden states are merged (summed, or concatenated and
 mixed by a 1x1 conv) and mapped to a per-frame correction of the input heatmaps.
 
+Scale: the hidden state is bounded by tanh, while preprocessed heatmaps peak at tens
+(each map sums to 255), so the model works on maps divided by their mean peak
+(``peak_scale``) and its correction is scaled back; without this the output layer
+would need weights of ~50 before it could move a peak, thousands of Adam steps away.
+
 Speed note: the input-to-gates convolution does not depend on the recurrence, so it is
 run once over all T frames as one batched conv; only the hidden-to-gates conv is in the
 time loop.
@@ -15,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from core.models.temporal.conv3d import peak_scale
 
 
 @dataclass
@@ -66,7 +73,9 @@ class BiConvLSTMRefiner(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, T, K, H, W)
-        fwd, bwd = self._run(x, 0), self._run(x, 1)                      # (B, T, h, H, W) each
+        scale = peak_scale(x)                                            # (B, 1, 1, 1, 1)
+        xn = x / scale                                                   # peaks ~1
+        fwd, bwd = self._run(xn, 0), self._run(xn, 1)                    # (B, T, h, H, W) each
         merged = fwd + bwd if self.cfg.merge == "sum" else torch.cat([fwd, bwd], dim=2)
         delta = self.head(merged.flatten(0, 1)).unflatten(0, x.shape[:2])  # (B, T, K, H, W)
-        return x + delta
+        return x + delta * scale
