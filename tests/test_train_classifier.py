@@ -262,3 +262,19 @@ def test_cli_bad_data_exits_2_with_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "broken.json" in lines[0]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_demo_classifier_part_prints_progress_protocol_and_is_idempotent(tmp_path, monkeypatch, capsys):
+    from core import demo
+    monkeypatch.setattr(demo, "DEMO_IMAGES", dict(n_train=6, n_test=3, seed=0, size=64, people_max=1))
+    monkeypatch.setattr(demo, "DEMO_CLASSIFIER", dict(image_size=SIZE, epochs=1, seed=0))
+    paths = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", lo=0.0, hi=0.7)
+    assert [R.load_run(p, require_finished=True).name for p in paths] == list(T.PAPER_PRESETS)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("progress ")]
+    fractions = [float(ln.split()[1]) for ln in lines]
+    assert len(lines) >= 9 and fractions == sorted(fractions)
+    assert fractions[0] == 0.0 and fractions[-1] == pytest.approx(0.7)
+    assert all(len(ln.split(" ", 2)) == 3 for ln in lines)          # "progress <f> <message>"
+    # a second build reuses the rendered images and every finished run
+    again = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs")
+    assert again == paths and len(R.list_runs(tmp_path / "runs")) == 7
