@@ -524,8 +524,9 @@ def build_temporal_demo(*, data_dir, runs_dir, device: str = "auto", seed: int =
     from core.data.sequences import load_sequences, write_sequence_dataset
     say = report or (lambda f, m: None)
     out = Path(data_dir) / "sequences"
-    say(start, "temporal: writing synthetic sequences")
-    write_sequence_dataset(out, seed=seed, progress=False, **DEMO_DATA)
+    if _demo_meta(out) != {**DEMO_DATA, "seed": seed}:   # reuse identical data
+        say(start, "temporal: writing synthetic sequences")
+        write_sequence_dataset(out, seed=seed, progress=False, **DEMO_DATA)
     index = load_sequences(out, seed=seed)
     datasets = make_window_datasets(index, train_stride=2)
     # share of the temporal span per step, roughly proportional to its measured cost
@@ -538,6 +539,13 @@ def build_temporal_demo(*, data_dir, runs_dir, device: str = "auto", seed: int =
         plan = dict(plan)
         epochs = plan.pop("epochs")
         base = done
+        finished = _finished_demo_run(runs_dir, arch, index.fingerprint, epochs, seed,
+                                      DEMO_MODEL_OVERRIDES[arch], plan)
+        if finished is not None:  # idempotent, like the classifier part
+            say(start + (end - start) * (base + cost[arch]) / total, f"temporal: {arch} already built")
+            paths.append(finished)
+            done += cost[arch]
+            continue
         say(start + (end - start) * base / total, f"temporal: training {arch}")
 
         def on_epoch(epoch: int, row: dict, arch=arch, base=base, epochs=epochs) -> None:
@@ -552,3 +560,30 @@ def build_temporal_demo(*, data_dir, runs_dir, device: str = "auto", seed: int =
         done += cost[arch]
     say(end, "temporal: done")
     return paths
+
+
+def _demo_meta(out: Path) -> dict | None:
+    """The generator settings recorded in a sequence dataset's index.json (None if absent)."""
+    import json
+    try:
+        meta = json.loads((out / "index.json").read_text()).get("generator")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _finished_demo_run(runs_dir, arch: str, fingerprint: str, epochs: int, seed: int,
+                       model_overrides: dict, train_overrides: dict) -> Path | None:
+    """A finished run of exactly this demo step on exactly this data, if one exists."""
+    from core.runs import list_runs
+    want_model = config_to_dict(make_config(arch, **model_overrides))
+    want_train = asdict(TrainConfig(**{**train_overrides, "epochs": epochs}))
+    for run in list_runs(runs_dir, kind="temporal"):
+        cfg = run.info.get("config", {})
+        train = dict(cfg.get("train", {}))
+        if (run.finished and run.name == arch and run.info.get("seed") == seed
+                and run.info.get("data", {}).get("fingerprint") == fingerprint
+                and run.info.get("init_from") is None
+                and cfg.get("model") == want_model and train == want_train):
+            return run.path
+    return None

@@ -182,3 +182,21 @@ def test_cli_bad_data_exits_2_without_writing(tmp_path, capsys):
     assert not runs.exists() or not any(runs.iterdir())
     rc = cli.main(["grid", "temporal", "--data", str(tmp_path / "nope"), "--runs", str(runs)])
     assert rc == 2
+
+
+def test_demo_part_progress_and_reuse(tmp_path, monkeypatch):
+    import core.train_temporal as tt
+    monkeypatch.setattr(tt, "DEMO_DATA", dict(videos=5, frames=10, heatmap=16, noise=1.0))
+    monkeypatch.setattr(tt, "DEMO_MODEL_OVERRIDES", {**SMALL, "identity": {}})
+    monkeypatch.setattr(tt, "DEMO_PLAN", {a: dict(epochs=1 if a != "identity" else 0, train_stride=2)
+                                          for a in [*SMALL, "identity"]})
+    seen = []
+    paths = tt.build_temporal_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
+                                   device="cpu", report=lambda f, m: seen.append((f, m)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[0] == 0.7 and fractions[-1] == 1.0
+    assert sorted(r.name for r in list_runs(tmp_path / "runs")) == sorted([*SMALL, "identity"])
+    # a second call reuses the data and every finished run instead of training again
+    again = tt.build_temporal_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
+                                   device="cpu")
+    assert again == paths and len(list_runs(tmp_path / "runs")) == 5
