@@ -158,7 +158,7 @@ def _options_ui(method: str) -> dict:
                                    float(o["noise"]), 0.05, key="sal_sg_noise")
         elif method == "occlusion":
             o["window"] = st.slider("Window (px, 0 = side/7)", 0, 96, int(o["window"]), key="sal_occ_w")
-            o["stride"] = st.slider("Stride (px, 0 = window/2)", 0, 64, int(o["stride"]), key="sal_occ_s")
+            o["stride"] = st.slider("Stride (px, 0 = window)", 0, 64, int(o["stride"]), key="sal_occ_s")
     return o
 
 
