@@ -21,6 +21,7 @@ table (pck.csv) is ``core.metrics.pck_table``.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -195,22 +196,40 @@ class FitResult:
     best_val_pck: float = -math.inf
     best_state: dict[str, torch.Tensor] | None = None              # CPU copy of the best weights
     stopped_early: bool = False
+    since_best: int = 0                                             # epochs without a new best
 
 
 def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, device: torch.device, *,
-        progress: bool = True, on_epoch: Callable[[int, dict], None] | None = None) -> FitResult:
+        seed: int = 0, progress: bool = True,
+        on_epoch: Callable[[int, dict], None] | None = None,
+        checkpoint: Callable[[int, FitResult, dict, bool], None] | None = None,
+        resume: dict | None = None) -> FitResult:
     """Adam + ReduceLROnPlateau(val loss) + early stopping; best epoch by val PCK@0.05.
 
-    ``on_epoch(epoch, row)`` is called after every epoch (history.csv, progress lines).
+    ``on_epoch(epoch, row)`` is called after every epoch (history.csv, progress lines);
+    ``checkpoint(epoch, result, state, improved)`` gets the resume state (model,
+    optimizer and scheduler state dicts) to persist. ``resume`` = such a state plus
+    ``epoch`` and a ``result`` continues after that epoch. Every epoch reseeds the RNGs
+    from (seed, epoch), so a resumed run sees the batches and dropout of an unbroken one.
     """
     from tqdm.auto import tqdm
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
-    result = FitResult()
-    since_best = 0
-    for epoch in tqdm(range(1, cfg.epochs + 1), desc="epochs", disable=not progress):
+    result, first = FitResult(), 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        result, first = resume["result"], resume["epoch"] + 1
+    for epoch in tqdm(range(first, cfg.epochs + 1), desc="epochs", disable=not progress):
+        if result.since_best >= cfg.early_stop_patience:
+            result.stopped_early = True
+            break
         t0 = time.perf_counter()
+        torch.manual_seed(seed * 100_003 + epoch)                 # dropout (DeciWatch)
+        if getattr(train_loader, "generator", None) is not None:  # shuffling order
+            train_loader.generator.manual_seed(seed * 100_003 + epoch)
         lr = optimizer.param_groups[0]["lr"]
         tr = train_one_epoch(model, train_loader, optimizer, device, amp=cfg.amp,
                              grad_clip=cfg.grad_clip, epoch=epoch, progress=progress)
@@ -222,18 +241,63 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, device: to
                "seconds": time.perf_counter() - t0}
         result.history.append(row)
         # ">" keeps the earliest of equal epochs; NaN PCK (no visible val joint) never wins
-        if va["pck"] > result.best_val_pck or result.best_state is None:
+        improved = va["pck"] > result.best_val_pck or result.best_state is None
+        if improved:
             result.best_epoch, result.best_val_pck = epoch, va["pck"]
             result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            since_best = 0
+            result.since_best = 0
         else:
-            since_best += 1
+            result.since_best += 1
+        if checkpoint:  # persist first: a kill during on_epoch loses nothing
+            checkpoint(epoch, result, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                       "scheduler": scheduler.state_dict()}, improved)
         if on_epoch:
             on_epoch(epoch, row)
-        if since_best >= cfg.early_stop_patience:
-            result.stopped_early = True
-            break
     return result
+
+
+# ----------------------------------------------------------------------------- resume checkpoint
+# last.safetensors in an unfinished run folder: model weights ("model.*"), the Adam
+# moments ("optim.<param>.<name>") and, as JSON metadata, the epoch, the scheduler and
+# optimizer hyper-parameters and the fit bookkeeping. safetensors, so resuming never
+# unpickles anything; the best weights live in weights.safetensors meanwhile.
+LAST = "last.safetensors"
+
+
+def save_checkpoint(path: Path, epoch: int, result: FitResult, state: dict) -> None:
+    from core.runs import save_weights
+    tensors = {f"model.{k}": v for k, v in state["model"].items()}
+    opt = state["optimizer"]
+    for pid, st in opt["state"].items():
+        for name, v in st.items():
+            tensors[f"optim.{pid}.{name}"] = torch.as_tensor(v)
+    meta = {"epoch": epoch, "param_groups": opt["param_groups"], "scheduler": state["scheduler"],
+            "best_epoch": result.best_epoch, "best_val_pck": result.best_val_pck,
+            "since_best": result.since_best, "history": result.history}
+    save_weights(path, tensors, metadata={"poselab_resume": json.dumps(meta)})
+
+
+def load_checkpoint(path: Path, best_weights: Path) -> dict:
+    """The ``resume`` argument of ``fit`` from a run's last.safetensors + weights.safetensors."""
+    from safetensors import safe_open
+    from core.runs import load_weights
+    tensors = load_weights(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["poselab_resume"])
+    except Exception as e:  # missing/garbled metadata
+        raise RunError(path, f"resume checkpoint cannot be read ({e})") from None
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    result = FitResult(history=meta["history"], best_epoch=meta["best_epoch"],
+                       best_val_pck=meta["best_val_pck"], since_best=meta["since_best"],
+                       best_state=load_weights(best_weights))
+    return {"epoch": meta["epoch"], "result": result, "scheduler": meta["scheduler"],
+            "model": {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
+            "optimizer": {"state": state, "param_groups": meta["param_groups"]}}
 
 
 # ----------------------------------------------------------------------------- run folders
@@ -371,7 +435,6 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
         load_state(model, load_weights(init_run.path / WEIGHTS), init_run.path / WEIGHTS)
     model.to(dev)
 
-    run_dir = create_run_dir(runs_dir, arch)
     info = {
         "kind": "temporal", "name": arch,
         "config": {"model": config_to_dict(model_cfg), "train": asdict(train_cfg)},
@@ -379,9 +442,18 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
         "init_from": str(init_run.path) if init_run is not None else None,
         "seed": seed, "device": str(dev), "started_at": now_iso(),
     }
+    # A killed run of this exact call (same arch, configs, data, seed, init) resumes.
+    resume, run_dir = None, _resumable_run(runs_dir, info)
+    if run_dir is not None:
+        resume = load_checkpoint(run_dir / LAST, run_dir / WEIGHTS)
+        old = json.loads((run_dir / "run.json").read_text())
+        info["started_at"] = old.get("started_at", info["started_at"])
+        info["resumed_after_epoch"] = [*old.get("resumed_after_epoch", []), resume["epoch"]]
+    else:
+        run_dir = create_run_dir(runs_dir, arch)
     write_run_info(run_dir, info)
 
-    history_rows: list[dict] = []
+    history_rows: list[dict] = list(resume["result"].history) if resume else []
 
     def _epoch_done(epoch: int, row: dict) -> None:
         history_rows.append(row)
@@ -392,8 +464,13 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
     t0 = time.perf_counter()
     trainable = any(p.requires_grad for p in model.parameters())
     if trainable and train_cfg.epochs > 0:
-        result = fit(model, loaders["train"], loaders["val"], train_cfg, dev, progress=progress,
-                     on_epoch=_epoch_done)
+        def _checkpoint(epoch: int, result: FitResult, state: dict, improved: bool) -> None:
+            if improved:  # best weights first: the resume checkpoint relies on them
+                save_weights(run_dir / WEIGHTS, result.best_state, metadata={"arch": arch})
+            save_checkpoint(run_dir / LAST, epoch, result, state)
+
+        result = fit(model, loaders["train"], loaders["val"], train_cfg, dev, seed=seed,
+                     progress=progress, on_epoch=_epoch_done, checkpoint=_checkpoint, resume=resume)
         model.load_state_dict(result.best_state)
         best_epoch, stopped_early = result.best_epoch, result.stopped_early
         phases["train"] = time.perf_counter() - t0
@@ -433,6 +510,7 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
         "num_test_frames": int(test["pred"].shape[0] * test["pred"].shape[1]),
     })
     write_metrics(run_dir, metrics)
+    (run_dir / LAST).unlink(missing_ok=True)   # finished: the resume state has no use left
     return run_dir
 
 
@@ -562,9 +640,20 @@ def build_temporal_demo(*, data_dir, runs_dir, device: str = "auto", seed: int =
     return paths
 
 
+def _resumable_run(runs_dir, info: dict) -> Path | None:
+    """An unfinished run folder of exactly this call with a resume checkpoint, if any."""
+    from core.runs import list_runs
+    keys = ("name", "config", "init_from", "seed")
+    for run in list_runs(runs_dir, kind="temporal"):
+        if (not run.finished and (run.path / LAST).is_file()
+                and all(run.info.get(k) == info[k] for k in keys)
+                and run.info.get("data", {}).get("fingerprint") == info["data"]["fingerprint"]):
+            return run.path
+    return None
+
+
 def _demo_meta(out: Path) -> dict | None:
     """The generator settings recorded in a sequence dataset's index.json (None if absent)."""
-    import json
     try:
         meta = json.loads((out / "index.json").read_text()).get("generator")
     except (OSError, ValueError, AttributeError):

@@ -200,3 +200,24 @@ def test_demo_part_progress_and_reuse(tmp_path, monkeypatch):
     again = tt.build_temporal_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
                                    device="cpu")
     assert again == paths and len(list_runs(tmp_path / "runs")) == 5
+
+
+def test_killed_run_resumes_to_the_same_result(seq_data, tmp_path):
+    kw = dict(data=seq_data, arch="deciwatch", epochs=3, device="cpu", progress=False,
+              model_overrides=SMALL["deciwatch"])
+    unbroken = train_temporal(runs_dir=tmp_path / "a", **kw)
+
+    def kill_after_2(epoch, row):
+        if epoch == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_temporal(runs_dir=tmp_path / "b", on_epoch=kill_after_2, **kw)
+    (killed,) = list_runs(tmp_path / "b")
+    assert killed.status == "unfinished" and (killed.path / "last.safetensors").is_file()
+    resumed = train_temporal(runs_dir=tmp_path / "b", **kw)
+    assert resumed == killed.path and not (resumed / "last.safetensors").exists()
+    run = load_run(resumed, require_finished=True)
+    assert run.info["resumed_after_epoch"] == [2] and list(run.history()["epoch"]) == [1, 2, 3]
+    a, b = load_weights(unbroken / "weights.safetensors"), load_weights(resumed / "weights.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert run.metrics["test_pck@0.05"] == load_run(unbroken).metrics["test_pck@0.05"]
