@@ -62,6 +62,7 @@ def _styled(df: pd.DataFrame, *, diverging: bool = False, skip_rows=(), pct: boo
 
 
 st.title("PCK comparison")
+common.sidebar("temporal")            # draws it when this page runs on its own
 runs = common.finished_runs("temporal")
 if not runs:
     st.info(f"No finished temporal run in `{common.runs_dir()}`. Build the demo on **Home**, "
