@@ -123,3 +123,18 @@ def test_config_round_trip_and_bad_names():
         make_config("lstm")
     with pytest.raises(ValueError):
         make_config("conv3d", hiden=3)
+
+
+def test_convlstm_directions_are_causal_and_anticausal():
+    # forward states at frame t depend on frames <= t only, backward states on frames >= t
+    model = build_temporal(make_config("convlstm-concat", hidden=4)).eval()
+    x, _ = _window()
+    with torch.no_grad():
+        fwd, bwd = model._run(x)
+        late, early = x.clone(), x.clone()
+        late[:, -1] += 1
+        early[:, 0] += 1
+        f_late, b_late = model._run(late)
+        f_early, b_early = model._run(early)
+    assert torch.equal(fwd[:, :-1], f_late[:, :-1]) and not torch.allclose(b_late[:, 0], bwd[:, 0])
+    assert torch.equal(bwd[:, 1:], b_early[:, 1:]) and not torch.allclose(f_early[:, -1], fwd[:, -1])
