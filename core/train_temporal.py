@@ -110,12 +110,14 @@ def compute_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Ten
 
 
 def _pooled_pck(pred, gt, visible, norm, thresholds=PCK_THRESHOLDS) -> np.ndarray:
-    """PCK over all counted (frame, keypoint) pairs: arrays (..., K, 2) -> (A,)."""
-    k = pred.shape[-2]
-    n_frames = int(np.prod(pred.shape[:-2]))
+    """PCK over all counted (frame, keypoint) pairs, every pair weighing the same.
+
+    pred, gt (..., K, 2), visible (..., K), norm (...,) -> (A,): the pairs are treated
+    as one keypoint column of ``core.metrics.pck``.
+    """
     norm = np.broadcast_to(np.asarray(norm, np.float64)[..., None], visible.shape)
     return pck(pred.reshape(-1, 1, 2), gt.reshape(-1, 1, 2), visible.reshape(-1, 1),
-               norm.reshape(-1, 1), thresholds)[:, 0] if n_frames * k else np.full(len(thresholds), np.nan)
+               norm.reshape(-1, 1), thresholds)[:, 0]
 
 
 def _check_finite(loss: torch.Tensor, where: str) -> None:
