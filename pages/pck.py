@@ -29,15 +29,15 @@ def _mtime(path) -> float:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _bootstrap(keys: tuple, labels: tuple, merged: bool, unit: str, n_boot: int, seed: int,
-               threshold: float, reference: str | None) -> pd.DataFrame:
-    """CI table for the runs in ``keys`` ((run id, predictions mtime) pairs)."""
+def _bootstrap(keys: tuple, labels: tuple, merged: bool, unit: str, n_boot: int,
+               seed: int) -> pr.Bootstrap:
+    """Replicates (every threshold) for the runs in ``keys`` ((run id, predictions
+    mtime) pairs); the threshold and the reference only pick from them."""
     preds = {}
     for (run_id, _), label in zip(keys, labels):
         run = common.get_run(run_id)
         preds[label] = pr.check_predictions(common.predictions(run), run.file("predictions.parquet"))
-    boot = pr.bootstrap_pck(preds, merged=merged, unit=unit, n_boot=n_boot, seed=seed)
-    return pr.ci_table(boot, threshold, reference=reference)
+    return pr.bootstrap_pck(preds, merged=merged, unit=unit, n_boot=n_boot, seed=seed)
 
 
 def _styled(df: pd.DataFrame, *, diverging: bool = False, skip_rows=(), pct: bool = True):
@@ -131,11 +131,11 @@ with st.expander("Bootstrap 95% confidence intervals"):
     if want_ci:
         keys = tuple((rid, _mtime(by_id[rid].file("predictions.parquet"))) for rid in chosen
                      if labels[rid] in tables)
-        ref = reference if reference is not None else None
         try:
             with st.spinner("Bootstrapping..."):
-                ci = _bootstrap(keys, tuple(labels[k] for k, _ in keys), merged, unit, int(n_boot),
-                                0, float(threshold), ref)
+                boot = _bootstrap(keys, tuple(labels[k] for k, _ in keys), merged, unit,
+                                  int(n_boot), 0)
+            ci = pr.ci_table(boot, float(threshold), reference=reference)
         except PoseLabError as e:
             st.error(str(e), icon=":material/error:")
         if ci is not None:

@@ -200,3 +200,13 @@ def test_saliency_upload_with_keypoint_preset_asks_for_keypoints(real_runs):
     at.text_area(key="sal_up_kp_json").set_value(json.dumps(kp)).run()
     assert not at.exception and not _errors(at) and len(at.image) == 2
     assert any(c.key == "sal_kp_chart" for c in at.get("plotly_chart"))
+
+
+def test_saliency_camera_picture(real_runs):
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 140, 200)).save(buf, format="JPEG")
+    at = _page("pages/saliency.py", selected_run=real_runs["model1"])
+    at.radio(key="sal_source").set_value("Camera").run()
+    assert len(at.image) == 0 and not at.exception
+    at.camera_input(key="sal_camera").set_value(("shot.jpg", buf.getvalue(), "image/jpeg")).run()
+    assert not at.exception and not _errors(at) and len(at.image) == 2
