@@ -11,6 +11,13 @@ Three sources, tried in this order (``resolve_backbone``):
 3. Otherwise a seeded random init, announced by one ``WARNING`` line on stderr and
    recorded in run.json (``backbone.source = "random"``, ``backbone.warning``). Never silent.
 
+A random init is unusable as it comes: with BatchNorm's default statistics (mean 0, var 1)
+nothing is normalised and activations grow ~10x through the 16 blocks, so the pooled
+features are huge, a trainable fc diverges under Adam at lr 1e-3, and the 51 keypoint
+inputs are drowned by the fc's outputs. ``calibrate_batchnorm`` therefore re-estimates the
+BN statistics on training crops (what any pretrained backbone already has); training
+calls it for random backbones (``core.train``), recording it in ``backbone.weights``.
+
 A backbone that exists nowhere else (the random init, or a file's missing fc completed
 randomly) is stored once, content-addressed, at ``<runs_dir>/_backbones/<sha256>.safetensors``
 so every run that references it stays loadable when torch's RNG changes.
@@ -93,6 +100,34 @@ def load_backbone(info: dict, *, runs_dir: str | Path, where: str | Path) -> dic
             raise RunError(where, f"backbone weights file {path} changed since the run (sha256 differs)")
         return _read_weights_file(path, RunError)
     raise RunError(where, f"no usable backbone record (source {source!r})")
+
+
+def calibrate_batchnorm(state: dict[str, torch.Tensor], batches, *, device: torch.device,
+                        ) -> dict[str, torch.Tensor]:
+    """``state`` with every BatchNorm's running mean/var re-estimated over ``batches`` of
+    images (B, 3, S, S): a cumulative average (momentum None), weights untouched."""
+    from torchvision.models import resnet50
+    with torch.device("meta"):
+        net = resnet50(weights=None)
+    net.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
+    net = net.to(device)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        for images in batches:
+            net(images.to(device))
+    return {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+
+
+def store_backbone(state: dict[str, torch.Tensor], runs_dir: str | Path) -> tuple[str, str]:
+    """Store a backbone content-addressed; returns (sha256, path relative to runs_dir)."""
+    from safetensors.torch import save
+    blob = save({k: v.contiguous() for k, v in state.items()})
+    sha = hashlib.sha256(blob).hexdigest()
+    return sha, _store(blob, sha, Path(runs_dir))
 
 
 # ----------------------------------------------------------------------------- sources

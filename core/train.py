@@ -16,7 +16,6 @@ Resume state is safetensors + JSON metadata: nothing is ever unpickled.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
@@ -30,8 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from core import distributed as D
 from core import runs as R
+from core.backbones import backbone_id, resolve_backbone
 from core.errors import DataError, RunError, TrainingError
+from core.features import cached_features, feature_cache_path
 from core.models.classifier import (PAPER_PRESETS, PRESETS, ClassifierConfig, PoseClassifier,
                                     build_classifier, get_preset, load_trained_weights)
 
@@ -111,6 +113,7 @@ def train_one_epoch(model: PoseClassifier, loader: DataLoader, optimizer: torch.
         total += n
         loss_sum += loss_value * n
         correct += int((logits.argmax(1) == labels).sum())
+    loss_sum, correct, total = D.all_reduce_sum(loss_sum, correct, total)   # torchrun: every rank's samples
     return {"loss": loss_sum / max(total, 1), "acc": correct / total if total else float("nan")}
 
 
@@ -254,7 +257,7 @@ class _Prepared:
     phase_seconds: dict
 
 
-def _prepare(data, *, runs_dir, device, seed, weights) -> _Prepared:
+def _prepare(data, *, runs_dir, device, seed, weights, image_size: int, margin: float) -> _Prepared:
     from core.data.infiniteform import load_infiniteform
     t0 = time.perf_counter()
     index = load_infiniteform(data, seed=seed)
@@ -263,27 +266,56 @@ def _prepare(data, *, runs_dir, device, seed, weights) -> _Prepared:
     if not index.splits.get("train"):
         raise DataError(data, "dataset has no training samples")
     t1 = time.perf_counter()
-    backbone_state, backbone_info = resolve_backbone_weights(weights, runs_dir, seed)
+    backbone_state, backbone_info = resolve_backbone(weights, runs_dir=runs_dir, seed=seed)
+    if backbone_info["source"] == "random":
+        backbone_state, backbone_info = _calibrated(backbone_state, backbone_info, index, Path(runs_dir),
+                                                    device=device, image_size=image_size, margin=margin)
     t2 = time.perf_counter()
     return _Prepared(index, backbone_state, backbone_info, device, Path(runs_dir), None,
                      {"load_data": round(t1 - t0, 3), "backbone": round(t2 - t1, 3)})
 
 
-def resolve_backbone_weights(weights, runs_dir, seed):
-    from core.backbones import resolve_backbone
-    return resolve_backbone(weights, runs_dir=runs_dir, seed=seed)
+CALIBRATION_SAMPLES = 64    # training crops that set a random backbone's BN statistics (one batch)
 
 
-def _pose_dataset(samples, tcfg_or_size, margin=0.15):
+def _calibrated(state: dict, info: dict, index, runs_dir: Path, *, device: torch.device,
+                image_size: int, margin: float) -> tuple[dict, dict]:
+    """A random backbone with BN statistics estimated on this dataset's training crops
+    (see core.backbones), computed once per (init, data, crop size) and stored."""
+    from core.backbones import calibrate_batchnorm, store_backbone
+    from core.io import write_json
+    key = runs_dir / "_backbones" / f"calibrated-{info['sha256'][:16]}-{index.fingerprint}-{image_size}.json"
+    try:
+        known = json.loads(key.read_text())
+        path = runs_dir / known["stored"]
+        if path.is_file():
+            return R.load_weights(path), {**info, **known}
+    except (OSError, ValueError, KeyError, RunError):
+        pass   # not calibrated yet (or a damaged note): calibrate again
+    samples = sorted(index.splits["train"], key=lambda s: s.sample_id)[:CALIBRATION_SAMPLES]
+    # drop_last: a final batch of 1 cannot give BatchNorm batch statistics
+    loader = DataLoader(_pose_dataset(samples, image_size, margin), batch_size=64,
+                        drop_last=len(samples) > 64, num_workers=default_workers(device))
+    state = calibrate_batchnorm(state, (b["image"] for b in loader), device=device)
+    sha, stored = store_backbone(state, runs_dir)
+    known = {"sha256": sha, "stored": stored,
+             "weights": f"{info['weights']}, BatchNorm statistics from {len(samples)} training crops "
+                        f"({image_size} px) of data {index.fingerprint}"}
+    write_json(key, known)
+    return state, {**info, **known}
+
+
+def _pose_dataset(samples, image_size: int, margin: float):
+    """Eval-style crops (no augmentation): the cached features and the image path must see
+    exactly the same inputs."""
     from core.data.infiniteform import PoseDataset
-    return PoseDataset(list(samples), image_size=tcfg_or_size, margin=margin, augment=False)
+    return PoseDataset(list(samples), image_size=image_size, margin=margin, augment=False)
 
 
 def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, progress: bool,
                      margin: float = 0.15, on_progress=None) -> dict:
-    """One feature pass over every split (only samples not cached yet are computed)."""
-    from core.backbones import backbone_id
-    from core.features import cached_features, feature_cache_path
+    """One feature pass over every split (only samples not cached yet are computed).
+    The cache key has no margin: every caller uses TrainConfig's default crop margin."""
     extractor = build_classifier(PRESETS["model1"], prep.backbone_state).to(prep.device)
     if prep.device.type == "cuda":
         extractor = extractor.to(memory_format=torch.channels_last)
@@ -291,7 +323,12 @@ def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, progr
     everything = [s for name in ("train", "val", "test") for s in splits.get(name, [])]
     path = feature_cache_path(prep.runs_dir, prep.index.fingerprint, backbone_id(prep.backbone_info),
                               image_size)
-    fs = cached_features(extractor, everything, lambda ss: _pose_dataset(ss, image_size, margin),
+    from core.image_cache import cached_pose_dataset    # crops decoded once, on every core
+    fs = cached_features(extractor, everything,
+                         lambda ss: cached_pose_dataset(ss, all_samples=everything,
+                                                        fingerprint=prep.index.fingerprint,
+                                                        image_size=image_size, margin=margin,
+                                                        runs_dir=prep.runs_dir, progress=progress),
                          path=path, device=prep.device, batch_size=batch_size,
                          num_workers=default_workers(prep.device), progress=progress,
                          on_progress=on_progress)
@@ -331,10 +368,12 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
     if unknown:
         raise RunError(None, f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     runs_dir = Path(runs_dir)
-    dev = resolve_device(device)
+    dev = D.init_distributed(resolve_device(device))   # torchrun: this rank's device
     base = TrainConfig(image_size=image_size, feature_cache=feature_cache)
     base = replace(base, **{k: v for k, v in dict(batch_size=batch_size, lr=lr).items() if v is not None})
-    prep = _prepare(data, runs_dir=runs_dir, device=dev, seed=seed, weights=weights)
+    with D.main_process_first():   # rank 0 stores/calibrates the backbone, then the others read it
+        prep = _prepare(data, runs_dir=runs_dir, device=dev, seed=seed, weights=weights,
+                        image_size=image_size, margin=base.margin)
     if init_from is not None:      # fail before the long feature pass, not after it
         _check_init_from(Path(init_from), list(prep.index.classes))
     if feature_cache and any(PRESETS[p].feature_cacheable for p in presets):
@@ -344,6 +383,8 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
             on_progress=None if on_progress is None else (lambda f, m: on_progress(0.5 * f, m)))
         prep.phase_seconds["features"] = round(time.perf_counter() - t0, 3)
     _report(on_progress, 0.5, "features ready")
+    if not D.is_main_process():    # only rank 0 writes run folders; the others write to scratch
+        prep.runs_dir = D.scratch_dir()
     out = []
     for i, name in enumerate(presets):
         cfg = get_preset(name, len(prep.index.classes))
@@ -351,6 +392,9 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
         out.append(_run_preset(name, cfg, replace(base, epochs=n_epochs), prep, seed=seed,
                                progress=progress, init_from=init_from, reuse_finished=reuse_finished))
         _report(on_progress, 0.5 + 0.5 * (i + 1) / len(presets), f"trained {name}")
+    if D.is_distributed():
+        out = D.broadcast_object(out)      # every rank returns rank 0's run folders
+        D.remove_scratch()
     return out
 
 
@@ -359,7 +403,7 @@ def _report(on_progress, fraction: float, message: str) -> None:
         on_progress(fraction, message)
 
 
-def _data_info(index, data) -> dict:
+def _data_info(index) -> dict:
     return {"root": str(Path(index.root).resolve()), "sources": [str(s) for s in index.sources],
             "fingerprint": index.fingerprint, "classes": list(index.classes),
             "num_train": len(index.splits.get("train", [])), "num_val": len(index.splits.get("val", [])),
@@ -399,8 +443,12 @@ def _loaders(cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prepared, seed: in
         workers = default_workers(prep.device)
     gen = torch.Generator().manual_seed(seed)
     pin = prep.device.type == "cuda"
-    train = DataLoader(sets["train"], batch_size=tcfg.batch_size, shuffle=True, generator=gen,
-                       num_workers=workers, pin_memory=pin)
+    if D.is_distributed():         # this rank's share of the single-process global batches
+        train = D.sharded_loader(sets["train"], batch_size=tcfg.batch_size, shuffle=True, generator=gen,
+                                 num_workers=workers, pin_memory=pin)
+    else:
+        train = DataLoader(sets["train"], batch_size=tcfg.batch_size, shuffle=True, generator=gen,
+                           num_workers=workers, pin_memory=pin)
     val, test = (DataLoader(sets[k], batch_size=tcfg.batch_size, shuffle=False, num_workers=workers,
                             pin_memory=pin) for k in ("val", "test"))
     return train, val, test, use_features
@@ -409,11 +457,12 @@ def _loaders(cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prepared, seed: in
 def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prepared, *, seed: int,
                 progress: bool, init_from=None, reuse_finished: bool = False) -> Path:
     index, runs_dir = prep.index, prep.runs_dir
-    data_info = _data_info(index, None)
+    data_info = _data_info(index)
     config = {"model": cfg.to_dict(), "train": asdict(tcfg)}
     if reuse_finished:
         done = _find_run(runs_dir, name, config, data_info, prep.backbone_info, seed, init_from,
                          finished=True)
+        done = D.broadcast_object(done)    # torchrun: every rank follows rank 0's choice
         if done is not None:
             print(f"{name}: reusing finished run {done.name}", flush=True)
             return done
@@ -442,6 +491,7 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
                 "backbone": prep.backbone_info, "seed": seed, "device": str(prep.device),
                 "feature_cache": use_features, "init_from": str(init_from) if init_from else None,
                 "started_at": R.now_iso(), "ended_at": None, "phase_seconds": dict(prep.phase_seconds)}
+    state = D.broadcast_object(state)      # torchrun: rank 0 alone reads the resume checkpoint
     R.write_run_info(run_dir, info)
     _write_history(run_dir, (state.history if state else None) or [])
 
@@ -453,7 +503,8 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
 
     t0 = time.perf_counter()
     if tcfg.epochs > 0:
-        state = fit(model, train_loader, val_loader, tcfg=tcfg, device=prep.device, seed=seed,
+        state = fit(D.wrap_ddp(model, prep.device), train_loader, val_loader, tcfg=tcfg,
+                    device=prep.device, seed=seed,
                     state=state, on_epoch=on_epoch, progress=progress)
     else:
         state = FitState(history=[])

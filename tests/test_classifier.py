@@ -177,3 +177,22 @@ def test_weights_file_sources_and_errors(tmp_path):
 
     with pytest.raises(DataError, match="does not exist"):
         backbones.resolve_backbone(tmp_path / "nope.safetensors", runs_dir=tmp_path)
+
+
+def test_calibrate_batchnorm_normalises_a_random_backbone(tmp_path):
+    state, _ = backbones.resolve_backbone("random", runs_dir=tmp_path, seed=0)
+    g = torch.Generator().manual_seed(1)
+    images = [torch.randn(8, 3, 32, 32, generator=g) for _ in range(2)]
+    cal = backbones.calibrate_batchnorm(state, images, device=torch.device("cpu"))
+    assert set(cal) == set(state)
+    torch.testing.assert_close(cal["conv1.weight"], state["conv1.weight"])    # weights untouched
+    assert not torch.allclose(cal["layer4.2.bn3.running_var"], state["layer4.2.bn3.running_var"])
+    assert torch.equal(state["bn1.running_var"], torch.ones(64))              # input not modified
+    x = torch.cat(images)
+    with torch.no_grad():
+        raw = build_classifier(get_preset("model1", 3), state).eval().forward_features(x)
+        calm = build_classifier(get_preset("model1", 3), cal).eval().forward_features(x)
+    # uncalibrated activations grow through the blocks; calibrated pooled features are O(1)
+    assert calm.abs().mean() < 2.0 and raw.abs().mean() > 3 * calm.abs().mean()
+    sha, stored = backbones.store_backbone(cal, tmp_path)
+    assert (tmp_path / stored).name == f"{sha}.safetensors"

@@ -90,6 +90,8 @@ def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, da
     # one shared feature pass: one cache file for the dataset + backbone + size
     caches = list((runs_dir / "_cache" / "features").glob("*.safetensors"))
     assert len(caches) == 1 and caches[0].name.endswith(f"-{SIZE}.safetensors")
+    # the raw random init + its BN-calibrated version, each stored once, for all seven runs
+    assert len(list((runs_dir / "_backbones").glob("*.safetensors"))) == 2
     listed = R.list_runs(runs_dir)
     assert len(listed) == 7 and all(r.finished for r in listed)
     for p in paths:
@@ -102,6 +104,7 @@ def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, da
         assert classes == sorted(classes) and len(classes) >= 3 and m["num_test"] >= 4
         assert info["data"]["root"] == str(data.resolve())
         assert info["backbone"]["source"] == "random" and info["backbone"]["warning"]
+        assert "BatchNorm statistics from" in info["backbone"]["weights"]   # calibrated on the data
         assert (runs_dir / info["backbone"]["stored"]).is_file()
         assert info["feature_cache"] is True and info["ended_at"] and "train" in info["phase_seconds"]
         assert m["headline"] == "test_acc" and 0.0 <= m["test_acc"] <= 1.0
