@@ -146,7 +146,9 @@ with common.guard():
         m_out = float(pts.loc[vis, "error_px"].mean()) if vis.any() else float("nan")
         a, b = st.columns(2)
         a.metric("Estimator error (this frame)", f"{m_in:.2f} px")
-        b.metric("Refined error (this frame)", f"{m_out:.2f} px", delta=f"{m_out - m_in:+.2f} px",
+        change = m_out - m_in
+        b.metric("Refined error (this frame)", f"{m_out:.2f} px",
+                 delta=f"{change:+.2f} px" if np.isfinite(change) and abs(change) >= 0.005 else None,
                  delta_color="inverse")
     with st.expander("Keypoints of this frame"):
         st.dataframe(pts, hide_index=True, width="stretch")
