@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--preset", required=True)
         p.add_argument("--weights", type=Path, default=None,
                        help="backbone weights file (.safetensors or a torch state dict)")
+        p.add_argument("--image-size", type=int, default=224, help="crop side fed to ResNet-50 (paper: 224)")
         p = group.add_parser("temporal")
         _add_common_train(p)
         if is_grid:
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=("conv3d", "deciwatch", "convlstm-sum", "convlstm-concat", "identity"))
         p.add_argument("--init-from", type=Path, default=None,
                        help="fine-tune from this run's weights")
+
+    p = sub.add_parser("bench", help="speed benchmark: image cache, features, grid, fine-tune, temporal, saliency")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--images", type=int, default=200, help="synthetic scenes to render and measure on")
+    p.add_argument("--out", type=Path, default=None,
+                   help="result JSON (default: bench/results/bench-<device>-<date>.json)")
 
     p = sub.add_parser("runs", help="list runs with their headline metric")
     p.add_argument("--runs", type=Path, default=None)
@@ -107,9 +114,11 @@ def run_command(args: argparse.Namespace) -> int:
         if args.what == "classifier":
             from core import train
             if args.command == "train":
-                train.train_classifier(preset=args.preset, weights=args.weights, **common)
+                train.train_classifier(preset=args.preset, weights=args.weights,
+                                       image_size=args.image_size, **common)
             else:
-                train.train_classifier_grid(presets=_split(args.presets), weights=args.weights, **common)
+                train.train_classifier_grid(presets=_split(args.presets), weights=args.weights,
+                                            image_size=args.image_size, **common)
         else:
             from core import train_temporal
             if args.command == "train":
@@ -117,6 +126,9 @@ def run_command(args: argparse.Namespace) -> int:
             else:
                 train_temporal.train_temporal_grid(archs=_split(args.archs), init_from=args.init_from,
                                                    **common)
+    elif args.command == "bench":
+        from core.bench import run_bench
+        run_bench(device=args.device, images=args.images, out=args.out)
     elif args.command == "runs":
         print_runs(runs_dir)
     return 0

@@ -185,6 +185,10 @@ class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.n, self.batch_size, self.shuffle, self.generator = n, batch_size, shuffle, generator
         self.rank = rank() if rank_ is None else rank_
         self.world = world_size() if world is None else world
+        if 0 < n % batch_size < self.world and self.rank == 0:
+            print(f"warning: the last batch of each epoch holds {n % batch_size} sample(s) for "
+                  f"{self.world} ranks; ranks without one repeat a sample, so this run differs "
+                  f"slightly from a single-process one (choose another --batch-size)", flush=True)
 
     def __len__(self) -> int:
         return (self.n + self.batch_size - 1) // self.batch_size
@@ -227,14 +231,15 @@ class _HookState:
     local_batch: int = 0          # samples this rank put through the last training forward
 
 
-def _weighted_mean_hook(state: _HookState, bucket: dist.GradBucket) -> torch.futures.Future:
-    """All-reduce sum_r n_r * g_r and sum_r n_r in one message; return their ratio."""
+def _weighted_mean_hook(state, bucket):
+    """All-reduce sum_r n_r * g_r and sum_r n_r in one message; return their ratio.
+    (No annotations: DDP checks them literally and this module's are strings.)"""
     g = bucket.buffer()
     n = float(state.local_batch)
     packed = torch.cat([g * n, g.new_tensor([n])])
     fut = dist.all_reduce(packed, async_op=True).get_future()
 
-    def finish(f: torch.futures.Future) -> torch.Tensor:
+    def finish(f):
         out = f.value()[0]
         return out[:-1] / out[-1]
     return fut.then(finish)
@@ -267,7 +272,7 @@ class DDPClassifier(nn.parallel.DistributedDataParallel):
         state = _HookState()
         super().__init__(_Dispatch(model, state),
                          device_ids=[device] if device.type == "cuda" else None,
-                         broadcast_buffers=False)     # BN buffers of a frozen backbone never change
+                         forward_sync_buffers=False)  # BN buffers of a frozen backbone never change
         self.register_comm_hook(state, _weighted_mean_hook)
 
     @property

@@ -61,10 +61,15 @@ def compute_features(model, dataset: Dataset, *, device: torch.device, batch_siz
     from core.train import autocast_for
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
+    if hasattr(dataset, "batches"):
+        # core.image_cache.CachedPoseDataset: uint8 crops normalised on the device (fast path)
+        loader = dataset.batches(batch_size, device)
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                            pin_memory=device.type == "cuda")
     feats, kps, labels = [], [], []
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False,
+                      total=(len(dataset) + batch_size - 1) // batch_size):
         images = batch["image"].to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
@@ -97,9 +102,14 @@ def cached_features(model, samples: Sequence, make_dataset: Callable[[Sequence],
     row = {k: i for i, k in enumerate(cached_keys)}
     todo = [s for s, k in zip(samples, keys) if k not in row]
     if todo:
-        new = compute_features(model, make_dataset(todo), device=device, batch_size=batch_size,
-                               num_workers=num_workers, progress=progress,
-                               desc=f"features ({len(todo)} new)", on_progress=on_progress)
+        # Under torchrun each rank computes its contiguous shard and the shards are gathered
+        # in rank order, so every rank holds the full set (one process: the whole list).
+        from core import distributed as D
+        lo, hi = D.shard_range(len(todo))
+        part = compute_features(model, make_dataset(todo[lo:hi]), device=device, batch_size=batch_size,
+                                num_workers=num_workers, progress=progress,
+                                desc=f"features ({hi - lo} new)", on_progress=on_progress)
+        new = FeatureSet(*(D.all_gather_cat(t) for t in (part.features, part.keypoints, part.labels)))
         new_keys = [sample_key(s) for s in todo]
         if cached is None:
             cached = new
@@ -108,7 +118,8 @@ def cached_features(model, samples: Sequence, make_dataset: Callable[[Sequence],
                                 torch.cat([cached.keypoints, new.keypoints]),
                                 torch.cat([cached.labels, new.labels]))
         cached_keys = cached_keys + new_keys
-        _write(path, cached_keys, cached)
+        if D.is_main_process():
+            _write(path, cached_keys, cached)
         row = {k: i for i, k in enumerate(cached_keys)}
     idx = torch.tensor([row[k] for k in keys], dtype=torch.long)
     return FeatureSet(cached.features[idx], cached.keypoints[idx], cached.labels[idx])

@@ -285,3 +285,16 @@ def build_image_cache(samples: Sequence, *, fingerprint: str, image_size: int, m
     out = ImageCache.load(cache_dir, fingerprint=fingerprint, image_size=image_size, margin=margin)
     assert out is not None
     return out
+
+
+def cached_pose_dataset(samples: Sequence, *, all_samples: Sequence, fingerprint: str, image_size: int,
+                        margin: float, runs_dir: str | Path, progress: bool = True) -> CachedPoseDataset:
+    """``samples`` as a CachedPoseDataset, building the cache of ``all_samples`` (the whole
+    dataset, so one build serves every split) when it is missing. Under torchrun rank 0
+    builds it with every core while the other ranks wait, then they all read it."""
+    from core import distributed as D
+    with D.main_process_first():
+        cache = build_image_cache(all_samples, fingerprint=fingerprint, image_size=image_size,
+                                  margin=margin, cache_dir=image_cache_dir(runs_dir),
+                                  progress=progress and D.is_main_process())
+    return cache.dataset(samples)
