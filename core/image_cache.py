@@ -40,6 +40,7 @@ CHUNK = 64                 # samples per pool task: big enough to amortise IPC, 
 
 
 def cache_stem(fingerprint: str, image_size: int, margin: float) -> str:
+    # Has dots ("m0.15"): add extensions with f-strings, never Path.with_suffix.
     return f"{fingerprint}-{int(image_size)}px-m{margin:g}"
 
 
@@ -127,7 +128,7 @@ class ImageCache:
              ) -> "ImageCache | None":
         """The cache of this key, or None when it is missing or damaged (then rebuild)."""
         stem = Path(cache_dir) / cache_stem(fingerprint, image_size, margin)
-        npy, idx = stem.with_suffix(".npy"), stem.with_suffix(".json")
+        npy, idx = stem.parent / f"{stem.name}.npy", stem.parent / f"{stem.name}.json"
         if not (npy.is_file() and idx.is_file()):
             return None
         try:
@@ -270,13 +271,13 @@ def build_image_cache(samples: Sequence, *, fingerprint: str, image_size: int, m
             if pool is not None:
                 pool.terminate()
                 pool.join()
-        os.replace(tmp, stem.with_suffix(".npy"))
+        os.replace(tmp, stem.parent / f"{stem.name}.npy")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     finally:
         _JOB.clear()
-    write_json(stem.with_suffix(".json"), {"sample_ids": ids, "image_size": int(image_size),
+    write_json(stem.parent / f"{stem.name}.json", {"sample_ids": ids, "image_size": int(image_size),
                                            "margin": float(margin), "fingerprint": fingerprint,
                                            "shape": [n, image_size, image_size, 3]})
     seconds = time.perf_counter() - t0
