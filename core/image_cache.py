@@ -246,13 +246,15 @@ def build_image_cache(samples: Sequence, *, fingerprint: str, image_size: int, m
     n = len(samples)
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = max(1, min(workers, (n + CHUNK - 1) // CHUNK or 1))
+    # Chunks: at most CHUNK, and at least ~4 per worker so a small set still uses every core.
+    chunk = max(1, min(CHUNK, -(-n // (4 * max(workers, 1)))))
+    workers = max(1, min(workers, -(-n // chunk)))
     t0 = time.perf_counter()
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, image_size, image_size, 3))
     del arr                                          # workers reopen it; header is written
     try:
         _JOB.update(samples=samples, image_size=image_size, margin=margin, tmp=str(tmp))
-        chunks = [(lo, min(lo + CHUNK, n)) for lo in range(0, n, CHUNK)]
+        chunks = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
         from tqdm.auto import tqdm
         bar = tqdm(total=n, desc=f"image cache ({workers} proc)", disable=not progress, leave=False)
         if workers == 1:
