@@ -269,7 +269,7 @@ def test_cli_bad_data_exits_2_with_one_line(tmp_path):
 
 def test_demo_classifier_part_prints_progress_protocol_and_is_idempotent(tmp_path, monkeypatch, capsys):
     from core import demo
-    monkeypatch.setattr(demo, "DEMO_IMAGES", dict(n_train=6, n_test=3, seed=0, size=64, people_max=1))
+    monkeypatch.setattr(demo, "DEMO_IMAGES", dict(n_train=4, n_test=2, seed=0, size=64, people_max=1))
     monkeypatch.setattr(demo, "DEMO_CLASSIFIER", dict(image_size=SIZE, epochs=1, seed=0))
     paths = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", lo=0.0, hi=0.7)
     assert [R.load_run(p, require_finished=True).name for p in paths] == list(T.PAPER_PRESETS)
