@@ -18,6 +18,12 @@ def _offline(monkeypatch):
     monkeypatch.setenv("POSELAB_OFFLINE", "1")   # never try to download ImageNet weights
 
 
+@pytest.fixture(scope="module")
+def random_state(tmp_path_factory):
+    """One seeded random ResNet-50 state for the whole module (stored once)."""
+    return backbones.resolve_backbone("random", runs_dir=tmp_path_factory.mktemp("bb"), seed=0)[0]
+
+
 def _batch(n=2, size=32):
     g = torch.Generator().manual_seed(0)
     images = torch.randn(n, 3, size, size, generator=g)
@@ -42,10 +48,10 @@ def test_paper_presets_match_design_table():
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
-def test_every_preset_forward_backward_grads_only_where_trainable(name, tmp_path):
+def test_every_preset_forward_backward_grads_only_where_trainable(name, random_state):
     cfg = get_preset(name, num_classes=5)
     # built from a ready state dict: skips ResNet-50's ~0.5 s random init per preset
-    model = build_classifier(cfg, backbones.resolve_backbone("random", runs_dir=tmp_path)[0]).train()
+    model = build_classifier(cfg, random_state).train()
     images, kp = _batch()
     logits = model(images, kp if cfg.use_keypoints else None)
     assert logits.shape == (2, 5)
@@ -180,8 +186,8 @@ def test_weights_file_sources_and_errors(tmp_path):
         backbones.resolve_backbone(tmp_path / "nope.safetensors", runs_dir=tmp_path)
 
 
-def test_calibrate_batchnorm_normalises_a_random_backbone(tmp_path):
-    state, _ = backbones.resolve_backbone("random", runs_dir=tmp_path, seed=0)
+def test_calibrate_batchnorm_normalises_a_random_backbone(random_state, tmp_path):
+    state = random_state
     g = torch.Generator().manual_seed(1)
     images = [torch.randn(8, 3, 32, 32, generator=g) for _ in range(2)]
     cal = backbones.calibrate_batchnorm(state, images, device=torch.device("cpu"))
