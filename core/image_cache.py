@@ -78,7 +78,8 @@ def _decode_chunk(bounds: tuple[int, int]) -> tuple[int, str | None]:
             if s.image_path != last_path:           # people of one scene are neighbours
                 scene, last_path = open_image(s.image_path), s.image_path
             out[i] = decode_crop(s, size, margin, scene)
-        out.flush()
+        # No flush here: msync per chunk would write the file back many times; the pages
+        # are shared through the page cache and the parent fsyncs once before the rename.
     except DataError as e:                          # DataError does not pickle: send its text
         return hi - lo, str(e)
     finally:
@@ -273,6 +274,8 @@ def build_image_cache(samples: Sequence, *, fingerprint: str, image_size: int, m
             if pool is not None:
                 pool.terminate()
                 pool.join()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, stem.parent / f"{stem.name}.npy")
     except BaseException:
         tmp.unlink(missing_ok=True)
