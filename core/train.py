@@ -369,6 +369,7 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
         raise RunError(None, f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
     runs_dir = Path(runs_dir)
     dev = D.init_distributed(resolve_device(device))   # torchrun: this rank's device
+    progress = progress and D.is_main_process()          # one set of progress bars
     base = TrainConfig(image_size=image_size, feature_cache=feature_cache)
     base = replace(base, **{k: v for k, v in dict(batch_size=batch_size, lr=lr).items() if v is not None})
     with D.main_process_first():   # rank 0 stores/calibrates the backbone, then the others read it
