@@ -426,6 +426,7 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
                            save_weights, write_metrics, write_run_info, write_table)
     import pandas as pd
 
+    _refuse_torchrun()
     t_start = time.perf_counter()
     phases: dict[str, float] = {}
     dev = resolve_device(device)
@@ -554,6 +555,15 @@ def _grid_init(init_from, arch: str):
     raise RunError(init_from, f"holds no finished {arch!r} run to fine-tune from")
 
 
+def _refuse_torchrun() -> None:
+    """Temporal training is not distributed (yet): under torchrun every rank would train the
+    same model and write its own run folder, so say so instead (core/distributed.py)."""
+    from core.distributed import env_world_size
+    if env_world_size() > 1:
+        raise RunError(None, "temporal training does not run under torchrun yet (one GPU trains an "
+                             "epoch in seconds); launch it as a single process")
+
+
 def train_temporal_grid(*, data, archs: list[str] | None = None, runs_dir, epochs: int | None = None,
                         device: str = "auto", seed: int = 0, batch_size: int | None = None,
                         lr: float | None = None, init_from=None, progress: bool = True,
@@ -567,6 +577,7 @@ def train_temporal_grid(*, data, archs: list[str] | None = None, runs_dir, epoch
     before each run and ``on_epoch(arch, epoch, row)`` after each epoch (demo progress).
     """
     from core.data.sequences import load_sequences
+    _refuse_torchrun()
     archs = list(archs) if archs else list(TRAINABLE_ARCHS)
     for a in archs:
         if a not in TRAINABLE_ARCHS and a != "identity":

@@ -174,3 +174,14 @@ def test_torchrun_dropout_preset_is_finished_and_well_formed(two_grids):
     assert a.keys() == b.keys() and 0.0 <= b["test_acc"] <= 1.0
     assert b["num_test"] == a["num_test"]
     assert len(pd.read_csv(ddp / "history.csv")) == 2
+
+
+def test_temporal_training_under_torchrun_is_refused_clearly(monkeypatch, tmp_path):
+    """Not distributed yet: one clear error instead of every rank writing its own run."""
+    from core.errors import RunError
+    from core.train_temporal import train_temporal, train_temporal_grid
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for fn, kw in ((train_temporal, {"arch": "conv3d"}), (train_temporal_grid, {})):
+        with pytest.raises(RunError, match="torchrun"):
+            fn(data=tmp_path / "missing", runs_dir=tmp_path / "runs", **kw)
+    assert not (tmp_path / "runs").exists()
