@@ -71,7 +71,7 @@ def main() -> None:
           f"batch {args.batch_size}, device {name}, torch threads {torch.get_num_threads()}")
     for key, val in rows.items():
         print(f"  {key:<28} {val:10.1f}")
-    print(f"  identity PCK@0.05/0.1/0.2    " + "/".join(f"{v:.3f}" for v in summary["identity_pck"].values()))
+    print("  identity PCK@0.05/0.1/0.2    " + "/".join(f"{v:.3f}" for v in summary["identity_pck"].values()))
     out = Path(__file__).parent / "results" / f"windows-{device.type}-{dt.date.today()}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"device": name, "args": vars(args), "windows": n, **rows,

@@ -333,19 +333,6 @@ def resolve_inside(root: str | Path, rel: str | Path) -> Path:
     return path
 
 
-def crop_box(bbox: Sequence[float], margin: float, width: int, height: int) -> tuple[int, int, int, int]:
-    """Square crop around a COCO xywh box grown by ``margin`` of its longer side on each
-    side, clipped to the image: (left, top, right, bottom)."""
-    x, y, w, h = (float(v) for v in bbox)
-    side = max(w, h) * (1 + 2 * margin)
-    cx, cy = x + w / 2, y + h / 2
-    left, top = max(0, int(round(cx - side / 2))), max(0, int(round(cy - side / 2)))
-    right, bottom = min(width, int(round(cx + side / 2))), min(height, int(round(cy + side / 2)))
-    if right <= left or bottom <= top:
-        return 0, 0, width, height
-    return left, top, right, bottom
-
-
 def draw_skeleton(img, keypoints: np.ndarray, edges=COCO17_SKELETON, radius: int | None = None):
     """Draw keypoints (K, 3: x, y in ``img`` pixels, visibility) and the skeleton on a
     copy of the PIL image; joints with visibility 0 are skipped."""
@@ -371,44 +358,26 @@ def sample_picture(root: str | Path, row: pd.Series | dict, *, margin: float = 0
     with the keypoint skeleton drawn on when asked. Raises DataError when the image is
     missing, outside the data root, or unreadable."""
     from PIL import Image
+
+    from core.data.images import open_image
+    from core.data.infiniteform import crop_box, crop_padded
     path = resolve_inside(root, str(row["image_path"]))
-    try:
-        from core.data.images import open_image    # the project's hardened reader
-        img = open_image(path, max_pixels=max_pixels)
-    except ImportError:                              # not landed yet: same checks, inline
-        img = _open_rgb(path, max_pixels)
+    img = open_image(path, max_pixels=max_pixels)
     W, H = img.size
     bbox = row.get("bbox") if hasattr(row, "get") else None
-    if bbox is not None and len(bbox) == 4:
-        box = crop_box(bbox, margin, W, H)
-    else:
-        box = (0, 0, W, H)
-    crop = img.crop(box)
-    scale = size / max(crop.size)
-    w, h = max(1, round(crop.size[0] * scale)), max(1, round(crop.size[1] * scale))
-    # A crop clipped by the image border is not square: centre it on a square canvas so
-    # every gallery tile has the same size and the grid stays aligned.
-    canvas = Image.new("RGB", (size, size), (40, 40, 40))
-    dx, dy = (size - w) // 2, (size - h) // 2
-    canvas.paste(crop.resize((w, h), Image.BILINEAR), (dx, dy))
+    # The same square crop the model saw (core.data.infiniteform.crop_box), so what the
+    # gallery shows is what was classified.
+    box = crop_box(bbox, (W, H), margin) if bbox is not None and len(bbox) == 4 else (0, 0, W, H)
+    crop = crop_padded(img, box)
+    scale_x, scale_y = size / crop.size[0], size / crop.size[1]
+    canvas = crop.resize((size, size), Image.BILINEAR)
     kps = row.get("keypoints") if hasattr(row, "get") else None
     if skeleton and kps is not None and len(kps) == 51:
         kp = np.asarray(kps, dtype=float).reshape(17, 3).copy()
-        kp[:, 0] = (kp[:, 0] - box[0]) * scale + dx
-        kp[:, 1] = (kp[:, 1] - box[1]) * scale + dy
+        kp[:, 0] = (kp[:, 0] - box[0]) * scale_x
+        kp[:, 1] = (kp[:, 1] - box[1]) * scale_y
         canvas = draw_skeleton(canvas, kp)
     return canvas
-
-
-def _open_rgb(path: Path, max_pixels: int):
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            if im.size[0] * im.size[1] > max_pixels:
-                raise DataError(path, f"image is too large ({im.size[0]}x{im.size[1]} pixels)")
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise DataError(path, f"not a readable image ({type(e).__name__})") from None
 
 
 def placeholder_picture(size: int = 192, text: str = "image missing"):

@@ -3,7 +3,7 @@
 ``train_classifier`` / ``train_classifier_grid`` (DESIGN.md §4-§5).
 
 Recipe (the paper's): Adam lr 1e-3, StepLR(step 7, gamma 0.1), batch 64, 10 epochs,
-cross-entropy, best epoch by validation accuracy kept. bf16 autocast + channels_last on
+cross-entropy, best epoch by validation accuracy kept. channels_last everywhere; bf16 autocast on
 CUDA only. Presets that train nothing before the pooled features (all paper presets) train
 on cached features (``core.features``); the grid computes them in one shared pass.
 
@@ -19,6 +19,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -84,9 +85,9 @@ def _logits(model: PoseClassifier, batch: dict, device: torch.device) -> torch.T
     with autocast_for(device):
         if "features" in batch:
             return model.forward_head(batch["features"].to(device, non_blocking=True), kp)
-        images = batch["image"].to(device, non_blocking=True)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        # channels_last everywhere (CPU included: ~1.4x faster ResNet-50), and the same
+        # layout as the cached-feature pass, so both paths do the same arithmetic.
+        images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         return model(images, kp)
 
 
@@ -261,6 +262,8 @@ def _prepare(data, *, runs_dir, device, seed, weights, image_size: int, margin: 
     from core.data.infiniteform import load_infiniteform
     t0 = time.perf_counter()
     index = load_infiniteform(data, seed=seed)
+    if D.is_main_process():
+        print(index.summary(), file=sys.stderr, flush=True)   # counts + why samples were skipped
     if not index.classes:
         raise DataError(data, "dataset has no classes")
     if not index.splits.get("train"):
@@ -317,8 +320,7 @@ def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, progr
     """One feature pass over every split (only samples not cached yet are computed).
     The cache key has no margin: every caller uses TrainConfig's default crop margin."""
     extractor = build_classifier(PRESETS["model1"], prep.backbone_state).to(prep.device)
-    if prep.device.type == "cuda":
-        extractor = extractor.to(memory_format=torch.channels_last)
+    extractor = extractor.to(memory_format=torch.channels_last)     # see compute_features
     splits = prep.index.splits
     everything = [s for name in ("train", "val", "test") for s in splits.get(name, [])]
     path = feature_cache_path(prep.runs_dir, prep.index.fingerprint, backbone_id(prep.backbone_info),
@@ -474,7 +476,7 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
     if init_from is not None:
         _init_from_run(model, Path(init_from), data_info["classes"])
     model = model.to(prep.device)
-    if prep.device.type == "cuda" and not (prep.features is not None and cfg.feature_cacheable):
+    if not (prep.features is not None and cfg.feature_cacheable):
         model = model.to(memory_format=torch.channels_last)
     train_loader, val_loader, test_loader, use_features = _loaders(cfg, tcfg, prep, seed)
 

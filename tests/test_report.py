@@ -204,9 +204,16 @@ def test_resolve_inside_refuses_escape(tmp_path):
         report.resolve_inside(root, "nope.png")
 
 
-def test_crop_box_square_with_margin_and_clipped():
-    assert report.crop_box([10, 20, 20, 40], 0.25, 200, 200) == (0, 10, 50, 70)
-    assert report.crop_box([0, 0, 10, 10], 0.5, 8, 8) == (0, 0, 8, 8)
+def test_sample_picture_shows_the_crop_the_model_saw(tmp_path):
+    from core.data.infiniteform import crop_box, crop_padded
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    img.save(tmp_path / "s.png")
+    bbox = [2, 30, 20, 28]                     # near the border: the model's crop is padded
+    row = {"image_path": "s.png", "bbox": bbox, "keypoints": [0.0] * 51}
+    expected = crop_padded(img, crop_box(bbox, img.size, 0.15)).resize((48, 48), Image.BILINEAR)
+    got = report.sample_picture(tmp_path, row, skeleton=False, size=48)
+    assert np.array_equal(np.asarray(got), np.asarray(expected))
 
 
 def test_sample_picture_draws_skeleton_and_reports_bad_images(tmp_path):

@@ -552,10 +552,16 @@ def load_crop(sample: Sample, margin: float = DEFAULT_MARGIN,
         raise DataError(sample.image_path, f"image is {img.size[0]}x{img.size[1]} pixels but "
                                            f"the annotation says {sample.image_size[0]}x"
                                            f"{sample.image_size[1]}")
-    x0, y0, x1, y1 = crop_box(sample.bbox, img.size, margin)
+    return crop_padded(img, crop_box(sample.bbox, img.size, margin))
+
+
+def crop_padded(img: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """``img.crop(box)``, but the part of ``box`` outside the image is filled with the
+    ImageNet mean colour (what the normalised model input reads as zero), not black."""
+    x0, y0, x1, y1 = box
     width, height = img.size
     if x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height:
-        return img.crop((x0, y0, x1, y1))
+        return img.crop(box)
     canvas = Image.new("RGB", (x1 - x0, y1 - y0), IMAGENET_MEAN_RGB8)
     inner = (max(x0, 0), max(y0, 0), min(x1, width), min(y1, height))
     if inner[2] > inner[0] and inner[3] > inner[1]:
