@@ -73,19 +73,22 @@ COCO17_FROM_BODY = np.array([BODY_JOINTS.index(n) for n in COCO17])
 TEMPORAL25_FROM_BODY = np.array([BODY_JOINTS.index(n) for n in TEMPORAL25])
 
 
+def side_twin(name: str) -> str:
+    """'left_knee' <-> 'right_knee'; names without a side map to themselves."""
+    if name.startswith("left_"):
+        return "right_" + name[5:]
+    if name.startswith("right_"):
+        return "left_" + name[6:]
+    return name
+
+
 def flip_permutation(names: tuple[str, ...]) -> np.ndarray:
     """Index array that swaps every left_* keypoint with its right_* twin.
 
     ``keypoints[..., flip_permutation(names), :]`` is the keypoint array of the
     horizontally mirrored body (x must be mirrored separately).
     """
-    def twin(n: str) -> str:
-        if n.startswith("left_"):
-            return "right_" + n[5:]
-        if n.startswith("right_"):
-            return "left_" + n[6:]
-        return n
-    return np.array([names.index(twin(n)) for n in names])
+    return np.array([names.index(side_twin(n)) for n in names])
 
 
 def side_merged_name(name: str) -> str:

@@ -37,7 +37,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from core.keypoints import BODY_JOINTS
+from core.keypoints import BODY_JOINTS, side_twin
 
 Pose = dict[str, np.ndarray]  # joint name -> (rx, ry, rz) radians, see module docstring
 
@@ -194,14 +194,6 @@ def blend_poses(a: Pose, b: Pose, t: float) -> Pose:
             for j in set(a) | set(b)}
 
 
-def _twin(name: str) -> str:
-    if name.startswith("left_"):
-        return "right_" + name[5:]
-    if name.startswith("right_"):
-        return "left_" + name[6:]
-    return name
-
-
 _MIRROR = np.diag([-1.0, 1.0, 1.0])
 
 
@@ -209,7 +201,7 @@ def mirror_pose(pose: Pose) -> Pose:
     """The pose reflected through the body's sagittal plane (x -> -x).
 
     Reflecting a rotation about x leaves rx and flips ry and rz, and the sides swap."""
-    return {_twin(j): np.asarray(v) * np.array([1.0, -1.0, -1.0]) for j, v in pose.items()}
+    return {side_twin(j): np.asarray(v) * np.array([1.0, -1.0, -1.0]) for j, v in pose.items()}
 
 
 def mirror_rotation(r: np.ndarray) -> np.ndarray:
