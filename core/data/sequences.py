@@ -303,12 +303,7 @@ def load_brace(json_path: str | Path, *, heatmap: int = 64, noise: float = 1.0, 
     and runs shorter than a window are skipped.
     """
     path = Path(json_path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not valid JSON ({exc})") from None
+    data = _load_json(path)
     _check(isinstance(data, dict) and data, path, "expected a non-empty object keyed by frame")
     frames = sorted((_brace_frame(key, path), val) for key, val in data.items())
     coco_idx = np.array(list(COCO_TO_TEMPORAL))
@@ -421,13 +416,18 @@ def _split_in_time(video: Video, k: int) -> dict[str, list[Video]]:
     return out
 
 
-def _read_index(index: Path) -> tuple[list[Video], list[Path]]:
+def _load_json(path: Path):
+    """Parsed JSON of ``path``; a missing or malformed file is a DataError naming it."""
     try:
-        data = json.loads(index.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        raise DataError(index, "file not found") from None
+        raise DataError(path, "file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(index, f"not valid JSON ({exc})") from None
+        raise DataError(path, f"not valid JSON ({exc})") from None
+
+
+def _read_index(index: Path) -> tuple[list[Video], list[Path]]:
+    data = _load_json(index)
     _check(isinstance(data, dict) and isinstance(data.get("videos"), list), index,
            "expected an object with a 'videos' list")
     videos, files = [], [index]
