@@ -83,6 +83,25 @@ def wait_idle(page, timeout: float = 60_000) -> None:
     page.wait_for_timeout(300)   # let canvases (dataframes, plotly) paint
 
 
+def choose(page, label: str, option: str, attempts: int = 3) -> None:
+    """Pick ``option`` in the selectbox labelled ``label`` (a combobox whose input holds
+    the chosen value) and wait until the widget shows it. A click that lands while
+    Streamlit redraws the dropdown can be lost, so the choice is checked and made again
+    (at most ``attempts`` times)."""
+    from playwright.sync_api import expect
+    combo = page.get_by_role("combobox", name=label, exact=True).first
+    for _ in range(attempts):
+        combo.click()
+        page.get_by_role("option", name=option, exact=True).click()
+        try:
+            expect(combo).to_have_value(option, timeout=10_000)
+            return
+        except AssertionError:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"selectbox {label!r} did not take {option!r}: "
+                         f"shows {combo.input_value()!r}")
+
+
 def no_exception(page) -> None:
     exc = page.locator('[data-testid="stException"]')
     assert exc.count() == 0, exc.first.inner_text()
@@ -97,8 +116,8 @@ def test_every_page_in_a_real_browser(server, tmp_path):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1100})
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1100})
             # -- every page renders its title without an exception
             for path, title in PAGES:
                 page.goto(f"{base}/{path}")
@@ -136,9 +155,11 @@ def test_every_page_in_a_real_browser(server, tmp_path):
             # -- saliency: a test sample and a method -> the overlay image appears
             page.goto(f"{base}/saliency")
             page.get_by_role("heading", name="Saliency", exact=True).wait_for(timeout=60_000)
-            method = page.locator('[data-testid="stSelectbox"]').filter(has_text="Method")
-            method.click()
-            page.get_by_role("option", name="Grad-CAM (layer4)").click()
+            # the first run computes the default method; interact only once it is drawn
+            page.get_by_text("Vanilla gradient (the paper's) for", exact=False).first.wait_for(
+                timeout=90_000)
+            wait_idle(page)
+            choose(page, "Method", "Grad-CAM (layer4)")
             page.get_by_text("Grad-CAM (layer4) for", exact=False).first.wait_for(timeout=90_000)
             wait_idle(page)
             no_exception(page)
@@ -162,6 +183,12 @@ def test_every_page_in_a_real_browser(server, tmp_path):
             wait_idle(page)
             no_exception(page)
             page.screenshot(path=str(shots / "saliency_upload.png"), full_page=True)
+        except Exception as e:
+            # CI shows only the log tail: say what the page showed when it failed
+            page.screenshot(path=str(shots.parent / "failure.png"), full_page=True)
+            text = page.locator("body").inner_text()[-3000:]
+            raise AssertionError(f"{e}\n--- page text at failure ({page.url}) ---\n{text}\n"
+                                 f"--- streamlit log tail ---\n{log.read_text()[-3000:]}") from e
         finally:
             browser.close()
     assert len(list(shots.glob("*.png"))) == len(PAGES) + 3
