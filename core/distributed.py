@@ -2,6 +2,7 @@
 
     torchrun --nproc_per_node N -m core grid classifier --data DIR
     torchrun --nnodes 2 --node_rank R --master_addr HOST --nproc_per_node 8 -m core train classifier ...
+    torchrun --nproc_per_node N -m core grid temporal --data DIR
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK (and MASTER_ADDR/PORT); ``init_distributed``
 reads them and joins the process group (NCCL on CUDA, gloo on CPU). Without those
@@ -18,7 +19,11 @@ What "equal to the single-process run up to float noise" requires, and how it is
   mean only when every rank holds the same number of samples. The last global batch of an
   epoch is usually short and splits unevenly, so ``wrap_ddp`` installs a comm hook that
   averages weighted by each rank's sample count: sum_r n_r * g_r / sum_r n_r = the
-  single-process mean gradient, for every batch.
+  single-process mean gradient, for every batch. The temporal losses are masked means
+  (sum over counted keypoints / their count), so there the weight would be the count,
+  not the sample count: the temporal trainer instead all-reduces each loss term's count
+  and divides each rank's sum by the global count times the world size, and DDP's plain
+  average (``DDPTemporal``) then gives the single-process gradient.
 * The same random numbers. Dropout draws its mask per rank for the rank's rows, so
   presets with dropout (model5, model6) are equal in distribution, not bit for bit; the
   presets without (baseline, model1-4) match to float noise. (Colour-jitter augmentation,
@@ -157,6 +162,16 @@ def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(parts, padded)
     return torch.cat([p[:s] for p, s in zip(parts, sizes)]).to(t.device)
+
+
+def all_reduce_detached(t: torch.Tensor) -> torch.Tensor:
+    """The sum over ranks of a (small) tensor, detached, on ``t``'s device; ``t`` itself
+    when not distributed. Used for the global denominators of the temporal losses."""
+    if not is_distributed():
+        return t.detach()
+    out = t.detach().to(_comm_device(), copy=True)
+    dist.all_reduce(out)
+    return out.to(t.device)
 
 
 def shard_range(n: int, r: int | None = None, w: int | None = None) -> tuple[int, int]:
@@ -307,6 +322,58 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     return DDPClassifier(model, device)
 
 
+class _TemporalDispatch(nn.Module):
+    """Routes DDP's single ``forward`` to a temporal model's ``forward`` or
+    ``forward_train`` (DeciWatch's training entry), so both sync gradients."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, train_entry: bool, x: torch.Tensor):
+        return self.model.forward_train(x) if train_entry else self.model(x)
+
+
+class DDPTemporal(nn.parallel.DistributedDataParallel):
+    """DDP over a temporal model (Conv3D, DeciWatch, bi-ConvLSTM) with the model's call
+    interface (``model(x)``, ``model.forward_train(x)``). Gradients are plainly averaged:
+    the trainer divides each rank's loss sums by the *global* counts (times the world
+    size), so the average is the single-process gradient whatever each rank holds."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        super().__init__(_TemporalDispatch(model),
+                         device_ids=[device] if device.type == "cuda" else None,
+                         broadcast_buffers=False)   # only constant buffers (positions, interp)
+
+    @property
+    def inner(self) -> nn.Module:
+        return self.module.model
+
+    def forward_train(self, x: torch.Tensor):
+        return super().forward(True, x)
+
+    def forward(self, *args, **kwargs):
+        if args and isinstance(args[0], bool):
+            return super().forward(*args, **kwargs)
+        return super().forward(False, args[0] if args else kwargs["x"])
+
+
+def wrap_ddp_temporal(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` in DDPTemporal when distributed and trainable, else ``model`` itself."""
+    if not is_distributed() or not any(p.requires_grad for p in model.parameters()):
+        return model
+    return DDPTemporal(model, device)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a DDPClassifier / DDPTemporal (or ``model`` itself)."""
+    if isinstance(model, DDPClassifier):
+        return model.classifier
+    if isinstance(model, DDPTemporal):
+        return model.inner
+    return model
+
+
 # ----------------------------------------------------------------------------- files
 
 _scratch: list[Path] = []
@@ -333,6 +400,7 @@ def describe() -> dict:
 __all__: Sequence[str] = [
     "init_distributed", "cleanup", "is_distributed", "rank", "world_size", "is_main_process",
     "barrier", "main_process_first", "broadcast_object", "all_reduce_sum", "all_gather_cat",
-    "shard_range", "ShardedBatchSampler", "sharded_loader", "distributed_loader", "DDPClassifier",
-    "wrap_ddp", "scratch_dir", "remove_scratch", "describe",
+    "all_reduce_detached", "shard_range", "ShardedBatchSampler", "sharded_loader", "distributed_loader",
+    "DDPClassifier", "wrap_ddp", "DDPTemporal", "wrap_ddp_temporal", "unwrap", "scratch_dir",
+    "remove_scratch", "describe",
 ]

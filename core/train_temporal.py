@@ -15,6 +15,11 @@ with MSE; DeciWatch uses its own two masked L1 terms (``deciwatch_loss``). Every
 masked by ``visible`` (ground truth exists for that frame and keypoint, which is False
 for joints a dataset lacks), so missing joints are never trained towards zero.
 
+Under torchrun (``core.distributed``) the model is wrapped in DDP, every rank trains on
+its slice of the single-process global batches and the loss terms' counts are pooled over
+ranks, so a run equals the single-process one up to float noise (DeciWatch's dropout
+aside); rank 0 alone writes the run folder.
+
 PCK during training and for the headline is *pooled*: the fraction of all counted
 (frame, keypoint) pairs, i.e. every visible keypoint weighs the same. The per-keypoint
 table (pck.csv) is ``core.metrics.pck_table``.
@@ -33,11 +38,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from core import distributed as D
 from core.errors import DataError, RunError, TrainingError
 from core.heatmaps import decode_heatmaps
 from core.metrics import PCK_THRESHOLDS, pck, pck_table
 from core.models.temporal import (TRAINABLE_ARCHS, Identity, build_temporal, config_from_dict,
-                                  config_to_dict, deciwatch_loss, load_state, make_config)
+                                  config_to_dict, deciwatch_loss_terms, load_state, make_config)
 
 # The study fine-tunes pre-trained models with lr 1e-4 (DESIGN.md §6). Training from
 # scratch on a small synthetic set with that rate needs many more epochs than the demo
@@ -86,27 +92,50 @@ def _to(batch: dict, device: torch.device) -> dict:
             for k, v in batch.items()}
 
 
-def compute_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, predicted keypoints (B, T, K, 2) in heatmap px) for one batch on its device."""
+LossTerms = list  # [(weight, sum, count)]: loss = sum of weight * sum / max(count, 1)
+
+
+def loss_terms(model: nn.Module, batch: dict) -> tuple[LossTerms, torch.Tensor]:
+    """(the loss as (weight, sum, count) terms, predicted keypoints (B, T, K, 2) in heatmap
+    px) for one batch on its device. Heatmap models: one term, the squared error summed
+    over counted maps (mean over pixels) and their count; DeciWatch: its two L1 terms.
+
+    Terms rather than a loss so that the denominators can be pooled: over all ranks in a
+    distributed step, over all batches in ``evaluate``.
+    """
     x = batch["heatmaps"]                                         # (B, T, K, H, W)
     mask = batch["visible"]                                       # (B, T, K) bool
     size = tuple(x.shape[-2:])
-    if model.output_kind == "coords":
+    base = D.unwrap(model)
+    if base.output_kind == "coords":
         denoised, recovered = model.forward_train(x)              # normalised coords
-        loss = deciwatch_loss(model, denoised.float(), recovered.float(), batch["keypoints"],
-                              mask, size)
-        return loss, model.denormalise(recovered.detach().float(), size)
+        terms = deciwatch_loss_terms(base, denoised.float(), recovered.float(), batch["keypoints"],
+                                     mask, size)
+        return terms, base.denormalise(recovered.detach().float(), size)
     out = model(x).float()                                        # (B, T, K, H, W)
     per_map = (out - batch["target"]).pow(2).mean(dim=(-2, -1))   # (B, T, K)
     m = mask.float()
-    loss = (per_map * m).sum() / m.sum().clamp(min=1)
-    if isinstance(model, Identity):
+    terms = [(1.0, (per_map * m).sum(), m.sum())]
+    if isinstance(base, Identity):
         # The dataset decoded the estimator's peaks from float32 maps; the windows carry
         # float16 copies. Using its locations keeps the identity run exactly equal to
         # every run's identity_pck columns.
-        return loss, batch["input_keypoints"].float()
+        return terms, batch["input_keypoints"].float()
     pred, _ = decode_heatmaps(out)                                # (B, T, K, 2), no grad
-    return loss, pred
+    return terms, pred
+
+
+def combine_terms(terms: LossTerms, counts: list | None = None) -> torch.Tensor:
+    """sum of weight * sum / max(count, 1); ``counts`` replaces the terms' own counts
+    (e.g. the counts of all ranks)."""
+    counts = counts if counts is not None else [c for _, _, c in terms]
+    return sum(w * total / torch.as_tensor(c).clamp(min=1) for (w, total, _), c in zip(terms, counts))
+
+
+def compute_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, predicted keypoints (B, T, K, 2) in heatmap px) for one batch on its device."""
+    terms, pred = loss_terms(model, batch)
+    return combine_terms(terms), pred
 
 
 def _pooled_pck(pred, gt, visible, norm, thresholds=PCK_THRESHOLDS) -> np.ndarray:
@@ -130,28 +159,40 @@ def _check_finite(loss: torch.Tensor, where: str) -> None:
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer,
                     device: torch.device, *, amp: bool = True, grad_clip: float | None = 1.0,
                     epoch: int = 0, progress: bool = False) -> dict[str, float]:
-    """One pass over ``loader``; returns mean loss and pooled train PCK@0.05."""
+    """One pass over ``loader``; returns mean loss and pooled train PCK@0.05.
+
+    Under torchrun each rank holds its share of the global batch (``WindowBatches``):
+    the loss terms' counts are summed over ranks (one small all-reduce per step), each
+    rank's sums are divided by those global counts, and the loss is scaled by the world
+    size because DDP averages gradients; the result is the single-process gradient.
+    """
     from tqdm.auto import tqdm
     model.train()
-    total, n, hits, counted = 0.0, 0, 0.0, 0
+    world = D.world_size()
+    total, n, hits, counted = 0.0, 0.0, 0.0, 0.0
     for batch in tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not progress):
         batch = _to(batch, device)
         with _autocast(device, amp):
-            loss, pred = compute_loss(model, batch)
+            terms, pred = loss_terms(model, batch)
+        b = float(batch.get("samples", batch["heatmaps"].shape[0]))   # 0 for a padding share
+        counts = torch.stack([torch.as_tensor(c, dtype=torch.float32, device=device) for _, _, c in terms]
+                             + [torch.tensor(b, device=device)])
+        counts = D.all_reduce_detached(counts)                     # no-op in one process
+        loss = combine_terms(terms, list(counts[:-1]))             # this rank's share of the loss
         _check_finite(loss, f"epoch {epoch}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * world).backward()                                  # DDP divides by world
         if grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
-        b = batch["heatmaps"].shape[0]
-        total, n = total + loss.item() * b, n + b
+        global_b = float(counts[-1])
+        total, n = total + loss.item() * global_b, n + b           # shares sum to the global loss
         # PCK@0.05 on the fly, pooled: correct and counted pairs summed over batches
-        vis = batch["visible"]
+        vis = batch["visible"] & (batch["norm"][..., None] > 0)
         ok = (pred - batch["keypoints"]).norm(dim=-1) <= 0.05 * batch["norm"][..., None]
-        ok = ok & vis & (batch["norm"][..., None] > 0)
-        hits += ok.sum().item()
-        counted += (vis & (batch["norm"][..., None] > 0)).sum().item()
+        hits += (ok & vis).sum().item()
+        counted += vis.sum().item()
+    total, n, hits, counted = D.all_reduce_sum(total, n, hits, counted)
     return {"loss": total / max(n, 1), "pck": hits / counted if counted else math.nan}
 
 
@@ -160,19 +201,25 @@ def evaluate(model: nn.Module, loader, device: torch.device, *, amp: bool = True
              progress: bool = False, desc: str = "eval") -> dict[str, Any]:
     """Loss and PCK over ``loader``, plus the arrays predictions.parquet is made of.
 
+    The loss pools its terms over the whole split (sum of errors / number of counted
+    keypoints), so it does not depend on how the windows are batched or sharded. Under
+    torchrun each rank evaluates its contiguous share and the arrays are gathered in
+    rank order, i.e. in window order.
+
     Returned arrays (W = windows, T frames, K keypoints): pred, gt, input (W, T, K, 2),
     visible (W, T, K), norm (W, T), video, start (W,).
     """
     from tqdm.auto import tqdm
+    model = D.unwrap(model)
     model.eval()
-    total, n = 0.0, 0
+    sums: np.ndarray | None = None                      # per term: weight, sum, count
     keep: dict[str, list] = {k: [] for k in ("pred", "gt", "input", "visible", "norm", "video", "start")}
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
         batch = _to(batch, device)
         with _autocast(device, amp):
-            loss, pred = compute_loss(model, batch)
-        b = batch["heatmaps"].shape[0]
-        total, n = total + loss.float().item() * b, n + b
+            terms, pred = loss_terms(model, batch)
+        step = np.array([[w, float(t), float(c)] for w, t, c in terms], dtype=np.float64)
+        sums = step if sums is None else sums + step * [0, 1, 1]
         keep["pred"].append(pred.float().cpu())
         keep["gt"].append(batch["keypoints"].float().cpu())
         keep["input"].append(batch["input_keypoints"].float().cpu())
@@ -180,10 +227,14 @@ def evaluate(model: nn.Module, loader, device: torch.device, *, amp: bool = True
         keep["norm"].append(batch["norm"].float().cpu())
         keep["video"].append(torch.as_tensor(batch["video"]).cpu())
         keep["start"].append(torch.as_tensor(batch["start"]).cpu())
-    if n == 0:
+    if sums is None:
         raise DataError(None, f"{desc}: no windows to evaluate")
-    out = {k: torch.cat(v).numpy() for k, v in keep.items()}
-    out["loss"] = total / n
+    out = {k: torch.cat(v) for k, v in keep.items()}
+    if getattr(loader, "sharded", False):               # every rank holds >= 1 window
+        out = {k: D.all_gather_cat(v) for k, v in out.items()}
+        sums[:, 1:] = np.asarray(D.all_reduce_sum(*sums[:, 1:].reshape(-1))).reshape(-1, 2)
+    out = {k: v.numpy() for k, v in out.items()}
+    out["loss"] = float(sum(w * t / max(c, 1) for w, t, c in sums))
     out["pck_all"] = _pooled_pck(out["pred"], out["gt"], out["visible"], out["norm"])
     out["identity_pck_all"] = _pooled_pck(out["input"], out["gt"], out["visible"], out["norm"])
     out["pck"] = float(out["pck_all"][0])
@@ -218,8 +269,9 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, device: to
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
     result, first = FitResult(), 1
+    base = D.unwrap(model)          # state dicts without DDP's prefixes
     if resume is not None:
-        model.load_state_dict(resume["model"])
+        base.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         result, first = resume["result"], resume["epoch"] + 1
@@ -247,12 +299,12 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, device: to
         improved = va["pck"] > result.best_val_pck or result.best_state is None
         if improved:
             result.best_epoch, result.best_val_pck = epoch, va["pck"]
-            result.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            result.best_state = {k: v.detach().cpu().clone() for k, v in base.state_dict().items()}
             result.since_best = 0
         else:
             result.since_best += 1
         if checkpoint:  # persist first: a kill during on_epoch loses nothing
-            checkpoint(epoch, result, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            checkpoint(epoch, result, {"model": base.state_dict(), "optimizer": optimizer.state_dict(),
                                        "scheduler": scheduler.state_dict()}, improved)
         if on_epoch:
             on_epoch(epoch, row)
@@ -323,21 +375,55 @@ class WindowBatches:
     ``ds.to("cuda")``, on the GPU), which per-item DataLoader collation cannot match:
     the data half measured ~4x more windows/s on CPU, and thousands/s on a GPU.
     ``set_epoch`` reseeds the shuffle, so epoch e always sees the same order (resume).
+
+    Under torchrun (``world`` > 1) it yields this rank's part of the single-process
+    batches, as ``core.distributed.ShardedBatchSampler`` does for images:
+    ``shuffle=True`` (training): the same global batches of ``batch_size``, rank r taking
+    its contiguous slice of each (a rank whose slice is empty gets one window with no
+    visible keypoint and ``samples`` = 0, so it adds nothing); ``shuffle=False``
+    (evaluation): a contiguous share of all windows (``sharded``), gathered in rank
+    order by ``evaluate``; with fewer windows than ranks every rank takes them all.
     """
 
-    def __init__(self, ds, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+    def __init__(self, ds, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 rank: int = 0, world: int = 1):
         self.ds, self.batch_size, self.shuffle, self.seed = ds, batch_size, shuffle, seed
+        self.rank, self.world = rank, world
+        self.sharded = world > 1 and not shuffle and len(ds) >= world
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _shard(self) -> tuple[int, int]:
+        return D.shard_range(len(self.ds), self.rank, self.world) if self.sharded else (0, len(self.ds))
+
     def __len__(self) -> int:
-        return math.ceil(len(self.ds) / self.batch_size)
+        if self.shuffle or not self.sharded:
+            return math.ceil(len(self.ds) / self.batch_size)
+        lo, hi = self._shard()
+        return math.ceil((hi - lo) / self.batch_size)
 
     def __iter__(self):
-        return self.ds.batches(self.batch_size, shuffle=self.shuffle,
-                               seed=self.seed * 100_003 + self.epoch)
+        if not self.shuffle:
+            lo, hi = self._shard()
+            for a in range(lo, hi, self.batch_size):
+                yield self.ds.get_batch(np.arange(a, min(a + self.batch_size, hi)))
+            return
+        order = np.random.default_rng(self.seed * 100_003 + self.epoch).permutation(len(self.ds))
+        for a in range(0, len(order), self.batch_size):
+            global_batch = order[a:a + self.batch_size]
+            if self.world == 1:
+                yield self.ds.get_batch(global_batch)
+                continue
+            lo, hi = D.shard_range(len(global_batch), self.rank, self.world)
+            if hi > lo:
+                yield self.ds.get_batch(global_batch[lo:hi])
+            else:                       # DDP needs every rank in every step
+                batch = self.ds.get_batch(global_batch[:1])
+                batch["visible"] = torch.zeros_like(batch["visible"])
+                batch["samples"] = 0
+                yield batch
 
 
 def _loaders(index, cfg: TrainConfig, k: int, seed: int, device: torch.device,
@@ -350,7 +436,8 @@ def _loaders(index, cfg: TrainConfig, k: int, seed: int, device: torch.device,
                                         f"({len(index.splits[split])} videos); add longer or more videos")
         if ds.device != device:
             ds.to(device)       # on a GPU the frames stay there; batches are gathered in place
-    return {split: WindowBatches(ds, cfg.batch_size, shuffle=(split == "train"), seed=seed)
+    return {split: WindowBatches(ds, cfg.batch_size, shuffle=(split == "train"), seed=seed,
+                                 rank=D.rank(), world=D.world_size())
             for split, ds in datasets.items()}, datasets
 
 
@@ -426,10 +513,12 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
                            save_weights, write_metrics, write_run_info, write_table)
     import pandas as pd
 
-    _refuse_torchrun()
     t_start = time.perf_counter()
     phases: dict[str, float] = {}
-    dev = resolve_device(device)
+    dev = D.init_distributed(resolve_device(device))   # torchrun: this rank's device
+    progress = progress and D.is_main_process()          # one set of progress bars
+    if not D.is_main_process():
+        on_epoch = None
     seed_everything(seed)
     if index is None:
         index = load_sequences(data, seed=seed)
@@ -459,23 +548,31 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
         from core.runs import load_weights
         load_state(model, load_weights(init_run.path / WEIGHTS), init_run.path / WEIGHTS)
     model.to(dev)
+    train_model = D.wrap_ddp_temporal(model, dev)        # DDP under torchrun, else model
 
     info = {
         "kind": "temporal", "name": arch,
         "config": {"model": config_to_dict(model_cfg), "train": asdict(train_cfg)},
         "data": _data_info(index, datasets),
         "init_from": str(init_run.path) if init_run is not None else None,
-        "seed": seed, "device": str(dev), "started_at": now_iso(),
+        "seed": seed, "device": str(dev), "distributed": D.describe(), "started_at": now_iso(),
     }
     # A killed run of this exact call (same arch, configs, data, seed, init) resumes.
-    resume, run_dir = None, _resumable_run(runs_dir, info)
-    if run_dir is not None:
-        resume = load_checkpoint(run_dir / LAST, run_dir / WEIGHTS)
-        old = json.loads((run_dir / "run.json").read_text())
-        info["started_at"] = old.get("started_at", info["started_at"])
-        info["resumed_after_epoch"] = [*old.get("resumed_after_epoch", []), resume["epoch"]]
+    # Only rank 0 looks at (and writes) the runs folder; the other ranks get its resume
+    # state and write into a private scratch folder.
+    resume = None
+    if D.is_main_process():
+        run_dir = _resumable_run(runs_dir, info)
+        if run_dir is not None:
+            resume = load_checkpoint(run_dir / LAST, run_dir / WEIGHTS)
+            old = json.loads((run_dir / "run.json").read_text())
+            info["started_at"] = old.get("started_at", info["started_at"])
+            info["resumed_after_epoch"] = [*old.get("resumed_after_epoch", []), resume["epoch"]]
+        else:
+            run_dir = create_run_dir(runs_dir, arch)
     else:
-        run_dir = create_run_dir(runs_dir, arch)
+        run_dir = create_run_dir(D.scratch_dir(), arch)
+    resume = D.broadcast_object(resume)
     write_run_info(run_dir, info)
 
     history_rows: list[dict] = list(resume["result"].history) if resume else []
@@ -494,7 +591,7 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
                 save_weights(run_dir / WEIGHTS, result.best_state, metadata={"arch": arch})
             save_checkpoint(run_dir / LAST, epoch, result, state)
 
-        result = fit(model, loaders["train"], loaders["val"], train_cfg, dev, seed=seed,
+        result = fit(train_model, loaders["train"], loaders["val"], train_cfg, dev, seed=seed,
                      progress=progress, on_epoch=_epoch_done, checkpoint=_checkpoint, resume=resume)
         model.load_state_dict(result.best_state)
         best_epoch, stopped_early = result.best_epoch, result.stopped_early
@@ -536,6 +633,9 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
     })
     write_metrics(run_dir, metrics)
     (run_dir / LAST).unlink(missing_ok=True)   # finished: the resume state has no use left
+    if D.is_distributed():
+        run_dir = D.broadcast_object(run_dir)   # every rank returns rank 0's folder
+        D.remove_scratch()
     return run_dir
 
 
@@ -555,15 +655,6 @@ def _grid_init(init_from, arch: str):
     raise RunError(init_from, f"holds no finished {arch!r} run to fine-tune from")
 
 
-def _refuse_torchrun() -> None:
-    """Temporal training is not distributed (yet): under torchrun every rank would train the
-    same model and write its own run folder, so say so instead (core/distributed.py)."""
-    from core.distributed import env_world_size
-    if env_world_size() > 1:
-        raise RunError(None, "temporal training does not run under torchrun yet (one GPU trains an "
-                             "epoch in seconds); launch it as a single process")
-
-
 def train_temporal_grid(*, data, archs: list[str] | None = None, runs_dir, epochs: int | None = None,
                         device: str = "auto", seed: int = 0, batch_size: int | None = None,
                         lr: float | None = None, init_from=None, progress: bool = True,
@@ -577,7 +668,6 @@ def train_temporal_grid(*, data, archs: list[str] | None = None, runs_dir, epoch
     before each run and ``on_epoch(arch, epoch, row)`` after each epoch (demo progress).
     """
     from core.data.sequences import load_sequences
-    _refuse_torchrun()
     archs = list(archs) if archs else list(TRAINABLE_ARCHS)
     for a in archs:
         if a not in TRAINABLE_ARCHS and a != "identity":

@@ -18,7 +18,8 @@ from torch import nn
 from core.errors import RunError
 from core.models.temporal.conv3d import Conv3DConfig, Conv3DRefiner
 from core.models.temporal.convlstm import BiConvLSTMRefiner, ConvLSTMConfig
-from core.models.temporal.deciwatch import DeciWatch, DeciWatchConfig, deciwatch_loss
+from core.models.temporal.deciwatch import (DeciWatch, DeciWatchConfig, deciwatch_loss,
+                                            deciwatch_loss_terms)
 from core.models.temporal.identity import Identity, IdentityConfig
 
 TemporalConfig = Conv3DConfig | DeciWatchConfig | ConvLSTMConfig | IdentityConfig
@@ -97,4 +98,5 @@ def load_state(model: nn.Module, state: dict, source) -> None:
 
 __all__ = ["Identity", "ARCHS", "TRAINABLE_ARCHS", "TemporalConfig", "Conv3DConfig", "DeciWatchConfig",
            "ConvLSTMConfig", "IdentityConfig", "make_config", "config_to_dict", "config_from_dict",
-           "build_temporal", "rebuild_from_run", "load_state", "deciwatch_loss"]
+           "build_temporal", "rebuild_from_run", "load_state", "deciwatch_loss",
+           "deciwatch_loss_terms"]

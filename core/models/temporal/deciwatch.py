@@ -139,6 +139,25 @@ class DeciWatch(nn.Module):
         return self.denormalise(recovered, x.shape[-2:])
 
 
+def deciwatch_loss_terms(model: DeciWatch, denoised: torch.Tensor, recovered: torch.Tensor,
+                         gt_px: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]
+                         ) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
+    """The two masked L1 terms as (weight, sum, count): loss = sum of weight * sum / count.
+
+    Kept apart so that a distributed step can divide each sum by its count over *all*
+    ranks (core.train_temporal), which makes the gradient the single-process one.
+    gt_px (B, T, K, 2) heatmap px, mask (B, T, K) bool/float.
+    """
+    gt = model.normalise(gt_px.float(), size)                            # (B, T, K, 2)
+    m = mask.float()[..., None]                                          # (B, T, K, 1)
+
+    def l1(pred, target, w):
+        return (pred - target).abs().mul(w).sum(), 2 * w.sum()          # 2 axes per point
+
+    s = model.sampled
+    return [(model.cfg.denoise_weight, *l1(denoised, gt[:, s], m[:, s])), (1.0, *l1(recovered, gt, m))]
+
+
 def deciwatch_loss(model: DeciWatch, denoised: torch.Tensor, recovered: torch.Tensor,
                    gt_px: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Masked L1 of both stages. gt_px (B, T, K, 2) heatmap px, mask (B, T, K) bool/float.
@@ -146,11 +165,5 @@ def deciwatch_loss(model: DeciWatch, denoised: torch.Tensor, recovered: torch.Te
     Each term is the mean absolute error over counted (frame, keypoint, axis) entries,
     so the loss does not shrink when fewer joints are visible.
     """
-    gt = model.normalise(gt_px.float(), size)                            # (B, T, K, 2)
-    m = mask.float()[..., None]                                          # (B, T, K, 1)
-
-    def l1(pred, target, w):
-        return ((pred - target).abs() * w).sum() / (2 * w.sum()).clamp(min=1)
-
-    s = model.sampled
-    return model.cfg.denoise_weight * l1(denoised, gt[:, s], m[:, s]) + l1(recovered, gt, m)
+    return sum(w * total / count.clamp(min=1)
+               for w, total, count in deciwatch_loss_terms(model, denoised, recovered, gt_px, mask, size))
