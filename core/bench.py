@@ -69,6 +69,32 @@ def bench_cache(samples, fingerprint: str, *, image_size: int, cache_dir: Path, 
             "cache_mb": cache.images.nbytes / 2**20}, cache
 
 
+def bench_jpeg(root: Path, *, images: int, image_size: int, device: torch.device, progress: bool) -> dict:
+    """The same scenes as JPEG files: one core's PIL decode rate against the torchvision
+    decoder (``torchvision.io.decode_jpeg``: nvJPEG on CUDA, libjpeg-turbo on the CPU)
+    building the image cache, batches of 64 scenes per call."""
+    from core.data.infiniteform import load_infiniteform
+    from core.data.synthetic import write_image_dataset
+    from core.image_cache import build_image_cache, decode_rate
+    write_image_dataset(root / "jpeg", n_train=images - images // 5, n_test=max(1, images // 5), seed=0,
+                        size=320, people_max=2, progress=progress, image_format="jpeg")
+    index = load_infiniteform(root / "jpeg")
+    samples = [s for k in ("train", "val", "test") for s in index.splits[k]]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    one = decode_rate(samples, image_size=image_size)
+    kw = dict(fingerprint=index.fingerprint, image_size=image_size, margin=0.15, progress=False)
+    # start-up (loading torchvision's image library: ~1.4 s on the CPU; nvJPEG handles and
+    # first allocations on CUDA) is paid once per process, not per image: warm it up
+    build_image_cache(samples[:64], cache_dir=root / "jpeg-warm", decoder="torchvision", device=device, **kw)
+    stats: dict = {}
+    build_image_cache(samples, cache_dir=root / "jpeg-cache", decoder="torchvision", device=device,
+                      stats=stats, **kw)
+    return {"samples": len(samples), "one_core_pil_jpeg_images_per_s": one, "cores": cores,
+            "pil_all_cores_ideal_images_per_s": one * cores,
+            "torchvision_decoder_images_per_s": stats["images_per_s"],
+            "decoder_device": str(device)}
+
+
 @torch.inference_mode()
 def bench_features(model, cache, *, device: torch.device, batch_size: int) -> tuple[dict, torch.Tensor]:
     model.eval()
@@ -233,6 +259,8 @@ def run_bench(*, device: str = "auto", images: int = 200, out: Path | None = Non
         res["cache"], cache = bench_cache(samples, index.fingerprint, image_size=image_size,
                                           cache_dir=tmp / "cache", progress=progress)
         _say(res, "cache")
+        res["jpeg"] = bench_jpeg(tmp, images=images, image_size=image_size, device=dev, progress=progress)
+        _say(res, "jpeg")
         extractor = build_classifier(PRESETS["model1"]).to(dev)     # seeded random weights: speed only
         if cuda:
             extractor = extractor.to(memory_format=torch.channels_last)
@@ -269,6 +297,11 @@ def _say(res: dict, part: str) -> None:
         print(f"{'cache build':<34} {c['cache_build_images_per_s']:>10.1f} img/s   one core {c['one_core_decode_images_per_s']:.1f} "
               f"x {c['cores']} = {c['ideal_images_per_s']:.1f} -> {100 * c['fraction_of_ideal']:.0f}% of ideal "
               f"(bar {100 * t['cache_build_fraction_of_ideal']:.0f}%)", flush=True)
+    elif part == "jpeg":
+        j = res["jpeg"]
+        print(f"{'JPEG cache, torchvision decoder':<34} {j['torchvision_decoder_images_per_s']:>10.1f} img/s   "
+              f"on {j['decoder_device']}; PIL one core {j['one_core_pil_jpeg_images_per_s']:.1f} x {j['cores']} "
+              f"= {j['pil_all_cores_ideal_images_per_s']:.1f}", flush=True)
     elif part == "features":
         f = res["features"]
         print(f"{'feature extraction (cache)':<34} {f['images_per_s']:>10.1f} img/s   H100 target >= {t['features_images_per_s']}", flush=True)

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=224, help="scene width and height in pixels")
     p.add_argument("--people-max", type=int, default=3, help="most people in one scene")
+    p.add_argument("--format", choices=("png", "jpeg"), default="png",
+                   help="png (InfiniteForm's) or jpeg (what the GPU JPEG decoder reads)")
     p = synth.add_parser("sequences", help="videos + a simulated single-frame estimator's heatmaps")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--videos", type=int, default=40)
@@ -67,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", type=Path, default=None,
                        help="backbone weights file (.safetensors or a torch state dict)")
         p.add_argument("--image-size", type=int, default=224, help="crop side fed to ResNet-50 (paper: 224)")
+        p.add_argument("--decoder", choices=("auto", "pil", "torchvision"), default="auto",
+                       help="image cache decoder: auto = the GPU's JPEG decoder on CUDA when every "
+                            "image is a JPEG, else PIL on every core")
         p = group.add_parser("temporal")
         _add_common_train(p)
         if is_grid:
@@ -103,7 +108,7 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "synth" and args.what == "images":
         from core.data.synthetic import write_image_dataset
         write_image_dataset(args.out, n_train=args.train, n_test=args.test, seed=args.seed,
-                            size=args.size, people_max=args.people_max)
+                            size=args.size, people_max=args.people_max, image_format=args.format)
     elif args.command == "synth" and args.what == "sequences":
         from core.data.sequences import write_sequence_dataset
         write_sequence_dataset(args.out, videos=args.videos, frames=args.frames, seed=args.seed,
@@ -115,10 +120,10 @@ def run_command(args: argparse.Namespace) -> int:
             from core import train
             if args.command == "train":
                 train.train_classifier(preset=args.preset, weights=args.weights,
-                                       image_size=args.image_size, **common)
+                                       image_size=args.image_size, decoder=args.decoder, **common)
             else:
                 train.train_classifier_grid(presets=_split(args.presets), weights=args.weights,
-                                            image_size=args.image_size, **common)
+                                            image_size=args.image_size, decoder=args.decoder, **common)
         else:
             from core import train_temporal
             if args.command == "train":

@@ -41,8 +41,10 @@ class FeatureSet(Dataset):
                 "label": self.labels[i], "index": i}
 
 
-def feature_cache_path(runs_dir: str | Path, fingerprint: str, backbone_id: str, image_size: int) -> Path:
-    return Path(runs_dir) / CACHE_DIR / f"{fingerprint}-{backbone_id}-{image_size}.safetensors"
+def feature_cache_path(runs_dir: str | Path, fingerprint: str, backbone_id: str, image_size: int,
+                       decoder: str = "pil") -> Path:
+    tag = "" if decoder == "pil" else f"-{decoder}"       # see core.image_cache.cache_stem
+    return Path(runs_dir) / CACHE_DIR / f"{fingerprint}-{backbone_id}-{image_size}{tag}.safetensors"
 
 
 def sample_key(sample) -> str:

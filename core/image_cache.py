@@ -39,9 +39,14 @@ CACHE_DIR = "_cache/images"
 CHUNK = 64                 # samples per pool task: big enough to amortise IPC, small for balance
 
 
-def cache_stem(fingerprint: str, image_size: int, margin: float) -> str:
+DECODERS = ("pil", "torchvision")
+
+
+def cache_stem(fingerprint: str, image_size: int, margin: float, decoder: str = "pil") -> str:
     # Has dots ("m0.15"): add extensions with f-strings, never Path.with_suffix.
-    return f"{fingerprint}-{int(image_size)}px-m{margin:g}"
+    # The decoder is part of the key: torchvision's pixels differ from PIL's by a level or two.
+    tag = "" if decoder == "pil" else f"-{decoder}"
+    return f"{fingerprint}-{int(image_size)}px-m{margin:g}{tag}"
 
 
 def image_cache_dir(runs_dir: str | Path) -> Path:
@@ -101,6 +106,101 @@ def decode_rate(samples: Sequence, *, image_size: int, margin: float = 0.15, n: 
     return len(chosen) / max(time.perf_counter() - t0, 1e-9)
 
 
+# ----------------------------------------------------------------------------- torchvision / nvJPEG
+# torchvision.io.decode_jpeg decodes a whole list of JPEG files in one call, on the GPU
+# (nvJPEG) when device is CUDA: thousands of render-sized images/s against tens per CPU
+# core with PIL. Crop, padding and resize then run on the same device. The pixels are
+# not bit-equal to PIL's (another IDCT, and torch's antialiased bilinear instead of
+# PIL's fixed-point one): within a few levels, ~1 on average (tested on CPU), so these
+# caches carry their own key. PNG (InfiniteForm's format) has no GPU decoder: PIL.
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def is_jpeg(path: str | Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(3) == JPEG_MAGIC
+    except OSError:
+        return False
+
+
+def _decode_jpegs(paths: Sequence[str], device: torch.device) -> list[torch.Tensor]:
+    """(3, H, W) uint8 RGB per file (EXIF orientation applied, like ``open_image``), on
+    ``device``; DataError names the first file that cannot be decoded."""
+    import warnings
+    with warnings.catch_warnings():
+        # torchvision 0.29 marks its image codecs deprecated in favour of TorchCodec; they
+        # are what the pinned torchvision ships (nvJPEG included) until TorchCodec is pinned.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision")
+        return _decode_jpegs_unwarned(paths, device)
+
+
+def _decode_jpegs_unwarned(paths: Sequence[str], device: torch.device) -> list[torch.Tensor]:
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+    datas = []
+    for p in paths:
+        try:
+            datas.append(read_file(str(p)))
+        except RuntimeError as e:
+            raise DataError(p, f"cannot be read ({e})") from None
+    try:
+        return decode_jpeg(datas, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+    except RuntimeError:
+        pass                                     # one bad file fails the batch: find it
+    out = []
+    for p, d in zip(paths, datas):
+        try:
+            out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True))
+        except RuntimeError as e:
+            raise DataError(p, f"JPEG cannot be decoded ({str(e).splitlines()[0]})") from None
+    return out
+
+
+def crop_resize_tensor(image: torch.Tensor, box: tuple[int, int, int, int], image_size: int) -> torch.Tensor:
+    """``crop_padded`` + bilinear resize of a (3, H, W) uint8 tensor on its device ->
+    (S, S, 3) uint8. The box may run past the borders: padded with the ImageNet mean."""
+    from core.data.images import IMAGENET_MEAN_RGB8
+    x0, y0, x1, y1 = box
+    _, h, w = image.shape
+    canvas = torch.tensor(IMAGENET_MEAN_RGB8, dtype=torch.uint8, device=image.device)
+    canvas = canvas[:, None, None].expand(3, y1 - y0, x1 - x0).clone()
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if ix1 > ix0 and iy1 > iy0:
+        canvas[:, iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = image[:, iy0:iy1, ix0:ix1]
+    if canvas.shape[1:] != (image_size, image_size):
+        x = torch.nn.functional.interpolate(canvas[None].float(), size=(image_size, image_size),
+                                            mode="bilinear", antialias=True, align_corners=False)
+        canvas = x[0].round_().clamp_(0, 255).to(torch.uint8)
+    return canvas.permute(1, 2, 0)
+
+
+def _build_torchvision(samples: Sequence, out: np.ndarray, *, image_size: int, margin: float,
+                       device: torch.device, batch: int, bar) -> None:
+    """Fill ``out`` (N, S, S, 3) with every sample's crop, decoding ``batch`` scenes per call."""
+    from core.data.infiniteform import crop_box
+    paths = list(dict.fromkeys(str(s.image_path) for s in samples))     # scenes, first-seen order
+    rows: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        rows.setdefault(str(s.image_path), []).append(i)
+    for start in range(0, len(paths), batch):
+        chunk = paths[start:start + batch]
+        images = _decode_jpegs(chunk, device)
+        done, crops = [], []
+        for path, img in zip(chunk, images):
+            for i in rows[path]:
+                s = samples[i]
+                if (img.shape[2], img.shape[1]) != tuple(s.image_size):
+                    raise DataError(path, f"image is {img.shape[2]}x{img.shape[1]} pixels but the "
+                                          f"annotation says {s.image_size[0]}x{s.image_size[1]}")
+                crops.append(crop_resize_tensor(img, crop_box(s.bbox, s.image_size, margin), image_size))
+                done.append(i)
+        del images
+        if done:       # one device -> host copy per batch, not one (synchronising) per crop
+            out[np.asarray(done)] = torch.stack(crops).cpu().numpy()
+        bar.update(len(done))
+
+
 # ----------------------------------------------------------------------------- the cache
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -125,10 +225,10 @@ class ImageCache:
         return len(self.sample_ids)
 
     @classmethod
-    def load(cls, cache_dir: str | Path, *, fingerprint: str, image_size: int, margin: float
-             ) -> "ImageCache | None":
+    def load(cls, cache_dir: str | Path, *, fingerprint: str, image_size: int, margin: float,
+             decoder: str = "pil") -> "ImageCache | None":
         """The cache of this key, or None when it is missing or damaged (then rebuild)."""
-        stem = Path(cache_dir) / cache_stem(fingerprint, image_size, margin)
+        stem = Path(cache_dir) / cache_stem(fingerprint, image_size, margin, decoder)
         npy, idx = stem.parent / f"{stem.name}.npy", stem.parent / f"{stem.name}.json"
         if not (npy.is_file() and idx.is_file()):
             return None
@@ -221,27 +321,53 @@ class CachedPoseDataset(torch.utils.data.Dataset):
 
 # ----------------------------------------------------------------------------- building
 
+def resolve_decoder(samples: Sequence, decoder: str, device: torch.device | str | None) -> str:
+    """"pil", or "torchvision" when asked for (or "auto" on a CUDA device) and every image
+    is a JPEG; otherwise says why it falls back to PIL."""
+    if decoder not in (*DECODERS, "auto"):
+        raise DataError(None, f"unknown image decoder {decoder!r}; choose from auto, {', '.join(DECODERS)}")
+    if decoder == "pil":
+        return "pil"
+    if decoder == "auto" and (device is None or torch.device(device).type != "cuda"):
+        return "pil"
+    paths = list(dict.fromkeys(str(s.image_path) for s in samples))
+    other = [p for p in paths if not is_jpeg(p)]
+    if other:
+        if decoder == "auto":                # PNG data (InfiniteForm's format): nothing to say
+            return "pil"
+        print(f"image cache: the torchvision (GPU) decoder reads JPEG only; {len(other)} of {len(paths)} "
+              f"images are not (e.g. {other[0]}): decoding with PIL on every core", flush=True)
+        return "pil"
+    return "torchvision"
+
+
 def build_image_cache(samples: Sequence, *, fingerprint: str, image_size: int, margin: float,
                       cache_dir: str | Path, workers: int | None = None, progress: bool = True,
-                      stats: dict | None = None) -> ImageCache:
-    """The cache of (fingerprint, image_size, margin) for ``samples``: loaded when it
-    exists and covers them, else built (all of ``samples``, in their order).
+                      stats: dict | None = None, decoder: str = "pil",
+                      device: torch.device | str | None = None, decode_batch: int = 64) -> ImageCache:
+    """The cache of (fingerprint, image_size, margin, decoder) for ``samples``: loaded when
+    it exists and covers them, else built (all of ``samples``, in their order).
 
-    ``workers``: decode processes (default: every core this process may use). ``stats``
-    (a dict) receives {"built": bool, "seconds", "images_per_s", "workers"}.
+    ``decoder``: "pil" (default: a fork pool of ``workers`` processes, default every core
+    this process may use; pixels exactly PoseDataset's), "torchvision" (JPEG files
+    decoded ``decode_batch`` at a time by ``torchvision.io.decode_jpeg`` on ``device``:
+    nvJPEG on CUDA), or "auto" (torchvision on CUDA when every file is a JPEG).
+    ``stats`` (a dict) receives {"built": bool, "seconds", "images_per_s", "workers", "decoder"}.
     Raises DataError naming the first image that cannot be decoded; nothing is left behind.
     """
     cache_dir = Path(cache_dir)
     samples = list(samples)
-    found = ImageCache.load(cache_dir, fingerprint=fingerprint, image_size=image_size, margin=margin)
+    decoder = resolve_decoder(samples, decoder, device)
+    found = ImageCache.load(cache_dir, fingerprint=fingerprint, image_size=image_size, margin=margin,
+                            decoder=decoder)
     if found is not None and found.covers(samples):
         if stats is not None:
-            stats.update(built=False, seconds=0.0, images_per_s=float("nan"), workers=0)
+            stats.update(built=False, seconds=0.0, images_per_s=float("nan"), workers=0, decoder=decoder)
         return found
     ids = [str(s.sample_id) for s in samples]
     if len(set(ids)) != len(ids):
         raise DataError(None, "image cache: duplicate sample ids in the samples given")
-    stem = cache_dir / cache_stem(fingerprint, image_size, margin)
+    stem = cache_dir / cache_stem(fingerprint, image_size, margin, decoder)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{stem.name}.{os.getpid()}.tmp.npy"
     n = len(samples)
@@ -254,47 +380,70 @@ def build_image_cache(samples: Sequence, *, fingerprint: str, image_size: int, m
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, image_size, image_size, 3))
     del arr                                          # workers reopen it; header is written
     try:
-        _JOB.update(samples=samples, image_size=image_size, margin=margin, tmp=str(tmp))
-        chunks = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
         from tqdm.auto import tqdm
-        bar = tqdm(total=n, desc=f"image cache ({workers} proc)", disable=not progress, leave=False)
-        if workers == 1:
-            results = map(_decode_chunk, chunks)
-            pool = None
+        if decoder == "torchvision":
+            workers = 0                               # the decoder batches; no pool
+            dev = torch.device(device or "cpu")
+            with tqdm(total=n, desc=f"image cache (decode_jpeg on {dev})", disable=not progress,
+                      leave=False) as bar:
+                out = np.load(tmp, mmap_mode="r+")
+                try:
+                    _build_torchvision(samples, out, image_size=image_size, margin=margin, device=dev,
+                                       batch=decode_batch, bar=bar)
+                finally:
+                    del out
         else:
-            pool = mp.get_context("fork").Pool(workers)
-            results = pool.imap_unordered(_decode_chunk, chunks)
-        try:
-            for count, error in results:
-                if error is not None:
-                    raise DataError(None, f"image cache: {error}")
-                bar.update(count)
-        finally:
-            bar.close()
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+            with tqdm(total=n, desc=f"image cache ({workers} proc)", disable=not progress,
+                      leave=False) as bar:
+                _build_pil(samples, tmp, image_size=image_size, margin=margin, workers=workers,
+                           chunk=chunk, bar=bar)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, stem.parent / f"{stem.name}.npy")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    finally:
-        _JOB.clear()
     write_json(stem.parent / f"{stem.name}.json", {"sample_ids": ids, "image_size": int(image_size),
                                            "margin": float(margin), "fingerprint": fingerprint,
-                                           "shape": [n, image_size, image_size, 3]})
+                                           "shape": [n, image_size, image_size, 3], "decoder": decoder})
     seconds = time.perf_counter() - t0
     if stats is not None:
-        stats.update(built=True, seconds=seconds, images_per_s=n / max(seconds, 1e-9), workers=workers)
-    out = ImageCache.load(cache_dir, fingerprint=fingerprint, image_size=image_size, margin=margin)
+        stats.update(built=True, seconds=seconds, images_per_s=n / max(seconds, 1e-9), workers=workers,
+                     decoder=decoder)
+    out = ImageCache.load(cache_dir, fingerprint=fingerprint, image_size=image_size, margin=margin,
+                          decoder=decoder)
     assert out is not None
     return out
 
 
+def _build_pil(samples: Sequence, tmp: Path, *, image_size: int, margin: float, workers: int,
+               chunk: int, bar) -> None:
+    """Fill the .npy at ``tmp`` with every sample's crop: PIL in a fork pool of ``workers``
+    (in this process when 1), chunks of consecutive samples written in place."""
+    n = len(samples)
+    _JOB.update(samples=samples, image_size=image_size, margin=margin, tmp=str(tmp))
+    chunks = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+    pool = None
+    try:
+        if workers == 1:
+            results = map(_decode_chunk, chunks)
+        else:
+            pool = mp.get_context("fork").Pool(workers)
+            results = pool.imap_unordered(_decode_chunk, chunks)
+        for count, error in results:
+            if error is not None:
+                raise DataError(None, f"image cache: {error}")
+            bar.update(count)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        _JOB.clear()
+
+
 def cached_pose_dataset(samples: Sequence, *, all_samples: Sequence, fingerprint: str, image_size: int,
-                        margin: float, runs_dir: str | Path, progress: bool = True) -> CachedPoseDataset:
+                        margin: float, runs_dir: str | Path, progress: bool = True, decoder: str = "pil",
+                        device: torch.device | str | None = None) -> CachedPoseDataset:
     """``samples`` as a CachedPoseDataset, building the cache of ``all_samples`` (the whole
     dataset, so one build serves every split) when it is missing. Under torchrun rank 0
     builds it with every core while the other ranks wait, then they all read it."""
@@ -302,5 +451,6 @@ def cached_pose_dataset(samples: Sequence, *, all_samples: Sequence, fingerprint
     with D.main_process_first():
         cache = build_image_cache(all_samples, fingerprint=fingerprint, image_size=image_size,
                                   margin=margin, cache_dir=image_cache_dir(runs_dir),
-                                  progress=progress and D.is_main_process())
+                                  progress=progress and D.is_main_process(), decoder=decoder,
+                                  device=device)
     return cache.dataset(samples)

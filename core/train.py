@@ -256,6 +256,7 @@ class _Prepared:
     runs_dir: Path
     features: dict | None                           # split -> FeatureSet (None: not computed)
     phase_seconds: dict
+    image_decoder: str = "pil"                      # what decoded the image cache (run.json)
 
 
 def _prepare(data, *, runs_dir, device, seed, weights, image_size: int, margin: float) -> _Prepared:
@@ -316,21 +317,26 @@ def _pose_dataset(samples, image_size: int, margin: float):
 
 
 def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, progress: bool,
-                     margin: float = 0.15, on_progress=None) -> dict:
+                     margin: float = 0.15, on_progress=None, decoder: str = "auto") -> dict:
     """One feature pass over every split (only samples not cached yet are computed).
-    The cache key has no margin: every caller uses TrainConfig's default crop margin."""
+    The cache key has no margin: every caller uses TrainConfig's default crop margin.
+    ``decoder``: the image cache's (``core.image_cache.resolve_decoder``): "auto" uses
+    the GPU's JPEG decoder on CUDA when every image is a JPEG; its features carry their
+    own cache key, since its pixels differ from PIL's by a level or two."""
+    from core.image_cache import cached_pose_dataset, resolve_decoder   # crops decoded once
     extractor = build_classifier(PRESETS["model1"], prep.backbone_state).to(prep.device)
     extractor = extractor.to(memory_format=torch.channels_last)     # see compute_features
     splits = prep.index.splits
     everything = [s for name in ("train", "val", "test") for s in splits.get(name, [])]
+    prep.image_decoder = resolve_decoder(everything, decoder, prep.device)
     path = feature_cache_path(prep.runs_dir, prep.index.fingerprint, backbone_id(prep.backbone_info),
-                              image_size)
-    from core.image_cache import cached_pose_dataset    # crops decoded once, on every core
+                              image_size, prep.image_decoder)
     fs = cached_features(extractor, everything,
                          lambda ss: cached_pose_dataset(ss, all_samples=everything,
                                                         fingerprint=prep.index.fingerprint,
                                                         image_size=image_size, margin=margin,
-                                                        runs_dir=prep.runs_dir, progress=progress),
+                                                        runs_dir=prep.runs_dir, progress=progress,
+                                                        decoder=prep.image_decoder, device=prep.device),
                          path=path, device=prep.device, batch_size=batch_size,
                          num_workers=default_workers(prep.device), progress=progress,
                          on_progress=on_progress)
@@ -346,19 +352,19 @@ def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, progr
 def train_classifier(*, data, preset: str, runs_dir, epochs: int | None = None, device="auto",
                      seed: int = 0, batch_size: int | None = None, lr: float | None = None,
                      weights=None, image_size: int = 224, progress: bool = True,
-                     feature_cache: bool = True, init_from=None) -> Path:
+                     feature_cache: bool = True, init_from=None, decoder: str = "auto") -> Path:
     """Train one preset on ``data`` and return its run folder (see module docstring)."""
     return train_classifier_grid(data=data, presets=[preset], runs_dir=runs_dir, epochs=epochs,
                                  device=device, seed=seed, batch_size=batch_size, lr=lr,
                                  weights=weights, image_size=image_size, progress=progress,
-                                 feature_cache=feature_cache, init_from=init_from)[0]
+                                 feature_cache=feature_cache, init_from=init_from, decoder=decoder)[0]
 
 
 def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_dir, epochs=None,
                           device="auto", seed: int = 0, batch_size: int | None = None,
                           lr: float | None = None, weights=None, image_size: int = 224,
                           progress: bool = True, feature_cache: bool = True, init_from=None,
-                          reuse_finished: bool = False,
+                          reuse_finished: bool = False, decoder: str = "auto",
                           on_progress: Callable[[float, str], None] | None = None) -> list[Path]:
     """Train several presets (default: the paper's seven) with ONE shared feature pass.
 
@@ -382,7 +388,7 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
     if feature_cache and any(PRESETS[p].feature_cacheable for p in presets):
         t0 = time.perf_counter()
         prep.features = _shared_features(
-            prep, image_size=image_size, batch_size=base.batch_size, progress=progress,
+            prep, image_size=image_size, batch_size=base.batch_size, progress=progress, decoder=decoder,
             on_progress=None if on_progress is None else (lambda f, m: on_progress(0.5 * f, m)))
         prep.phase_seconds["features"] = round(time.perf_counter() - t0, 3)
     _report(on_progress, 0.5, "features ready")
@@ -493,6 +499,7 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
         info = {"kind": "classifier", "name": name, "config": config, "data": data_info,
                 "backbone": prep.backbone_info, "seed": seed, "device": str(prep.device),
                 "feature_cache": use_features, "init_from": str(init_from) if init_from else None,
+                "image_decoder": prep.image_decoder if use_features else "pil",
                 "started_at": R.now_iso(), "ended_at": None, "phase_seconds": dict(prep.phase_seconds)}
     state = D.broadcast_object(state)      # torchrun: rank 0 alone reads the resume checkpoint
     R.write_run_info(run_dir, info)

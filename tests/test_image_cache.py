@@ -102,3 +102,108 @@ def test_normalize_uint8_matches_formula_and_channels_last():
     ref = ((u8.numpy().astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 1, 2)
     np.testing.assert_allclose(x.numpy(), ref, atol=1e-6)
     assert CHUNK > 1
+
+
+# ----------------------------------------------------------------------------- torchvision / nvJPEG
+
+@pytest.fixture(scope="module")
+def jpeg_index(tmp_path_factory):
+    """Synthetic data written as JPEG (``--format jpeg``), one file re-stored rotated with
+    EXIF orientation 6 (display = rotate 90 clockwise), the way a phone stores a portrait."""
+    from PIL import Image
+
+    from core.data.infiniteform import load_infiniteform
+    from core.data.synthetic import write_image_dataset
+    root = tmp_path_factory.mktemp("jpeg") / "data"
+    write_image_dataset(root, n_train=10, n_test=3, seed=2, size=128, people_max=3, progress=False,
+                        image_format="jpeg")
+    first = root / "train" / "1.rgb.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(first).transpose(Image.Transpose.ROTATE_90).save(first, quality=95, exif=exif)
+    return load_infiniteform(root)
+
+
+def test_torchvision_decoder_matches_pil_within_a_few_levels(jpeg_index, tmp_path):
+    """decode_jpeg + crop + antialiased resize (the nvJPEG path, here on the CPU) against
+    the PIL pool on the same JPEG files: another IDCT and resize, so a few levels apart,
+    never a different picture (EXIF orientation included)."""
+    samples = _all(jpeg_index)
+    kw = dict(fingerprint=jpeg_index.fingerprint, image_size=48, margin=0.15, cache_dir=tmp_path,
+              progress=False)
+    st_pil, st_tv = {}, {}
+    pil = build_image_cache(samples, workers=1, stats=st_pil, **kw)
+    tv = build_image_cache(samples, decoder="torchvision", device="cpu", decode_batch=4, stats=st_tv, **kw)
+    assert st_pil["decoder"] == "pil" and st_tv["decoder"] == "torchvision" and st_tv["built"]
+    assert tv.path != pil.path and tv.sample_ids == pil.sample_ids          # separate keys, same rows
+    diff = np.abs(tv.images.astype(np.int16) - pil.images.astype(np.int16))
+    assert diff.mean() < 1.5, diff.mean()
+    assert np.percentile(diff, 99) <= 12, np.percentile(diff, 99)
+    # a mis-oriented crop would differ by tens of levels on average; per sample:
+    assert diff.reshape(len(samples), -1).mean(axis=1).max() < 3
+    # a second call of the same key loads the cache
+    again = {}
+    build_image_cache(samples, decoder="torchvision", device="cpu", stats=again, **kw)
+    assert again["built"] is False
+
+
+def test_crop_resize_tensor_pads_like_crop_padded():
+    from PIL import Image
+
+    from core.data.infiniteform import crop_padded
+    from core.image_cache import crop_resize_tensor
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    t = torch.from_numpy(img).permute(2, 0, 1)
+    for box in [(5, 5, 25, 25), (-8, -4, 16, 20), (30, 20, 50, 40), (-10, -10, 50, 50)]:
+        want = np.asarray(crop_padded(Image.fromarray(img), box))
+        got = crop_resize_tensor(t, box, box[2] - box[0]).numpy()     # no resize: exact
+        np.testing.assert_array_equal(got, want)
+
+
+def test_decoder_falls_back_to_pil_for_png_and_rejects_unknown(index, tmp_path, capsys):
+    from core.image_cache import resolve_decoder
+    samples = _all(index)                                  # PNG files
+    assert resolve_decoder(samples, "auto", "cpu") == "pil"
+    assert resolve_decoder(samples, "torchvision", "cpu") == "pil"
+    assert "JPEG only" in capsys.readouterr().out
+    with pytest.raises(DataError, match="unknown image decoder"):
+        resolve_decoder(samples, "nvjpeg2", "cpu")
+
+
+def test_corrupt_jpeg_names_the_file_and_leaves_nothing(jpeg_index, tmp_path):
+    import shutil
+    samples = _all(jpeg_index)
+    data = tmp_path / "copy"
+    shutil.copytree(Path(samples[0].image_path).parent.parent, data)
+    from core.data.infiniteform import load_infiniteform
+    copy = load_infiniteform(data)
+    victim = Path(_all(copy)[3].image_path)
+    victim.write_bytes(victim.read_bytes()[:200])          # a JPEG header, then nothing
+    cache_dir = tmp_path / "cache"
+    with pytest.raises(DataError) as e:
+        build_image_cache(_all(copy), fingerprint=copy.fingerprint, image_size=32, margin=0.15,
+                          cache_dir=cache_dir, decoder="torchvision", device="cpu", progress=False)
+    assert victim.name in str(e.value)
+    assert not list(cache_dir.iterdir())
+
+
+def test_training_with_the_torchvision_decoder_records_and_keys_it(jpeg_index, tmp_path, monkeypatch):
+    """`train classifier --decoder torchvision` on JPEG data: the image cache and the
+    feature cache carry the decoder in their names (a PIL run beside it builds its own),
+    and run.json records it."""
+    import pandas as pd
+
+    from core.train import train_classifier
+    monkeypatch.setenv("POSELAB_OFFLINE", "1")
+    kw = dict(data=jpeg_index.root, preset="model1", runs_dir=tmp_path, epochs=1, batch_size=8,
+              image_size=32, device="cpu", progress=False)
+    tv = train_classifier(decoder="torchvision", **kw)
+    pil = train_classifier(decoder="pil", **kw)
+    assert json.loads((tv / "run.json").read_text())["image_decoder"] == "torchvision"
+    assert json.loads((pil / "run.json").read_text())["image_decoder"] == "pil"
+    assert len(list((tmp_path / "_cache" / "images").glob("*-torchvision.npy"))) == 1
+    assert len(list((tmp_path / "_cache" / "features").glob("*-torchvision.safetensors"))) == 1
+    a, b = (pd.read_parquet(r / "predictions.parquet") for r in (tv, pil))
+    assert a["sample_id"].tolist() == b["sample_id"].tolist()
+    assert len(list((tmp_path / "_cache" / "features").glob("*.safetensors"))) == 2

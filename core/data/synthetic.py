@@ -71,15 +71,22 @@ def categories() -> list[dict]:
              "skeleton": [[a + 1, b + 1] for a, b in COCO17_SKELETON]}]
 
 
+IMAGE_FORMATS = {"png": ".rgb.png", "jpeg": ".rgb.jpg"}   # format -> file suffix
+JPEG_QUALITY = 95
+
+
 def render_image(seed: int, split: str, index: int, *, size: int = 224, people_max: int = 3,
-                 supersample: int = 2) -> tuple[bytes, dict, list[dict]]:
-    """Render one scene -> (PNG bytes, image entry without id/file_name, annotations
-    without id/image_id). Pure function of its arguments."""
+                 supersample: int = 2, image_format: str = "png") -> tuple[bytes, dict, list[dict]]:
+    """Render one scene -> (PNG or JPEG bytes, image entry without id/file_name,
+    annotations without id/image_id). Pure function of its arguments."""
     rng = np.random.default_rng([seed, SPLIT_CODE[split], index])
     scene = sample_scene(rng, size=size, people_max=people_max)
     result = render_scene(scene, supersample=supersample, rng=rng)
     buf = io.BytesIO()
-    result.image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    if image_format == "jpeg":      # for the GPU (nvJPEG) decode path: InfiniteForm itself is PNG
+        result.image.save(buf, format="JPEG", quality=JPEG_QUALITY)
+    else:
+        result.image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     cam = scene.camera
     image = {"width": size, "height": size,
              "camera_rotation_deg": [round(cam.pitch_deg, 3), round(cam.yaw_deg, 3), round(cam.roll_deg, 3)],
@@ -155,27 +162,32 @@ def _convex_hull(pts: np.ndarray) -> np.ndarray:
 
 
 def _render_to_file(task: tuple) -> tuple[int, dict, list[dict]]:
-    out_dir, seed, split, index, image_id, size, people_max = task
-    png, image, anns = render_image(seed, split, index, size=size, people_max=people_max)
-    with atomic_write(Path(out_dir) / f"{image_id}.rgb.png") as f:
-        f.write(png)
+    out_dir, seed, split, index, image_id, size, people_max, image_format = task
+    data, image, anns = render_image(seed, split, index, size=size, people_max=people_max,
+                                     image_format=image_format)
+    with atomic_write(Path(out_dir) / f"{image_id}{IMAGE_FORMATS[image_format]}") as f:
+        f.write(data)
     return index, image, anns
 
 
 def write_image_dataset(out: Path, *, n_train: int, n_test: int, seed: int, size: int = 224,
                         people_max: int = 3, workers: int | None = None, progress: bool = True,
-                        on_progress: Callable[[float], None] | None = None) -> dict:
+                        on_progress: Callable[[float], None] | None = None,
+                        image_format: str = "png") -> dict:
     """Render ``n_train`` + ``n_test`` scenes into ``out`` (layout in the module docstring).
 
     ``workers``: processes (None = one per CPU, fewer for small sets); the output does
     not depend on it. ``progress``: a tqdm bar; ``on_progress(fraction)`` is called after
-    every image (for the dashboard's demo builder). Returns a summary dict and prints it
-    in two lines."""
+    every image (for the dashboard's demo builder). ``image_format``: "png" (InfiniteForm's)
+    or "jpeg" (quality 95, ``{id}.rgb.jpg``: what the GPU decoder reads). Returns a summary
+    dict and prints it in two lines."""
     out = Path(out)
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:
         raise DataError(out, f"need at least one image (got --train {n_train} --test {n_test})")
     if not 32 <= size <= 4096:
         raise DataError(out, f"--size must be between 32 and 4096 pixels (got {size})")
+    if image_format not in IMAGE_FORMATS:
+        raise DataError(out, f"--format must be one of {', '.join(IMAGE_FORMATS)} (got {image_format!r})")
     if people_max < 1:
         raise DataError(out, f"--people-max must be at least 1 (got {people_max})")
     if out.exists() and not out.is_dir():
@@ -197,7 +209,7 @@ def write_image_dataset(out: Path, *, n_train: int, n_test: int, seed: int, size
             n = counts[split]
             split_dir = out / split
             split_dir.mkdir(parents=True, exist_ok=True)
-            tasks = [(str(split_dir), seed, split, i, first_id[split] + i, size, people_max)
+            tasks = [(str(split_dir), seed, split, i, first_id[split] + i, size, people_max, image_format)
                      for i in range(n)]
             results: list = [None] * n
             it = pool.imap_unordered(_render_to_file, tasks, chunksize=4) if pool else map(_render_to_file, tasks)
@@ -211,7 +223,8 @@ def write_image_dataset(out: Path, *, n_train: int, n_test: int, seed: int, size
             classes: Counter = Counter()
             for i, (image, anns) in enumerate(results):
                 image_id = first_id[split] + i
-                images.append({"id": image_id, "file_name": f"{image_id}.rgb.png", **image})
+                images.append({"id": image_id, "file_name": f"{image_id}{IMAGE_FORMATS[image_format]}",
+                               **image})
                 for a in anns:
                     annotations.append({"id": next_ann_id, "image_id": image_id, **a})
                     classes[a["pose_category"]] += 1
