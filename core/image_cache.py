@@ -248,6 +248,15 @@ class ImageCache:
         """Row of each sample (by ``sample_id``); KeyError names a sample not cached."""
         return np.array([self._row[str(s.sample_id)] for s in samples], dtype=np.int64)
 
+    def row_of(self, sample_id) -> int | None:
+        """Row of one sample id, or None when it is not in this cache."""
+        return self._row.get(str(sample_id))
+
+    def crop(self, sample_id) -> np.ndarray | None:
+        """(S, S, 3) uint8 crop of one sample (a copy), or None when not cached."""
+        i = self.row_of(sample_id)
+        return None if i is None else np.array(self.images[i])
+
     def covers(self, samples: Sequence) -> bool:
         return all(str(s.sample_id) in self._row for s in samples)
 
@@ -414,6 +423,21 @@ def build_image_cache(samples: Sequence, *, fingerprint: str, image_size: int, m
                           decoder=decoder)
     assert out is not None
     return out
+
+
+def image_cache_of_run(run_path: str | Path, run_info: dict) -> ImageCache | None:
+    """The image cache a classifier run's features were computed from, when it is still in
+    the run's runs folder (``<runs>/_cache/images``), else None. Its rows are exactly the
+    model's input pixels, so the dashboard reads crops from it instead of decoding scenes."""
+    data = run_info.get("data") or {}
+    train = (run_info.get("config") or {}).get("train") or {}
+    fingerprint = data.get("fingerprint")
+    decoder = run_info.get("image_decoder", "pil")
+    if not fingerprint or decoder not in DECODERS:
+        return None
+    return ImageCache.load(image_cache_dir(Path(run_path).parent), fingerprint=str(fingerprint),
+                           image_size=int(train.get("image_size", 224)),
+                           margin=float(train.get("margin", 0.15)), decoder=decoder)
 
 
 def _build_pil(samples: Sequence, tmp: Path, *, image_size: int, margin: float, workers: int,

@@ -353,23 +353,36 @@ def draw_skeleton(img, keypoints: np.ndarray, edges=COCO17_SKELETON, radius: int
 
 
 def sample_picture(root: str | Path, row: pd.Series | dict, *, margin: float = 0.15,
-                   skeleton: bool = True, size: int = 192, max_pixels: int = 40_000_000):
+                   skeleton: bool = True, size: int = 192, max_pixels: int = 40_000_000,
+                   cache=None):
     """The crop of one prediction row (its person's bbox + margin), resized to ``size``,
     with the keypoint skeleton drawn on when asked. Raises DataError when the image is
-    missing, outside the data root, or unreadable."""
+    missing, outside the data root, or unreadable.
+
+    ``cache``: the run's ``core.image_cache.ImageCache``; when it holds this sample at
+    ``size`` px or more, the crop comes from it and the scene file's header alone is read
+    (for the crop's place in the scene), instead of decoding the whole scene."""
     from PIL import Image
 
-    from core.data.images import open_image
+    from core.data.images import open_image, read_image_size
     from core.data.infiniteform import crop_box, crop_padded
     path = resolve_inside(root, str(row["image_path"]))
-    img = open_image(path, max_pixels=max_pixels)
-    W, H = img.size
     bbox = row.get("bbox") if hasattr(row, "get") else None
-    # The same square crop the model saw (core.data.infiniteform.crop_box), so what the
-    # gallery shows is what was classified.
-    box = crop_box(bbox, (W, H), margin) if bbox is not None and len(bbox) == 4 else (0, 0, W, H)
-    crop = crop_padded(img, box)
-    scale_x, scale_y = size / crop.size[0], size / crop.size[1]
+    has_box = bbox is not None and len(bbox) == 4
+    cached = (cache.crop(row["sample_id"]) if cache is not None and has_box and cache.image_size >= size
+              and abs(cache.margin - margin) < 1e-9 and "sample_id" in row else None)
+    if cached is not None:
+        W, H = read_image_size(path)
+        box = crop_box(bbox, (W, H), margin)
+        crop = Image.fromarray(cached)
+    else:
+        img = open_image(path, max_pixels=max_pixels)
+        W, H = img.size
+        # The same square crop the model saw (core.data.infiniteform.crop_box), so what the
+        # gallery shows is what was classified.
+        box = crop_box(bbox, (W, H), margin) if has_box else (0, 0, W, H)
+        crop = crop_padded(img, box)
+    scale_x, scale_y = size / (box[2] - box[0]), size / (box[3] - box[1])
     canvas = crop.resize((size, size), Image.BILINEAR)
     kps = row.get("keypoints") if hasattr(row, "get") else None
     if skeleton and kps is not None and len(kps) == 51:

@@ -286,13 +286,17 @@ def run_uses_keypoints(run_info: dict) -> bool:
     return bool(((run_info.get("config") or {}).get("model") or {}).get("use_keypoints", False))
 
 
-def sample_input(run_info: dict, row, *, use_keypoints: bool) -> SaliencyInput:
+def sample_input(run_info: dict, row, *, use_keypoints: bool, cache=None) -> SaliencyInput:
     """A test sample of a classifier run (one predictions.parquet row) as model input.
 
     The image path is resolved inside the run's data root (a path that leaves it is a
-    DataError), decoded with ``open_image`` and cropped like ``PoseDataset`` does.
+    DataError), decoded with ``open_image`` and cropped like ``PoseDataset`` does; or,
+    when ``cache`` (the run's ``core.image_cache.ImageCache``) holds the sample, its
+    cached crop -- the very pixels the run was evaluated on -- and only the scene's
+    header is read.
     """
-    from core.data.images import image_to_tensor, open_image, tensor_to_image
+    from core.data.images import image_to_tensor, open_image, read_image_size, tensor_to_image
+    from core.image_cache import normalize_uint8
     from core.data.infiniteform import Sample, load_crop, model_keypoints
     from core.errors import DataError
     from core.report import resolve_inside
@@ -302,7 +306,10 @@ def sample_input(run_info: dict, row, *, use_keypoints: bool) -> SaliencyInput:
     if not root:
         raise DataError(None, "run.json has no data.root: cannot find the test images")
     path = resolve_inside(root, str(row["image_path"]))
-    scene = open_image(path)
+    cached = cache.crop(row["sample_id"]) if cache is not None and cache.image_size == size \
+        and abs(cache.margin - margin) < 1e-9 else None
+    scene = open_image(path) if cached is None else None
+    scene_size = scene.size if scene is not None else read_image_size(path)
     kp = np.asarray(row["keypoints"], np.float32).reshape(17, 3)
     bbox = tuple(float(v) for v in row["bbox"])
     if len(bbox) != 4:
@@ -311,9 +318,10 @@ def sample_input(run_info: dict, row, *, use_keypoints: bool) -> SaliencyInput:
                     image_id=row.get("image_id", ""), scene_id=str(row.get("image_id", "")),
                     person_index=int(row.get("person_index", 0)), label=int(row.get("label", -1)),
                     label_name=str(row.get("label_name", "")), bbox=bbox, keypoints=kp,
-                    image_size=scene.size, pose_variation=None, exercise_category=None,
+                    image_size=scene_size, pose_variation=None, exercise_category=None,
                     camera_rotation_deg=None)
-    image = image_to_tensor(load_crop(sample, margin, image=scene), size)
+    image = (image_to_tensor(load_crop(sample, margin, image=scene), size) if cached is None
+             else normalize_uint8(torch.from_numpy(cached)))
     kpt = torch.from_numpy(model_keypoints(sample, margin)) if use_keypoints else None
     return SaliencyInput(image=image, keypoints=kpt, display=tensor_to_image(image),
                          label=int(row["label"]) if "label" in row else None,

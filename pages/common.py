@@ -162,6 +162,20 @@ def cached_model(run: Run, device: str = "cpu"):
     return _load_model(str(run.path), _stamp(run.file("weights.safetensors")), device)
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _image_cache(path: str, stamp: float):
+    from core.image_cache import image_cache_of_run
+    return image_cache_of_run(path, load_run(Path(path)).info)
+
+
+def image_cache(run: Run):
+    """The run's image cache (``core.image_cache.image_cache_of_run``: the model's input
+    crops, memory-mapped) or None; shared by all sessions, keyed by run + run.json mtime."""
+    if run.kind != "classifier":
+        return None
+    return _image_cache(str(run.path), _stamp(run.file("run.json")))
+
+
 # ------------------------------------------------------------------ sidebar / errors
 
 
@@ -241,22 +255,26 @@ GALLERY_COLUMNS = 6
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _picture(root: str, image_path: str, bbox: tuple | None, keypoints: tuple | None,
-             skeleton: bool, size: int):
-    row = {"image_path": image_path, "bbox": bbox, "keypoints": keypoints}
+             skeleton: bool, size: int, sample_id: str, cache_path: str, _cache=None):
+    # cache_path stands for _cache in the key (the memmap itself is not hashed)
+    row = {"image_path": image_path, "bbox": bbox, "keypoints": keypoints, "sample_id": sample_id}
     try:
-        return report.sample_picture(root, row, skeleton=skeleton, size=size), None
+        return report.sample_picture(root, row, skeleton=skeleton, size=size, cache=_cache), None
     except DataError as e:
         return report.placeholder_picture(size), str(e)
 
 
 def picture(run: Run, row: pd.Series, *, skeleton: bool, size: int = 192):
-    """(PIL image, problem or None) for one prediction row; never raises for a bad image."""
+    """(PIL image, problem or None) for one prediction row; never raises for a bad image.
+    Crops come from the run's image cache when it is there (no scene decode)."""
     root = ((run.info.get("data") or {}).get("root")) or ""
     bbox = row.get("bbox")
     kps = row.get("keypoints")
+    cache = image_cache(run)
     return _picture(str(root), str(row.get("image_path", "")),
                     None if bbox is None else tuple(float(v) for v in bbox),
-                    None if kps is None else tuple(float(v) for v in kps), skeleton, size)
+                    None if kps is None else tuple(float(v) for v in kps), skeleton, size,
+                    str(row.get("sample_id", "")), str(cache.path) if cache is not None else "", cache)
 
 
 def open_saliency(run_id: str, sample_id) -> None:

@@ -34,7 +34,7 @@ def _sample_input(run_id: str, stamp: float, sample_id: str, use_kp: bool) -> sa
     row = preds[preds["sample_id"].astype(str) == sample_id]
     if row.empty:
         raise DataError(run.file("predictions.parquet"), f"no test sample {sample_id!r}")
-    return sal.sample_input(run.info, row.iloc[0], use_keypoints=use_kp)
+    return sal.sample_input(run.info, row.iloc[0], use_keypoints=use_kp, cache=common.image_cache(run))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

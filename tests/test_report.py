@@ -230,3 +230,37 @@ def test_sample_picture_draws_skeleton_and_reports_bad_images(tmp_path):
     with pytest.raises(DataError):
         report.sample_picture(tmp_path, {**row, "image_path": "bad.png"})
     assert report.placeholder_picture(32).size == (32, 32)
+
+
+def test_dashboard_reads_crops_from_the_runs_image_cache(dashboard_runs, monkeypatch):
+    """A classifier run finds the image cache its features came from; the gallery picture
+    and the saliency input read from it give exactly what decoding the scene gives, and
+    they really come from the cache (the scene is never decoded)."""
+    import pandas as pd
+    import torch
+
+    from core import saliency as sal
+    from core.image_cache import image_cache_of_run
+    from core.runs import load_run
+    from tests.conftest import run_dirs
+    run = load_run(run_dirs(dashboard_runs, "classifier")["model4"])
+    cache = image_cache_of_run(run.path, run.info)
+    assert cache is not None and cache.image_size == 64
+    preds = pd.read_parquet(run.path / "predictions.parquet")
+    root = run.info["data"]["root"]
+    rows = [preds.iloc[i] for i in range(0, len(preds), 4)]
+    decoded = [(np.asarray(report.sample_picture(root, r, skeleton=True, size=64)),
+                sal.sample_input(run.info, r, use_keypoints=True)) for r in rows]
+
+    def no_decoding(*a, **k):
+        raise AssertionError("the scene was decoded although the crop is cached")
+    monkeypatch.setattr("core.data.images.open_image", no_decoding)
+    for r, (pic, inp) in zip(rows, decoded):
+        got = np.asarray(report.sample_picture(root, r, skeleton=True, size=64, cache=cache))
+        np.testing.assert_array_equal(got, pic)
+        cinp = sal.sample_input(run.info, r, use_keypoints=True, cache=cache)
+        torch.testing.assert_close(cinp.image, inp.image, atol=1e-6, rtol=0)
+        torch.testing.assert_close(cinp.keypoints, inp.keypoints)
+    # a display larger than the cached crops decodes the scene (sharper than upsampling)
+    with pytest.raises(AssertionError, match="decoded"):
+        report.sample_picture(root, rows[0], size=128, cache=cache)
