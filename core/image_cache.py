@@ -328,6 +328,51 @@ class CachedPoseDataset(torch.utils.data.Dataset):
                    "keypoints": self.keypoints[start:end], "index": torch.arange(start, end)}
 
 
+class CachedLoader:
+    """A DataLoader stand-in over a CachedPoseDataset for training and evaluation through
+    the backbone (presets that fine-tune it, or ``--no-feature-cache``).
+
+    Each batch is one fancy-indexed read of the memory-mapped crops; uint8 crosses to the
+    device (pinned on CUDA) and is normalised there, channels-last. No worker processes:
+    there is nothing left to decode. Batches are drawn like ``DataLoader(ds, batch_size,
+    shuffle, generator)`` draws them (the same RandomSampler permutation from
+    ``generator``, which ``core.train.fit`` reseeds every epoch), or by ``batch_sampler``
+    (``core.distributed.ShardedBatchSampler`` under torchrun).
+    """
+
+    def __init__(self, ds: CachedPoseDataset, *, batch_size: int, device: torch.device | str,
+                 shuffle: bool = False, generator: torch.Generator | None = None, batch_sampler=None):
+        self.dataset, self.device = ds, torch.device(device)
+        self.generator = generator
+        if batch_sampler is None:
+            base = (torch.utils.data.RandomSampler(ds, generator=generator) if shuffle
+                    else torch.utils.data.SequentialSampler(ds))
+            batch_sampler = torch.utils.data.BatchSampler(base, batch_size, drop_last=False)
+        self.batch_sampler = batch_sampler
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[dict]:
+        if self.generator is not None:
+            # A DataLoader draws its workers' base seed from the generator as soon as an
+            # iterator is made (tqdm.auto makes one more than it uses); drawing it here,
+            # eagerly too, gives exactly a DataLoader's batches, so a preset trains on the
+            # same batches through the backbone as on cached features (tested).
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        return self._batches()
+
+    def _batches(self) -> Iterator[dict]:
+        ds, cuda = self.dataset, self.device.type == "cuda"
+        for idx in self.batch_sampler:
+            idx = torch.as_tensor(idx, dtype=torch.int64)
+            u8 = ds.cache.uint8_batch(ds.rows[idx.numpy()])                  # (B, S, S, 3)
+            if cuda:
+                u8 = u8.pin_memory()
+            yield {"image": normalize_uint8(u8.to(self.device, non_blocking=True), channels_last=True),
+                   "label": ds.labels[idx], "keypoints": ds.keypoints[idx], "index": idx}
+
+
 # ----------------------------------------------------------------------------- building
 
 def resolve_decoder(samples: Sequence, decoder: str, device: torch.device | str | None) -> str:

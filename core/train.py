@@ -257,6 +257,8 @@ class _Prepared:
     features: dict | None                           # split -> FeatureSet (None: not computed)
     phase_seconds: dict
     image_decoder: str = "pil"                      # what decoded the image cache (run.json)
+    cache_runs_dir: Path | None = None              # where _cache/ lives (runs_dir of rank 0)
+    image_sets: dict | None = None                  # split -> CachedPoseDataset, built on demand
 
 
 def _prepare(data, *, runs_dir, device, seed, weights, image_size: int, margin: float) -> _Prepared:
@@ -276,7 +278,8 @@ def _prepare(data, *, runs_dir, device, seed, weights, image_size: int, margin: 
                                                     device=device, image_size=image_size, margin=margin)
     t2 = time.perf_counter()
     return _Prepared(index, backbone_state, backbone_info, device, Path(runs_dir), None,
-                     {"load_data": round(t1 - t0, 3), "backbone": round(t2 - t1, 3)})
+                     {"load_data": round(t1 - t0, 3), "backbone": round(t2 - t1, 3)},
+                     cache_runs_dir=Path(runs_dir))
 
 
 CALIBRATION_SAMPLES = 64    # training crops that set a random backbone's BN statistics (one batch)
@@ -316,26 +319,41 @@ def _pose_dataset(samples, image_size: int, margin: float):
     return PoseDataset(list(samples), image_size=image_size, margin=margin, augment=False)
 
 
+def _image_sets(prep: _Prepared, tcfg: TrainConfig) -> dict:
+    """split -> CachedPoseDataset at the run's crop size; the image cache of the whole
+    dataset is built once (rank 0, every core) and shared by every preset of the grid."""
+    from core.image_cache import cached_pose_dataset
+    key = (tcfg.image_size, tcfg.margin)
+    if prep.image_sets is None or prep.image_sets.get("key") != key:
+        splits = prep.index.splits
+        everything = [s for k in ("train", "val", "test") for s in splits.get(k, [])]
+        cache = cached_pose_dataset(everything, all_samples=everything, fingerprint=prep.index.fingerprint,
+                                    image_size=tcfg.image_size, margin=tcfg.margin,
+                                    runs_dir=prep.cache_runs_dir, progress=False,
+                                    decoder=prep.image_decoder, device=prep.device).cache
+        prep.image_sets = {"key": key, **{k: cache.dataset(splits.get(k, [])) for k in ("train", "val", "test")}}
+    return prep.image_sets
+
+
 def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, progress: bool,
-                     margin: float = 0.15, on_progress=None, decoder: str = "auto") -> dict:
+                     margin: float = 0.15, on_progress=None) -> dict:
     """One feature pass over every split (only samples not cached yet are computed).
     The cache key has no margin: every caller uses TrainConfig's default crop margin.
-    ``decoder``: the image cache's (``core.image_cache.resolve_decoder``): "auto" uses
-    the GPU's JPEG decoder on CUDA when every image is a JPEG; its features carry their
-    own cache key, since its pixels differ from PIL's by a level or two."""
-    from core.image_cache import cached_pose_dataset, resolve_decoder   # crops decoded once
+    The images come from the image cache of ``prep.image_decoder``; features from the
+    torchvision (GPU JPEG) decoder carry their own key, its pixels differ from PIL's by a
+    level or two."""
+    from core.image_cache import cached_pose_dataset   # crops decoded once
     extractor = build_classifier(PRESETS["model1"], prep.backbone_state).to(prep.device)
     extractor = extractor.to(memory_format=torch.channels_last)     # see compute_features
     splits = prep.index.splits
     everything = [s for name in ("train", "val", "test") for s in splits.get(name, [])]
-    prep.image_decoder = resolve_decoder(everything, decoder, prep.device)
     path = feature_cache_path(prep.runs_dir, prep.index.fingerprint, backbone_id(prep.backbone_info),
                               image_size, prep.image_decoder)
     fs = cached_features(extractor, everything,
                          lambda ss: cached_pose_dataset(ss, all_samples=everything,
                                                         fingerprint=prep.index.fingerprint,
                                                         image_size=image_size, margin=margin,
-                                                        runs_dir=prep.runs_dir, progress=progress,
+                                                        runs_dir=prep.cache_runs_dir, progress=progress,
                                                         decoder=prep.image_decoder, device=prep.device),
                          path=path, device=prep.device, batch_size=batch_size,
                          num_workers=default_workers(prep.device), progress=progress,
@@ -385,10 +403,13 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
                         image_size=image_size, margin=base.margin)
     if init_from is not None:      # fail before the long feature pass, not after it
         _check_init_from(Path(init_from), list(prep.index.classes))
+    from core.image_cache import resolve_decoder
+    prep.image_decoder = resolve_decoder(
+        [s for k in ("train", "val", "test") for s in prep.index.splits.get(k, [])], decoder, dev)
     if feature_cache and any(PRESETS[p].feature_cacheable for p in presets):
         t0 = time.perf_counter()
         prep.features = _shared_features(
-            prep, image_size=image_size, batch_size=base.batch_size, progress=progress, decoder=decoder,
+            prep, image_size=image_size, batch_size=base.batch_size, progress=progress,
             on_progress=None if on_progress is None else (lambda f, m: on_progress(0.5 * f, m)))
         prep.phase_seconds["features"] = round(time.perf_counter() - t0, 3)
     _report(on_progress, 0.5, "features ready")
@@ -445,12 +466,18 @@ def _find_run(runs_dir: Path, name: str, config: dict, data_info: dict, backbone
 def _loaders(cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prepared, seed: int):
     use_features = prep.features is not None and tcfg.feature_cache and cfg.feature_cacheable
     splits = prep.index.splits
-    if use_features:
-        sets, workers = prep.features, 0
-    else:
-        sets = {k: _pose_dataset(splits.get(k, []), tcfg.image_size, tcfg.margin) for k in ("train", "val", "test")}
-        workers = default_workers(prep.device)
     gen = torch.Generator().manual_seed(seed)
+    if not use_features:           # through the backbone: crops from the image cache
+        from core.image_cache import CachedLoader
+        sets = _image_sets(prep, tcfg)
+        sampler = (D.ShardedBatchSampler(len(sets["train"]), tcfg.batch_size, shuffle=True, generator=gen)
+                   if D.is_distributed() else None)
+        train = CachedLoader(sets["train"], batch_size=tcfg.batch_size, device=prep.device, shuffle=True,
+                             generator=gen, batch_sampler=sampler)
+        val, test = (CachedLoader(sets[k], batch_size=tcfg.batch_size, device=prep.device)
+                     for k in ("val", "test"))
+        return train, val, test, use_features
+    sets, workers = prep.features, 0
     pin = prep.device.type == "cuda"
     if D.is_distributed():         # this rank's share of the single-process global batches
         train = D.sharded_loader(sets["train"], batch_size=tcfg.batch_size, shuffle=True, generator=gen,
@@ -499,7 +526,7 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
         info = {"kind": "classifier", "name": name, "config": config, "data": data_info,
                 "backbone": prep.backbone_info, "seed": seed, "device": str(prep.device),
                 "feature_cache": use_features, "init_from": str(init_from) if init_from else None,
-                "image_decoder": prep.image_decoder if use_features else "pil",
+                "image_decoder": prep.image_decoder,
                 "started_at": R.now_iso(), "ended_at": None, "phase_seconds": dict(prep.phase_seconds)}
     state = D.broadcast_object(state)      # torchrun: rank 0 alone reads the resume checkpoint
     R.write_run_info(run_dir, info)

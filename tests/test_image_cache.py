@@ -207,3 +207,33 @@ def test_training_with_the_torchvision_decoder_records_and_keys_it(jpeg_index, t
     a, b = (pd.read_parquet(r / "predictions.parquet") for r in (tv, pil))
     assert a["sample_id"].tolist() == b["sample_id"].tolist()
     assert len(list((tmp_path / "_cache" / "features").glob("*.safetensors"))) == 2
+
+
+def test_cached_loader_gives_a_dataloaders_batches(index, tmp_path):
+    """CachedLoader (training through the backbone) = DataLoader(PoseDataset, shuffle,
+    generator): same batches, same order epoch after epoch (reseeded like core.train.fit
+    does, and iterated through tqdm.auto like train_one_epoch), same tensors."""
+    from tqdm.auto import tqdm
+
+    from core.data.infiniteform import PoseDataset
+    from core.image_cache import CachedLoader
+    samples = _all(index)
+    cache = build_image_cache(samples, fingerprint=index.fingerprint, image_size=40, margin=0.15,
+                              cache_dir=tmp_path, workers=1, progress=False)
+    train = index.splits["train"]
+    g1, g2 = torch.Generator(), torch.Generator()
+    ref = torch.utils.data.DataLoader(PoseDataset(train, image_size=40, margin=0.15), batch_size=5,
+                                      shuffle=True, generator=g1)
+    got = CachedLoader(cache.dataset(train), batch_size=5, device="cpu", shuffle=True, generator=g2)
+    assert len(got) == len(ref)
+    for epoch in range(3):
+        g1.manual_seed(100 + epoch)
+        g2.manual_seed(100 + epoch)
+        for a, b in zip(tqdm(ref, disable=True), tqdm(got, disable=True), strict=True):
+            assert a["index"].tolist() == b["index"].tolist()
+            torch.testing.assert_close(b["image"], a["image"], atol=1e-6, rtol=0)
+            assert b["image"].is_contiguous(memory_format=torch.channels_last)
+            assert torch.equal(a["label"], b["label"])
+            torch.testing.assert_close(b["keypoints"], a["keypoints"])
+    plain = [b["index"].tolist() for b in CachedLoader(cache.dataset(train), batch_size=5, device="cpu")]
+    assert sum(plain, []) == list(range(len(train)))

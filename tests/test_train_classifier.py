@@ -158,7 +158,9 @@ def test_feature_cache_equals_training_through_the_frozen_backbone(data, warm_ru
     kw = dict(data=data, preset="model5", epochs=2, batch_size=4, image_size=SIZE, progress=False)
     cached = T.train_classifier(runs_dir=warm_runs, feature_cache=True, **kw)
     direct = T.train_classifier(runs_dir=tmp_path / "direct", feature_cache=False, **kw)
-    assert not (tmp_path / "direct" / "_cache").exists()
+    # through the backbone: no feature cache, crops read from the image cache
+    assert not (tmp_path / "direct" / "_cache" / "features").exists()
+    assert list((tmp_path / "direct" / "_cache" / "images").glob("*.npy"))
     a, b = R.load_run(cached), R.load_run(direct)
     assert a.info["feature_cache"] is True and b.info["feature_cache"] is False
     pd.testing.assert_frame_equal(a.history().drop(columns="seconds"), b.history().drop(columns="seconds"),
