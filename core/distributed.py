@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
 import os
 import shutil
 import tempfile
@@ -74,7 +75,11 @@ def init_distributed(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+        # Ranks wait at barriers while rank 0 builds the image cache or calibrates a
+        # backbone (minutes on a 60k-image dataset): NCCL's 10-minute default is too short.
+        dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None,
+                                timeout=datetime.timedelta(seconds=float(os.environ.get(
+                                    "POSELAB_DIST_TIMEOUT_S", 2 * 3600))))
         atexit.register(cleanup)
     return device
 
@@ -251,7 +256,7 @@ def _weighted_mean_hook(state, bucket):
     (No annotations: DDP checks them literally and this module's are strings.)"""
     g = bucket.buffer()
     n = float(state.local_batch)
-    packed = torch.cat([g * n, g.new_tensor([n])])
+    packed = torch.cat([g * n, g.new_full((1,), n)])      # new_full: no blocking host copy
     fut = dist.all_reduce(packed, async_op=True).get_future()
 
     def finish(f):
@@ -343,7 +348,7 @@ class DDPTemporal(nn.parallel.DistributedDataParallel):
     def __init__(self, model: nn.Module, device: torch.device):
         super().__init__(_TemporalDispatch(model),
                          device_ids=[device] if device.type == "cuda" else None,
-                         broadcast_buffers=False)   # only constant buffers (positions, interp)
+                         forward_sync_buffers=False)   # only constant buffers (positions, interp)
 
     @property
     def inner(self) -> nn.Module:

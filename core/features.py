@@ -42,8 +42,13 @@ class FeatureSet(Dataset):
 
 
 def feature_cache_path(runs_dir: str | Path, fingerprint: str, backbone_id: str, image_size: int,
-                       decoder: str = "pil") -> Path:
+                       decoder: str = "pil", device: torch.device | str = "cpu") -> Path:
+    """One file per (data, backbone, crop size, decoder, precision): features computed
+    under CUDA's bf16 autocast differ from float32 CPU ones, so they never share a file
+    (a cache extended on the other device would mix precisions row by row)."""
     tag = "" if decoder == "pil" else f"-{decoder}"       # see core.image_cache.cache_stem
+    if torch.device(device).type == "cuda":
+        tag += "-bf16"
     return Path(runs_dir) / CACHE_DIR / f"{fingerprint}-{backbone_id}-{image_size}{tag}.safetensors"
 
 

@@ -21,6 +21,7 @@ when both exist and agree, so a killed build is a miss, never a half-read array.
 """
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -138,23 +139,61 @@ def _decode_jpegs(paths: Sequence[str], device: torch.device) -> list[torch.Tens
 
 def _decode_jpegs_unwarned(paths: Sequence[str], device: torch.device) -> list[torch.Tensor]:
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
-    datas = []
+    datas, orientations = [], []
     for p in paths:
         try:
             datas.append(read_file(str(p)))
         except RuntimeError as e:
             raise DataError(p, f"cannot be read ({e})") from None
-    try:
-        return decode_jpeg(datas, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
-    except RuntimeError:
-        pass                                     # one bad file fails the batch: find it
-    out = []
-    for p, d in zip(paths, datas):
+        orientations.append(exif_orientation(p))
+    if device.type == "cuda":
+        # nvJPEG writes through its own stream: let queued kernels finish with memory the
+        # caching allocator may hand to the decoder (pytorch/vision#9606).
+        torch.cuda.current_stream(device).synchronize()
+
+    def one(p, d):
         try:
-            out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True))
+            return decode_jpeg(d, mode=ImageReadMode.RGB, device=device)
         except RuntimeError as e:
+            if device.type != "cpu":   # nvJPEG rejects some files libjpeg reads (CMYK, ...)
+                try:
+                    return decode_jpeg(d, mode=ImageReadMode.RGB).to(device)
+                except RuntimeError:
+                    pass
             raise DataError(p, f"JPEG cannot be decoded ({str(e).splitlines()[0]})") from None
-    return out
+
+    try:
+        images = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:                          # one bad file fails the batch: one by one
+        images = [one(p, d) for p, d in zip(paths, datas)]
+    # EXIF orientation by hand: decode_jpeg applies it on the CPU only (not with nvJPEG),
+    # so the same code orients on every device (and the CPU tests check the GPU's path)
+    return [orient(img, o) for img, o in zip(images, orientations)]
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag (1-8) of an image file, 1 when absent; header only."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            o = int(im.getexif().get(0x0112, 1))
+    except Exception:            # no or broken EXIF: the decoder reports real problems
+        return 1
+    return o if 1 <= o <= 8 else 1
+
+
+def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
+    """(C, H, W) as displayed for EXIF ``orientation`` (what PIL's exif_transpose does)."""
+    return {
+        1: lambda t: t,
+        2: lambda t: t.flip(-1),                                   # mirrored
+        3: lambda t: t.flip(-2, -1),                               # rotated 180
+        4: lambda t: t.flip(-2),                                   # upside down, mirrored
+        5: lambda t: t.transpose(-2, -1),                          # transposed
+        6: lambda t: torch.rot90(t, k=-1, dims=(-2, -1)),          # turn clockwise
+        7: lambda t: t.transpose(-2, -1).flip(-2, -1),             # transverse
+        8: lambda t: torch.rot90(t, k=1, dims=(-2, -1)),           # turn counter-clockwise
+    }[orientation](image)
 
 
 def crop_resize_tensor(image: torch.Tensor, box: tuple[int, int, int, int], image_size: int) -> torch.Tensor:
@@ -163,8 +202,9 @@ def crop_resize_tensor(image: torch.Tensor, box: tuple[int, int, int, int], imag
     from core.data.images import IMAGENET_MEAN_RGB8
     x0, y0, x1, y1 = box
     _, h, w = image.shape
-    canvas = torch.tensor(IMAGENET_MEAN_RGB8, dtype=torch.uint8, device=image.device)
-    canvas = canvas[:, None, None].expand(3, y1 - y0, x1 - x0).clone()
+    canvas = image.new_empty((3, y1 - y0, x1 - x0))
+    for c, v in enumerate(IMAGENET_MEAN_RGB8):     # fill_ with a Python number: no host sync
+        canvas[c].fill_(v)
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if ix1 > ix0 and iy1 > iy0:
         canvas[:, iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = image[:, iy0:iy1, ix0:ix1]
@@ -284,11 +324,18 @@ class ImageCache:
         return CachedPoseDataset(self, samples)
 
 
+@functools.lru_cache(maxsize=16)
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # made once per device: a fresh torch.tensor(..., device=cuda) per batch is a blocking
+    # copy that would undo the pinned, non-blocking transfer of the batch
+    return (torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device),
+            torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device))
+
+
 def normalize_uint8(u8: torch.Tensor, *, channels_last: bool = False) -> torch.Tensor:
     """(B, S, S, 3) or (S, S, 3) uint8 -> (B, 3, S, S) / (3, S, S) float32, ImageNet-normalised,
     in the same order of operations as ``images.image_to_tensor`` (x / 255, - mean, / std)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=u8.device)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=u8.device)
+    mean, std = _mean_std(u8.device)
     x = (u8.float() / 255.0 - mean) / std                                       # (..., S, S, 3)
     x = x.movedim(-1, -3)                                                       # (..., 3, S, S)
     if channels_last and x.dim() == 4:

@@ -347,8 +347,8 @@ def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, progr
     extractor = extractor.to(memory_format=torch.channels_last)     # see compute_features
     splits = prep.index.splits
     everything = [s for name in ("train", "val", "test") for s in splits.get(name, [])]
-    path = feature_cache_path(prep.runs_dir, prep.index.fingerprint, backbone_id(prep.backbone_info),
-                              image_size, prep.image_decoder)
+    path = feature_cache_path(prep.cache_runs_dir, prep.index.fingerprint, backbone_id(prep.backbone_info),
+                              image_size, prep.image_decoder, prep.device)
     fs = cached_features(extractor, everything,
                          lambda ss: cached_pose_dataset(ss, all_samples=everything,
                                                         fingerprint=prep.index.fingerprint,

@@ -434,11 +434,29 @@ def _loaders(index, cfg: TrainConfig, k: int, seed: int, device: torch.device,
         if len(ds) == 0:
             raise DataError(index.root, f"the {split} split has no window of {k} frames "
                                         f"({len(index.splits[split])} videos); add longer or more videos")
-        if ds.device != device:
+    on_device = _frames_fit_on(device, sum(ds.nbytes for ds in datasets.values()))
+    for ds in datasets.values():
+        if on_device and ds.device != device:
             ds.to(device)       # on a GPU the frames stay there; batches are gathered in place
     return {split: WindowBatches(ds, cfg.batch_size, shuffle=(split == "train"), seed=seed,
                                  rank=D.rank(), world=D.world_size())
             for split, ds in datasets.items()}, datasets
+
+
+def _frames_fit_on(device: torch.device, nbytes: int, share: float = 0.5) -> bool:
+    """Whether the windows' frames (``nbytes``) may live on ``device``: on a GPU, at most
+    ``share`` of its free memory (the model and activations need the rest). Otherwise
+    they stay in host memory and each batch is gathered there and copied over."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    if nbytes <= share * free:
+        return True
+    if D.is_main_process():
+        print(f"temporal data: {nbytes / 2**30:.1f} GiB of frames exceed {share:.0%} of the GPU's free "
+              f"{free / 2**30:.1f} GiB; keeping them in host memory (batches are copied per step)",
+              flush=True)
+    return False
 
 
 def predictions_frame(ev: dict[str, Any], video_names: list[str], keypoint_names):

@@ -237,3 +237,32 @@ def test_cached_loader_gives_a_dataloaders_batches(index, tmp_path):
             torch.testing.assert_close(b["keypoints"], a["keypoints"])
     plain = [b["index"].tolist() for b in CachedLoader(cache.dataset(train), batch_size=5, device="cpu")]
     assert sum(plain, []) == list(range(len(train)))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_by_hand_equals_pil_and_torchvision(tmp_path, orientation):
+    """The GPU decoder ignores EXIF orientation, so the cache orients by hand on every
+    device: equal to PIL's exif_transpose (lossless PNG) and to torchvision's own CPU
+    handling (JPEG), for all eight orientations."""
+    import warnings
+
+    from PIL import Image, ImageOps
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+    from core.image_cache import exif_orientation, orient
+    pixels = np.random.default_rng(orientation).integers(0, 256, (7, 12, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    png, jpg = tmp_path / "a.png", tmp_path / "a.jpg"
+    Image.fromarray(pixels).save(png, exif=exif)
+    Image.fromarray(pixels).save(jpg, quality=90, exif=exif)
+    assert exif_orientation(png) == exif_orientation(jpg) == orientation
+    want = np.asarray(ImageOps.exif_transpose(Image.open(png)))
+    got = orient(torch.from_numpy(pixels).permute(2, 0, 1), orientation).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(got, want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        data = read_file(str(jpg))
+        ref = decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+        mine = orient(decode_jpeg(data, mode=ImageReadMode.RGB), exif_orientation(jpg))
+    assert torch.equal(mine, ref)

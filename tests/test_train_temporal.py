@@ -220,3 +220,15 @@ def test_killed_run_resumes_to_the_same_result(seq_data, tmp_path):
     a, b = load_weights(unbroken / "weights.safetensors"), load_weights(resumed / "weights.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert run.metrics["test_pck@0.05"] == load_run(unbroken).metrics["test_pck@0.05"]
+
+
+def test_frames_stay_in_host_memory_when_they_would_crowd_the_gpu(monkeypatch, capsys):
+    """On CUDA the windows' frames move to the GPU only while they take at most half of
+    its free memory (the rest is for the model); larger sets are gathered on the host."""
+    from core.train_temporal import _frames_fit_on
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * 2**30, 80 * 2**30))
+    assert _frames_fit_on(cuda, 4 * 2**30)
+    assert not _frames_fit_on(cuda, 6 * 2**30)
+    assert "keeping them in host memory" in capsys.readouterr().out
+    assert not _frames_fit_on(torch.device("cpu"), 1)

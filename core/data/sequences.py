@@ -778,6 +778,11 @@ class WindowDataset(Dataset):
         item.update(video=vi, start=s)
         return item
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes ``to(device)`` would place on the device."""
+        return int(sum(a.nbytes for a in self._flat.values()))
+
     def to(self, device: str | torch.device) -> "WindowDataset":
         """Keep the frame arrays on ``device`` (float16 maps) for ``get_batch``."""
         self.device = torch.device(device)

@@ -118,14 +118,18 @@ class DeciWatch(nn.Module):
     def forward_coords(self, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """poses (B, T, K, 2) normalised -> (denoised (B, Q+1, K, 2), recovered (B, T, K, 2))."""
         b, t, k, _ = poses.shape
-        x = poses.flatten(2)                                              # (B, T, D)
+        x = poses.flatten(2).float()                                      # (B, T, D)
         s = x[:, self.sampled]                                            # (B, Q+1, D)
         memory = self.denoise(self.denoise_embed(s) + self.positions[self.sampled])  # (B, Q+1, E)
-        denoised = s + self.denoise_out(memory)                          # (B, Q+1, D)
-        interp = torch.einsum("tq,bqd->btd", self.interp, denoised)      # (B, T, D)
+        # The coordinate path (input + small learned residuals) stays float32 under bf16
+        # autocast: bf16 would round the poses to ~0.004 (0.1-0.3 heatmap px) and swallow
+        # the residuals, which start at ~1e-3. The transformers run in bf16.
+        denoised = s + self.denoise_out(memory).float()                  # (B, Q+1, D)
+        with torch.autocast(device_type=poses.device.type, enabled=False):
+            interp = torch.einsum("tq,bqd->btd", self.interp.float(), denoised)  # (B, T, D)
         tokens = self.recover_embed(interp.transpose(1, 2)).transpose(1, 2)  # (B, T, E)
         h = self.recover(tokens + self.positions, memory)                # (B, T, E)
-        recovered = interp + self.recover_out(h)                         # (B, T, D)
+        recovered = interp + self.recover_out(h).float()                 # (B, T, D)
         return denoised.unflatten(2, (k, 2)), recovered.unflatten(2, (k, 2))
 
     def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
