@@ -73,11 +73,12 @@ def test_helpers_are_no_ops_in_one_process():
 
 # ----------------------------------------------------------------------------- end to end
 
-def _runs_by_name(runs_dir: Path) -> dict[str, Path]:
-    runs = [r for r in R.list_runs(runs_dir, "classifier")]
+def _runs_by_name(runs_dir: Path, kind: str = "classifier") -> dict[str, Path]:
+    """name (preset / arch) -> run folder; every run finished, one folder per name."""
+    runs = R.list_runs(runs_dir, kind)
     assert all(r.finished for r in runs), [r.path for r in runs if not r.finished]
     names = [r.name for r in runs]
-    assert len(names) == len(set(names)), f"more than one run folder per preset: {names}"
+    assert len(names) == len(set(names)), f"more than one run folder per name: {names}"
     return {r.name: r.path for r in runs}
 
 
@@ -211,14 +212,6 @@ def test_window_batches_shards_rebuild_the_single_process_batches():
     assert not WindowBatches(ds, bs, rank=0, world=20).sharded   # fewer windows than ranks
 
 
-def _temporal_runs(runs_dir: Path) -> dict[str, Path]:
-    runs = R.list_runs(runs_dir, "temporal")
-    assert all(r.finished for r in runs), [r.path for r in runs if not r.finished]
-    names = [r.name for r in runs]
-    assert len(names) == len(set(names)), f"more than one run folder per arch: {names}"
-    return {r.name: r.path for r in runs}
-
-
 @pytest.fixture(scope="module")
 def two_temporal_grids(tmp_path_factory):
     from core.data.sequences import load_sequences, write_sequence_dataset
@@ -251,13 +244,13 @@ def two_temporal_grids(tmp_path_factory):
 
 def test_torchrun_temporal_grid_writes_one_run_per_arch_from_rank_0_only(two_temporal_grids):
     single, ddp = two_temporal_grids
-    runs = _temporal_runs(ddp)
+    runs = _runs_by_name(ddp, "temporal")
     assert sorted(runs) == sorted(["conv3d", "deciwatch", "convlstm-sum", "identity"])
     assert not [p for p in ddp.iterdir() if p.name.startswith(".")]
     info = json.loads((runs["conv3d"] / "run.json").read_text())
     assert info["distributed"] == {"world_size": 2, "backend": "gloo"}
     # deciwatch draws its dropout per rank: a complete run, equal in distribution only
-    a, b = (json.loads((_temporal_runs(d)["deciwatch"] / "metrics.json").read_text())
+    a, b = (json.loads((_runs_by_name(d, "temporal")["deciwatch"] / "metrics.json").read_text())
             for d in two_temporal_grids)
     assert a.keys() == b.keys() and b["num_test_frames"] == a["num_test_frames"]
     assert 0.0 <= b["test_pck@0.05"] <= 1.0 and b["epochs_run"] == 3
@@ -265,7 +258,7 @@ def test_torchrun_temporal_grid_writes_one_run_per_arch_from_rank_0_only(two_tem
 
 @pytest.mark.parametrize("arch", TEMPORAL_EQUAL)
 def test_torchrun_temporal_run_equals_single_process_run(two_temporal_grids, arch):
-    single, ddp = (_temporal_runs(d)[arch] for d in two_temporal_grids)
+    single, ddp = (_runs_by_name(d, "temporal")[arch] for d in two_temporal_grids)
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (single, ddp))
     assert a.keys() == b.keys() and a["best_epoch"] == b["best_epoch"]
     for k, v in a.items():
