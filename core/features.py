@@ -82,7 +82,7 @@ def compute_features(model, dataset: Dataset, *, device: torch.device, batch_siz
         images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with autocast_for(device):
             f = model.forward_features(images)                          # (B, 2048)
-        feats.append(f.float().cpu())
+        feats.append(f.float())      # stays on the device: a .cpu() per batch would stall it
         kps.append(batch["keypoints"].float())
         labels.append(batch["label"].long())
         if on_progress is not None:
@@ -91,7 +91,7 @@ def compute_features(model, dataset: Dataset, *, device: torch.device, batch_siz
     model.train(was_training)
     if not feats:
         return FeatureSet(torch.zeros(0, 2048), torch.zeros(0, 17, 3), torch.zeros(0, dtype=torch.long))
-    return FeatureSet(torch.cat(feats), torch.cat(kps), torch.cat(labels))
+    return FeatureSet(torch.cat(feats).cpu(), torch.cat(kps), torch.cat(labels))   # one copy
 
 
 def cached_features(model, samples: Sequence, make_dataset: Callable[[Sequence], Dataset], *,

@@ -219,10 +219,10 @@ def _build_torchvision(samples: Sequence, out: np.ndarray, *, image_size: int, m
                        device: torch.device, batch: int, bar) -> None:
     """Fill ``out`` (N, S, S, 3) with every sample's crop, decoding ``batch`` scenes per call."""
     from core.data.infiniteform import crop_box
-    paths = list(dict.fromkeys(str(s.image_path) for s in samples))     # scenes, first-seen order
-    rows: dict[str, list[int]] = {}
+    rows: dict[str, list[int]] = {}                  # scene -> its samples, first-seen order
     for i, s in enumerate(samples):
         rows.setdefault(str(s.image_path), []).append(i)
+    paths = list(rows)
     for start in range(0, len(paths), batch):
         chunk = paths[start:start + batch]
         images = _decode_jpegs(chunk, device)
