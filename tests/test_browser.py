@@ -102,6 +102,19 @@ def choose(page, label: str, option: str, attempts: int = 3) -> None:
                          f"shows {combo.input_value()!r}")
 
 
+def click_until(target, appears, attempts: int = 3, timeout: float = 15_000) -> None:
+    """Click ``target`` until ``appears`` is attached (a click that lands while Streamlit
+    redraws can be lost, as with ``choose``)."""
+    for _ in range(attempts):
+        target.click()
+        try:
+            appears.first.wait_for(state="attached", timeout=timeout)
+            return
+        except Exception:
+            pass
+    raise AssertionError(f"clicking {target} never showed {appears}")
+
+
 def no_exception(page) -> None:
     exc = page.locator('[data-testid="stException"]')
     assert exc.count() == 0, exc.first.inner_text()
@@ -166,9 +179,8 @@ def test_every_page_in_a_real_browser(server, tmp_path):
             page.screenshot(path=str(shots / "saliency_gradcam.png"), full_page=True)
 
             # -- upload an image (a PNG of the fixture data) on the saliency page
-            page.get_by_text("Upload", exact=True).click()
             uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
-            uploader.wait_for(state="attached", timeout=30_000)
+            click_until(page.get_by_text("Upload", exact=True), uploader)
             picture = next((Path(os.environ["POSELAB_RUNS"]).parent / "images" / "test").glob("*.png"))
             uploader.set_input_files(str(picture))
             page.get_by_text(picture.name).first.wait_for(timeout=30_000)
