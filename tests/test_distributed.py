@@ -27,6 +27,7 @@ from core import runs as R  # noqa: E402
 
 NO_DROPOUT = ["baseline", "model1", "model2", "model4"]
 WITH_DROPOUT = ["model6"]
+THROUGH_BACKBONE = ["model4-layer4"]   # trains layer4: images from the image cache, per-rank BN
 
 
 # ----------------------------------------------------------------------------- units
@@ -91,7 +92,7 @@ def two_grids(tmp_path_factory):
     # 10 scenes -> 17 training people: with --batch-size 6 the last global batch holds 5,
     # split 3 + 2, so the weighted all-reduce of uneven shares is exercised.
     write_image_dataset(data, n_train=10, n_test=4, seed=0, size=64, people_max=2, progress=False)
-    presets = NO_DROPOUT + WITH_DROPOUT
+    presets = NO_DROPOUT + WITH_DROPOUT + THROUGH_BACKBONE
     args = ["--data", str(data), "--epochs", "2", "--device", "cpu", "--batch-size", "6", "--image-size", "64",
             "--presets", ",".join(presets)]
     env = {**os.environ, "POSELAB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
@@ -133,7 +134,7 @@ def test_sharded_feature_pass_equals_one_process_pass(two_grids):
 def test_torchrun_grid_writes_one_run_per_preset_from_rank_0_only(two_grids):
     single, ddp = two_grids
     runs = _runs_by_name(ddp)
-    assert sorted(runs) == sorted(NO_DROPOUT + WITH_DROPOUT)
+    assert sorted(runs) == sorted(NO_DROPOUT + WITH_DROPOUT + THROUGH_BACKBONE)
     assert not [p for p in ddp.iterdir() if p.name.startswith(".")]      # no temp leftovers
     # rank 1 wrote into a private scratch folder that is gone
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("poselab-rank1-*/*"))
@@ -168,13 +169,20 @@ def test_torchrun_run_equals_single_process_run(two_grids, preset):
         torch.testing.assert_close(wb[k], wa[k], atol=1e-4, rtol=1e-4)
 
 
-def test_torchrun_dropout_preset_is_finished_and_well_formed(two_grids):
-    """Dropout masks are drawn per rank: not bit-equal, but a complete run of the same call."""
-    single, ddp = (_runs_by_name(d)["model6"] for d in two_grids)
+@pytest.mark.parametrize("preset", WITH_DROPOUT + THROUGH_BACKBONE)
+def test_torchrun_dropout_and_backbone_presets_are_finished_and_well_formed(two_grids, preset):
+    """Dropout masks are drawn per rank, and a preset that trains layer4 computes its
+    BatchNorm statistics per rank: not bit-equal, but complete runs of the same call (the
+    latter reading its batches from the image cache through the sharded sampler)."""
+    single, ddp = (_runs_by_name(d)[preset] for d in two_grids)
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (single, ddp))
     assert a.keys() == b.keys() and 0.0 <= b["test_acc"] <= 1.0
     assert b["num_test"] == a["num_test"]
     assert len(pd.read_csv(ddp / "history.csv")) == 2
+    info = json.loads((ddp / "run.json").read_text())
+    assert info["feature_cache"] is (preset not in THROUGH_BACKBONE)
+    pa, pb = (pd.read_parquet(d / "predictions.parquet") for d in (single, ddp))
+    assert pa["sample_id"].tolist() == pb["sample_id"].tolist()
 
 
 # ----------------------------------------------------------------------------- temporal
