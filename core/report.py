@@ -78,13 +78,14 @@ def runs_table(runs: Sequence) -> pd.DataFrame:
             "backbone": backbone.get("source") or ("" if r.kind != "classifier" else "?"),
             "backbone_warning": backbone.get("warning"),
             "device": info.get("device"),
+            "processes": int((info.get("distributed") or {}).get("world_size") or 1),
             "started_at": info.get("started_at"),
             "seconds": sum(_num(v) for v in (info.get("phase_seconds") or {}).values()) or math.nan,
             "problem": r.problem if r.status != "finished" else None,
         })
     cols = ["run_id", "kind", "name", "status", "headline", "value", "best_epoch", "data",
-            "num_train", "num_test", "backbone", "backbone_warning", "device", "started_at",
-            "seconds", "problem"]
+            "num_train", "num_test", "backbone", "backbone_warning", "device", "processes",
+            "started_at", "seconds", "problem"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -526,7 +526,7 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
         info = {"kind": "classifier", "name": name, "config": config, "data": data_info,
                 "backbone": prep.backbone_info, "seed": seed, "device": str(prep.device),
                 "feature_cache": use_features, "init_from": str(init_from) if init_from else None,
-                "image_decoder": prep.image_decoder,
+                "image_decoder": prep.image_decoder, "distributed": D.describe(),
                 "started_at": R.now_iso(), "ended_at": None, "phase_seconds": dict(prep.phase_seconds)}
     state = D.broadcast_object(state)      # torchrun: rank 0 alone reads the resume checkpoint
     R.write_run_info(run_dir, info)

@@ -181,6 +181,7 @@ def test_torchrun_dropout_and_backbone_presets_are_finished_and_well_formed(two_
     assert len(pd.read_csv(ddp / "history.csv")) == 2
     info = json.loads((ddp / "run.json").read_text())
     assert info["feature_cache"] is (preset not in THROUGH_BACKBONE)
+    assert info["distributed"] == {"world_size": 2, "backend": "gloo"}
     pa, pb = (pd.read_parquet(d / "predictions.parquet") for d in (single, ddp))
     assert pa["sample_id"].tolist() == pb["sample_id"].tolist()
 
@@ -257,6 +258,9 @@ def test_torchrun_temporal_grid_writes_one_run_per_arch_from_rank_0_only(two_tem
     assert not [p for p in ddp.iterdir() if p.name.startswith(".")]
     info = json.loads((runs["conv3d"] / "run.json").read_text())
     assert info["distributed"] == {"world_size": 2, "backend": "gloo"}
+    from core.report import runs_table                     # the dashboard's Runs table says so
+    assert runs_table(R.list_runs(ddp))["processes"].tolist() == [2] * len(runs)
+    assert runs_table(R.list_runs(single))["processes"].tolist() == [1] * len(runs)
     # deciwatch draws its dropout per rank: a complete run, equal in distribution only
     a, b = (json.loads((_runs_by_name(d, "temporal")["deciwatch"] / "metrics.json").read_text())
             for d in two_temporal_grids)
