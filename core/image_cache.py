@@ -458,12 +458,24 @@ def build_image_cache(samples: Sequence, *, fingerprint: str, image_size: int, m
     """
     cache_dir = Path(cache_dir)
     samples = list(samples)
-    decoder = resolve_decoder(samples, decoder, device)
-    found = ImageCache.load(cache_dir, fingerprint=fingerprint, image_size=image_size, margin=margin,
-                            decoder=decoder)
-    if found is not None and found.covers(samples):
+
+    def existing(dec: str) -> ImageCache | None:
+        found = ImageCache.load(cache_dir, fingerprint=fingerprint, image_size=image_size, margin=margin,
+                                decoder=dec)
+        if found is None or not found.covers(samples):
+            return None
         if stats is not None:
-            stats.update(built=False, seconds=0.0, images_per_s=float("nan"), workers=0, decoder=decoder)
+            stats.update(built=False, seconds=0.0, images_per_s=float("nan"), workers=0, decoder=dec)
+        return found
+
+    # A named decoder's existing cache needs no look at the files (resolve_decoder reads
+    # every file's first bytes, and a grid asks for its cache several times).
+    found = existing(decoder) if decoder in DECODERS else None
+    if found is not None:
+        return found
+    decoder = resolve_decoder(samples, decoder, device)
+    found = existing(decoder)
+    if found is not None:
         return found
     ids = [str(s.sample_id) for s in samples]
     if len(set(ids)) != len(ids):
