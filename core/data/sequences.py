@@ -513,7 +513,7 @@ def load_sequences(path: str | Path, *, seed: int = 0, heatmap: int = 64, noise:
     mask = np.zeros(K, bool)
     for v in videos:
         mask |= v.joint_mask
-    fp = fingerprint_files([Path(f).resolve() for f in files])
+    fp = fingerprint_files([Path(f).resolve() for f in files], root.resolve())
     if extra:  # simulated heatmaps depend on the simulation settings too
         fp = hashlib.sha256(f"{fp}/{extra}/{seed}".encode()).hexdigest()[:16]
     return SequenceIndex(root=root.resolve(), sources=[str(Path(f).resolve()) for f in files],
