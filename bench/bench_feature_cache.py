@@ -48,14 +48,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = p.parse_args(argv)
 
-    from core.train import resolve_device, train_classifier_grid
+    from core.classification.train import resolve_device, train_classifier_grid
     device = resolve_device(args.device)
     presets = [s for s in args.presets.split(",") if s]
     with tempfile.TemporaryDirectory(prefix="bench-fc-") as tmp:
         tmp = Path(tmp)
         data = args.data
         if data is None:
-            from core.data.synthetic import write_image_dataset
+            from core.synthetic.images import write_image_dataset
             data = tmp / "data"
             write_image_dataset(data, n_train=args.train, n_test=args.test, seed=0,
                                 size=args.scene_size, people_max=2, progress=False)

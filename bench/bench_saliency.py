@@ -10,7 +10,7 @@ time per call and the load average: on a shared machine the wall time measures t
 neighbours as much as the method, while CPU time / threads estimates the wall time of an
 idle machine (upper-bounded by it when the threads scale). The issue's target:
 vanilla gradient under 1 s on CPU at 224 px. Options are the dashboard's defaults
-(``core.saliency.DEFAULT_OPTIONS``), i.e. what a user waits for on the Saliency page.
+(``core.classification.saliency.DEFAULT_OPTIONS``), i.e. what a user waits for on the Saliency page.
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from core import saliency as sal  # noqa: E402
+from core.classification import saliency as sal  # noqa: E402
 from core.io import write_json  # noqa: E402
-from core.models.classifier import build_classifier, get_preset  # noqa: E402
+from core.classification.model import build_classifier, get_preset  # noqa: E402
 
 
 def _time(f, repeat: int, sync: bool) -> dict:

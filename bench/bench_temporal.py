@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from core.heatmaps import decode_heatmaps, gaussian_heatmaps, normalize_heatmaps  # noqa: E402
-from core.models.temporal import ARCHS, TRAINABLE_ARCHS, build_temporal, make_config  # noqa: E402
-from core.train_temporal import DEMO_MODEL_OVERRIDES, compute_loss, resolve_device  # noqa: E402
+from core.temporal.heatmaps import decode_heatmaps, gaussian_heatmaps, normalize_heatmaps  # noqa: E402
+from core.temporal.models import ARCHS, TRAINABLE_ARCHS, build_temporal, make_config  # noqa: E402
+from core.temporal.train import DEMO_MODEL_OVERRIDES, compute_loss, resolve_device  # noqa: E402
 
 EPOCH_WINDOWS = 5600  # the study's training set size, for the "s / epoch" column
 

@@ -106,18 +106,18 @@ def run_command(args: argparse.Namespace) -> int:
         from core.demo import build_demo
         build_demo(data_dir=args.data_dir, runs_dir=runs_dir, device=args.device)
     elif args.command == "synth" and args.what == "images":
-        from core.data.synthetic import write_image_dataset
+        from core.synthetic.images import write_image_dataset
         write_image_dataset(args.out, n_train=args.train, n_test=args.test, seed=args.seed,
                             size=args.size, people_max=args.people_max, image_format=args.format)
     elif args.command == "synth" and args.what == "sequences":
-        from core.data.sequences import write_sequence_dataset
+        from core.temporal.sequences import write_sequence_dataset
         write_sequence_dataset(args.out, videos=args.videos, frames=args.frames, seed=args.seed,
                                heatmap=args.heatmap, noise=args.noise)
     elif args.command in ("train", "grid"):
         common = dict(data=args.data, runs_dir=runs_dir, epochs=args.epochs, device=args.device,
                       seed=args.seed, batch_size=args.batch_size, lr=args.lr)
         if args.what == "classifier":
-            from core import train
+            from core.classification import train
             if args.command == "train":
                 train.train_classifier(preset=args.preset, weights=args.weights,
                                        image_size=args.image_size, decoder=args.decoder, **common)
@@ -125,7 +125,7 @@ def run_command(args: argparse.Namespace) -> int:
                 train.train_classifier_grid(presets=_split(args.presets), weights=args.weights,
                                             image_size=args.image_size, decoder=args.decoder, **common)
         else:
-            from core import train_temporal
+            from core.temporal import train as train_temporal
             if args.command == "train":
                 train_temporal.train_temporal(arch=args.arch, init_from=args.init_from, **common)
             else:

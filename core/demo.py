@@ -38,7 +38,7 @@ def build_demo(*, data_dir, runs_dir, device: str = "auto") -> dict:
     out["classifier_seconds"] = round(time.perf_counter() - t0, 1)
 
     # ---- temporal part (0.7 .. 1.0): synthetic sequences + the four models and identity
-    from core.train_temporal import build_temporal_demo
+    from core.temporal.train import build_temporal_demo
     t1 = time.perf_counter()
     out["temporal"] = build_temporal_demo(data_dir=data_dir, runs_dir=runs_dir, device=device,
                                           report=progress, start=0.7, end=1.0)
@@ -51,7 +51,7 @@ def build_demo(*, data_dir, runs_dir, device: str = "auto") -> dict:
 def build_classifier_demo(*, data_dir: Path, runs_dir: Path, device: str = "auto",
                           lo: float = 0.0, hi: float = 0.7) -> list[Path]:
     """Synthetic fitness-pose images, then the paper's seven presets (one feature pass)."""
-    from core.train import train_classifier_grid
+    from core.classification.train import train_classifier_grid
 
     def span(a: float, b: float):
         return lambda f, msg: progress(lo + (hi - lo) * (a + (b - a) * f), msg)
@@ -67,7 +67,7 @@ def build_classifier_demo(*, data_dir: Path, runs_dir: Path, device: str = "auto
 
 def _render_once(out: Path, params: dict, on_progress=None) -> None:
     """Render unless ``out`` already holds a complete rendering with these parameters."""
-    from core.data.synthetic import write_image_dataset
+    from core.synthetic.images import write_image_dataset
     from core.io import write_json
     marker = out / "demo-params.json"
     if marker.is_file():

@@ -195,7 +195,7 @@ class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
     """This rank's part of the single-process global batches (see the module docstring).
 
     ``shuffle`` draws ``torch.randperm(n, generator=generator)`` exactly as
-    ``RandomSampler`` does, so reseeding the generator per epoch (as ``core.train.fit``
+    ``RandomSampler`` does, so reseeding the generator per epoch (as ``core.classification.train.fit``
     does) reproduces the single-process order. Every rank yields the same number of
     batches (DDP needs every rank in every step).
     """

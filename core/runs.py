@@ -277,9 +277,9 @@ def load_model(run: Run | str | Path, device: str = "cpu"):
     if not isinstance(run, Run):
         run = load_run(run, require_finished=True)
     if run.kind == "classifier":
-        from core.models.classifier import rebuild_from_run
+        from core.classification.model import rebuild_from_run
     elif run.kind == "temporal":
-        from core.models.temporal import rebuild_from_run
+        from core.temporal.models import rebuild_from_run
     else:
         raise RunError(run.path, f"unknown run kind {run.kind!r}")
     model = rebuild_from_run(run, device=device)

@@ -28,7 +28,7 @@ from typing import Iterator
 import pandas as pd
 import streamlit as st
 
-from core import report
+from core.classification import report
 from core.errors import DataError, PoseLabError
 from core.runs import Run, default_runs_dir, list_runs, load_run
 
@@ -164,12 +164,12 @@ def cached_model(run: Run, device: str = "cpu"):
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _image_cache(path: str, stamp: float):
-    from core.image_cache import image_cache_of_run
+    from core.classification.image_cache import image_cache_of_run
     return image_cache_of_run(path, load_run(Path(path)).info)
 
 
 def image_cache(run: Run):
-    """The run's image cache (``core.image_cache.image_cache_of_run``: the model's input
+    """The run's image cache (``core.classification.image_cache.image_cache_of_run``: the model's input
     crops, memory-mapped) or None; shared by all sessions, keyed by run + run.json mtime."""
     if run.kind != "classifier":
         return None

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import report
+from core.classification import report
 from core.errors import RunError
 from pages import common
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import report
+from core.classification import report
 from pages import common
 
 

@@ -3,14 +3,14 @@
 Summary (runs x PCK@0.05/0.1/0.2, identity baseline, mean threshold distance), the
 per-keypoint table for one threshold with left/right merged or apart, the difference to
 a reference run, bootstrap confidence intervals from the runs' predictions, a bar chart
-per keypoint, and CSV exports. Tables come from ``core.pck_report``; this file draws.
+per keypoint, and CSV exports. Tables come from ``core.temporal.report``; this file draws.
 """
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from core import pck_report as pr
+from core.temporal import report as pr
 from core.errors import PoseLabError
 from pages import common
 

@@ -4,7 +4,7 @@ Pick a test sample of the run chosen in the sidebar (or arrive from the gallery 
 confusion matrix via ``st.session_state["saliency_request"]``), upload a picture, or
 take one with the camera; choose a method; see the map over the image, the keypoint
 contributions for keypoint presets, and download the picture. Compute lives in
-``core.saliency``; results are cached per (run, input, method, options, target).
+``core.classification.saliency``; results are cached per (run, input, method, options, target).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import saliency as sal
+from core.classification import saliency as sal
 from core.errors import DataError
 from core.keypoints import COCO17
 from pages import common

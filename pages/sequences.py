@@ -4,7 +4,7 @@ The estimator's heatmaps (max over the 25 keypoints, preprocessed as the models 
 them) with the ground truth, the estimator's decoded keypoints and the run's refined
 keypoints on top, a frame slider, and the per-frame mean error of both. Coordinates
 are heatmap pixels throughout (predictions.parquet). Heatmaps are read from the run's
-data folder (``core.pck_report.load_run_video``: never outside it); when they are gone
+data folder (``core.temporal.report.load_run_video``: never outside it); when they are gone
 the keypoints are still drawn on an empty canvas.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import pck_report as pr
+from core.temporal import report as pr
 from core.errors import PoseLabError
 from core.keypoints import TEMPORAL25_SKELETON
 from pages import common

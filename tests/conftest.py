@@ -29,10 +29,10 @@ from core import runs as R  # noqa: E402
 def build_fixture_runs(root: Path) -> Path:
     """Tiny synthetic datasets + classifier runs (baseline, model1, model4) and temporal
     runs (conv3d + the identity baseline the grid writes). ~30 s on a 2-core CPU."""
-    from core.data.sequences import write_sequence_dataset
-    from core.data.synthetic import write_image_dataset
-    from core.train import train_classifier_grid
-    from core.train_temporal import train_temporal_grid
+    from core.temporal.sequences import write_sequence_dataset
+    from core.synthetic.images import write_image_dataset
+    from core.classification.train import train_classifier_grid
+    from core.temporal.train import train_temporal_grid
 
     runs_dir = root / "runs"
     write_image_dataset(root / "images", n_train=30, n_test=15, seed=0, size=96, people_max=2,

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from core.data import body as B
+from core.synthetic import body as B
 from core.keypoints import BODY_JOINTS, flip_permutation
 
 

@@ -1,4 +1,4 @@
-"""core.models.classifier and core.backbones: presets, freezing, forward/backward,
+"""core.classification.model and core.classification.backbones: presets, freezing, forward/backward,
 backbone weight sources and their errors. CPU, 64 px images, batch 2."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import hashlib
 import pytest
 import torch
 
-from core import backbones
+from core.classification import backbones
 from core.errors import DataError, RunError
-from core.models.classifier import (PAPER_PRESETS, PRESETS, ClassifierConfig, build_classifier,
+from core.classification.model import (PAPER_PRESETS, PRESETS, ClassifierConfig, build_classifier,
                                     get_preset, load_trained_weights)
 
 

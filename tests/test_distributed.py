@@ -85,8 +85,8 @@ def _runs_by_name(runs_dir: Path, kind: str = "classifier") -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def two_grids(tmp_path_factory):
-    from core.data.synthetic import write_image_dataset
-    from core.train import train_classifier_grid
+    from core.synthetic.images import write_image_dataset
+    from core.classification.train import train_classifier_grid
     root = tmp_path_factory.mktemp("ddp")
     data = root / "data"
     # 10 scenes -> 17 training people: with --batch-size 6 the last global batch holds 5,
@@ -113,9 +113,9 @@ def two_grids(tmp_path_factory):
 
 
 def test_sharded_feature_pass_equals_one_process_pass(two_grids):
-    from core.data.infiniteform import PoseDataset, load_infiniteform
-    from core.features import _read, compute_features
-    from core.models.classifier import PRESETS, build_classifier
+    from core.classification.dataset import PoseDataset, load_infiniteform
+    from core.classification.features import _read, compute_features
+    from core.classification.model import PRESETS, build_classifier
     single, ddp = two_grids
     run = _runs_by_name(ddp)["model1"]
     info = json.loads((run / "run.json").read_text())
@@ -195,7 +195,7 @@ def test_window_batches_shards_rebuild_the_single_process_batches():
     """Training: the ranks' slices of each step concatenate to the single-process batch,
     and a rank with an empty slice gets a padding window that counts for nothing.
     Evaluation: contiguous shares that concatenate to all windows, in order."""
-    from core.train_temporal import WindowBatches
+    from core.temporal.train import WindowBatches
 
     class Windows:                       # the part of WindowDataset WindowBatches uses
         def __len__(self):
@@ -223,8 +223,8 @@ def test_window_batches_shards_rebuild_the_single_process_batches():
 
 @pytest.fixture(scope="module")
 def two_temporal_grids(tmp_path_factory):
-    from core.data.sequences import load_sequences, write_sequence_dataset
-    from core.train_temporal import make_window_datasets, train_temporal_grid
+    from core.temporal.sequences import load_sequences, write_sequence_dataset
+    from core.temporal.train import make_window_datasets, train_temporal_grid
     root = tmp_path_factory.mktemp("ddp_temporal")
     data = root / "data"
     write_sequence_dataset(data, videos=6, frames=13, seed=0, heatmap=16, noise=1.0, progress=False)
@@ -258,7 +258,7 @@ def test_torchrun_temporal_grid_writes_one_run_per_arch_from_rank_0_only(two_tem
     assert not [p for p in ddp.iterdir() if p.name.startswith(".")]
     info = json.loads((runs["conv3d"] / "run.json").read_text())
     assert info["distributed"] == {"world_size": 2, "backend": "gloo"}
-    from core.report import runs_table                     # the dashboard's Runs table says so
+    from core.classification.report import runs_table                     # the dashboard's Runs table says so
     assert runs_table(R.list_runs(ddp))["processes"].tolist() == [2] * len(runs)
     assert runs_table(R.list_runs(single))["processes"].tolist() == [1] * len(runs)
     # deciwatch draws its dropout per rank: a complete run, equal in distribution only

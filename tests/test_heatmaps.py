@@ -1,9 +1,9 @@
-"""core.heatmaps: preprocessing, Gaussian targets, box mapping, sub-pixel decoding."""
+"""core.temporal.heatmaps: preprocessing, Gaussian targets, box mapping, sub-pixel decoding."""
 import numpy as np
 import pytest
 import torch
 
-from core.heatmaps import (HEATMAP_SUM, bbox_norm, clamp_to_heatmap, decode_heatmaps,
+from core.temporal.heatmaps import (HEATMAP_SUM, bbox_norm, clamp_to_heatmap, decode_heatmaps,
                            default_sigma, gaussian_heatmaps, heatmap_to_image, image_to_heatmap,
                            normalize_heatmaps)
 

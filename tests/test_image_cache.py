@@ -12,14 +12,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.errors import DataError  # noqa: E402
-from core.image_cache import (CHUNK, ImageCache, build_image_cache, cache_stem,  # noqa: E402
+from core.classification.image_cache import (CHUNK, ImageCache, build_image_cache, cache_stem,  # noqa: E402
                               normalize_uint8)
 
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
-    from core.data.infiniteform import load_infiniteform
-    from core.data.synthetic import write_image_dataset
+    from core.classification.dataset import load_infiniteform
+    from core.synthetic.images import write_image_dataset
     root = tmp_path_factory.mktemp("ic")
     write_image_dataset(root / "data", n_train=12, n_test=4, seed=1, size=96, people_max=3, progress=False)
     return load_infiniteform(root / "data")
@@ -32,8 +32,8 @@ def _all(index):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_cache_equals_posedataset(index, tmp_path, monkeypatch, workers):
     """Pool (fork, several chunks) or in-process: every item equals PoseDataset's."""
-    from core.data.infiniteform import PoseDataset
-    import core.image_cache as ic
+    from core.classification.dataset import PoseDataset
+    import core.classification.image_cache as ic
     monkeypatch.setattr(ic, "CHUNK", 5)            # several chunks even for this tiny set
     samples = _all(index)
     stats = {}
@@ -112,8 +112,8 @@ def jpeg_index(tmp_path_factory):
     EXIF orientation 6 (display = rotate 90 clockwise), the way a phone stores a portrait."""
     from PIL import Image
 
-    from core.data.infiniteform import load_infiniteform
-    from core.data.synthetic import write_image_dataset
+    from core.classification.dataset import load_infiniteform
+    from core.synthetic.images import write_image_dataset
     root = tmp_path_factory.mktemp("jpeg") / "data"
     write_image_dataset(root, n_train=10, n_test=3, seed=2, size=128, people_max=3, progress=False,
                         image_format="jpeg")
@@ -150,8 +150,8 @@ def test_torchvision_decoder_matches_pil_within_a_few_levels(jpeg_index, tmp_pat
 def test_crop_resize_tensor_pads_like_crop_padded():
     from PIL import Image
 
-    from core.data.infiniteform import crop_padded
-    from core.image_cache import crop_resize_tensor
+    from core.classification.dataset import crop_padded
+    from core.classification.image_cache import crop_resize_tensor
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
     t = torch.from_numpy(img).permute(2, 0, 1)
@@ -162,7 +162,7 @@ def test_crop_resize_tensor_pads_like_crop_padded():
 
 
 def test_decoder_falls_back_to_pil_for_png_and_rejects_unknown(index, tmp_path, capsys):
-    from core.image_cache import resolve_decoder
+    from core.classification.image_cache import resolve_decoder
     samples = _all(index)                                  # PNG files
     assert resolve_decoder(samples, "auto", "cpu") == "pil"
     assert resolve_decoder(samples, "torchvision", "cpu") == "pil"
@@ -176,7 +176,7 @@ def test_corrupt_jpeg_names_the_file_and_leaves_nothing(jpeg_index, tmp_path):
     samples = _all(jpeg_index)
     data = tmp_path / "copy"
     shutil.copytree(Path(samples[0].image_path).parent.parent, data)
-    from core.data.infiniteform import load_infiniteform
+    from core.classification.dataset import load_infiniteform
     copy = load_infiniteform(data)
     victim = Path(_all(copy)[3].image_path)
     victim.write_bytes(victim.read_bytes()[:200])          # a JPEG header, then nothing
@@ -194,7 +194,7 @@ def test_training_with_the_torchvision_decoder_records_and_keys_it(jpeg_index, t
     and run.json records it."""
     import pandas as pd
 
-    from core.train import train_classifier
+    from core.classification.train import train_classifier
     monkeypatch.setenv("POSELAB_OFFLINE", "1")
     kw = dict(data=jpeg_index.root, preset="model1", runs_dir=tmp_path, epochs=1, batch_size=8,
               image_size=32, device="cpu", progress=False)
@@ -211,12 +211,12 @@ def test_training_with_the_torchvision_decoder_records_and_keys_it(jpeg_index, t
 
 def test_cached_loader_gives_a_dataloaders_batches(index, tmp_path):
     """CachedLoader (training through the backbone) = DataLoader(PoseDataset, shuffle,
-    generator): same batches, same order epoch after epoch (reseeded like core.train.fit
+    generator): same batches, same order epoch after epoch (reseeded like core.classification.train.fit
     does, and iterated through tqdm.auto like train_one_epoch), same tensors."""
     from tqdm.auto import tqdm
 
-    from core.data.infiniteform import PoseDataset
-    from core.image_cache import CachedLoader
+    from core.classification.dataset import PoseDataset
+    from core.classification.image_cache import CachedLoader
     samples = _all(index)
     cache = build_image_cache(samples, fingerprint=index.fingerprint, image_size=40, margin=0.15,
                               cache_dir=tmp_path, workers=1, progress=False)
@@ -249,7 +249,7 @@ def test_exif_orientation_by_hand_equals_pil_and_torchvision(tmp_path, orientati
     from PIL import Image, ImageOps
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
-    from core.image_cache import exif_orientation, orient
+    from core.classification.image_cache import exif_orientation, orient
     pixels = np.random.default_rng(orientation).integers(0, 256, (7, 12, 3), dtype=np.uint8)
     exif = Image.Exif()
     exif[0x0112] = orientation

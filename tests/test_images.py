@@ -1,4 +1,4 @@
-"""core.data.images: every colour mode, EXIF orientation, and every way a file can be bad.
+"""core.images: every colour mode, EXIF orientation, and every way a file can be bad.
 
 Images are made here with PIL; pixel values are checked, not only modes.
 """
@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from core.data.images import (IMAGENET_MEAN, IMAGENET_MEAN_RGB8, IMAGENET_STD, image_to_tensor,
+from core.images import (IMAGENET_MEAN, IMAGENET_MEAN_RGB8, IMAGENET_STD, image_to_tensor,
                               open_image, read_image_size, tensor_to_image, to_rgb8)
 from core.errors import DataError
 

@@ -1,4 +1,4 @@
-"""core.data.infiniteform: layouts, splits, crops, keypoint normalisation, bad input.
+"""core.classification.dataset: layouts, splits, crops, keypoint normalisation, bad input.
 
 Every dataset here is a few tiny PNGs + a COCO-style JSON written by the test.
 """
@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from core.data import infiniteform as inf
-from core.data.images import IMAGENET_MEAN_RGB8, tensor_to_image
-from core.data.infiniteform import (PoseDataset, crop_box, keypoints_in_crop, load_crop,
+from core.classification import dataset as inf
+from core.images import IMAGENET_MEAN_RGB8, tensor_to_image
+from core.classification.dataset import (PoseDataset, crop_box, keypoints_in_crop, load_crop,
                                     load_infiniteform, model_keypoints)
 from core.errors import DataError
 
@@ -523,8 +523,8 @@ def test_cli_bad_dataset_exits_2_naming_the_file(tmp_path, capsys):
 # ----------------------------------------------------------------------------- synthetic
 
 def test_reads_the_synthetic_writers_output(tmp_path):
-    """The contract with core.data.synthetic: its folder loads as is."""
-    from core.data.synthetic import write_image_dataset
+    """The contract with core.synthetic.images: its folder loads as is."""
+    from core.synthetic.images import write_image_dataset
     out = tmp_path / "synth"
     write_image_dataset(out, n_train=6, n_test=3, seed=3, size=64, people_max=2,
                         workers=1, progress=False)

@@ -1,11 +1,11 @@
-"""core.pck_report on small hand-made tables (no runs, no models)."""
+"""core.temporal.report on small hand-made tables (no runs, no models)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from core import pck_report as pr
+from core.temporal import report as pr
 from core.errors import DataError, RunError
 from core.keypoints import TEMPORAL25
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core import report
+from core.classification import report
 from core.errors import DataError, RunError
 from core.runs import Run
 
@@ -205,7 +205,7 @@ def test_resolve_inside_refuses_escape(tmp_path):
 
 
 def test_sample_picture_shows_the_crop_the_model_saw(tmp_path):
-    from core.data.infiniteform import crop_box, crop_padded
+    from core.classification.dataset import crop_box, crop_padded
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
     img.save(tmp_path / "s.png")
@@ -239,8 +239,8 @@ def test_dashboard_reads_crops_from_the_runs_image_cache(dashboard_runs, monkeyp
     import pandas as pd
     import torch
 
-    from core import saliency as sal
-    from core.image_cache import image_cache_of_run
+    from core.classification import saliency as sal
+    from core.classification.image_cache import image_cache_of_run
     from core.runs import load_run
     from tests.conftest import run_dirs
     run = load_run(run_dirs(dashboard_runs, "classifier")["model4"])
@@ -254,7 +254,7 @@ def test_dashboard_reads_crops_from_the_runs_image_cache(dashboard_runs, monkeyp
 
     def no_decoding(*a, **k):
         raise AssertionError("the scene was decoded although the crop is cached")
-    monkeypatch.setattr("core.data.images.open_image", no_decoding)
+    monkeypatch.setattr("core.images.open_image", no_decoding)
     for r, (pic, inp) in zip(rows, decoded):
         got = np.asarray(report.sample_picture(root, r, skeleton=True, size=64, cache=cache))
         np.testing.assert_array_equal(got, pic)

@@ -1,12 +1,12 @@
-"""core.saliency on a real (randomly initialised) PoseClassifier at 64 px."""
+"""core.classification.saliency on a real (randomly initialised) PoseClassifier at 64 px."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from core import saliency as sal
-from core.models.classifier import build_classifier, get_preset
+from core.classification import saliency as sal
+from core.classification.model import build_classifier, get_preset
 
 S = 64
 FAST = {"integrated_gradients": {"steps": 4, "batch": 4}, "smoothgrad": {"samples": 3, "batch": 3},

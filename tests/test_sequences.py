@@ -1,4 +1,4 @@
-"""core.data.sequences / estimator / motion: .npz format, splits, windows, readers, synthesis."""
+"""core.temporal.sequences / estimator / motion: .npz format, splits, windows, readers, synthesis."""
 import json
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import scipy.io
 import torch
 
-from core.data.estimator import simulate_estimator
-from core.data.motion import MOVEMENTS, animate
-from core.data.sequences import (Video, WindowDataset, convert_dataset, identity_pck, load_brace, load_penn_action,
+from core.synthetic.estimator import simulate_estimator
+from core.synthetic.motion import MOVEMENTS, animate
+from core.temporal.sequences import (Video, WindowDataset, convert_dataset, identity_pck, load_brace, load_penn_action,
                                  load_sequences, load_video, save_video, split_videos,
                                  write_dataset, write_sequence_dataset)
 from core.errors import DataError

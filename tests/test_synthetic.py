@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from core import cli
-from core.data import body as B
-from core.data import render as R
-from core.data.synthetic import (UNANNOTATED, coco_annotation, render_image, scene_annotations,
+from core.synthetic import body as B
+from core.synthetic import render as R
+from core.synthetic.images import (UNANNOTATED, coco_annotation, render_image, scene_annotations,
                                  write_image_dataset)
 from core.errors import DataError
 from core.keypoints import BODY_JOINTS, COCO17

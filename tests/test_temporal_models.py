@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from core.heatmaps import decode_heatmaps, gaussian_heatmaps
-from core.models.temporal import (ARCHS, TRAINABLE_ARCHS, build_temporal, config_from_dict,
+from core.temporal.heatmaps import decode_heatmaps, gaussian_heatmaps
+from core.temporal.models import (ARCHS, TRAINABLE_ARCHS, build_temporal, config_from_dict,
                                   config_to_dict, deciwatch_loss, make_config)
-from core.models.temporal.deciwatch import interpolation_matrix
+from core.temporal.models.deciwatch import interpolation_matrix
 
 B, T, K, S = 2, 5, 25, 12
 SMALL = {  # keep the suite fast: narrow layers, same code paths

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from core import runs as R
-from core import train as T
+from core.classification import train as T
 from core.errors import DataError, RunError, TrainingError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ def _offline(monkeypatch):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """The project's own renderer: 10 + 4 scenes of 64 px, up to 2 people each."""
-    from core.data.synthetic import write_image_dataset
+    from core.synthetic.images import write_image_dataset
     out = tmp_path_factory.mktemp("data") / "synth"
     write_image_dataset(out, n_train=10, n_test=4, seed=0, size=64, people_max=2, progress=False)
     return out
@@ -136,7 +136,7 @@ def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, da
 
 
 def test_saved_run_round_trips_through_load_model(grid, data):
-    from core.data.infiniteform import PoseDataset, load_infiniteform
+    from core.classification.dataset import PoseDataset, load_infiniteform
     _, paths = grid
     run = R.load_run(paths[T.PAPER_PRESETS.index("model5")])
     model = R.load_model(run, device="cpu")

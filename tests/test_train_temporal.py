@@ -8,9 +8,9 @@ import torch
 from core import cli
 from core.errors import RunError, TrainingError
 from core.keypoints import TEMPORAL25
-from core.models.temporal import build_temporal, make_config
+from core.temporal.models import build_temporal, make_config
 from core.runs import list_runs, load_model, load_run, load_weights
-from core.train_temporal import TrainConfig, fit, train_one_epoch, train_temporal, train_temporal_grid
+from core.temporal.train import TrainConfig, fit, train_one_epoch, train_temporal, train_temporal_grid
 
 SMALL = {  # narrow models: same code paths, a fraction of the time
     "conv3d": dict(hidden=8),
@@ -24,7 +24,7 @@ PRED_COLUMNS = ["video", "frame", "keypoint", "keypoint_name", "gt_x", "gt_y", "
 
 @pytest.fixture(scope="module")
 def seq_data(tmp_path_factory):
-    from core.data.sequences import write_sequence_dataset
+    from core.temporal.sequences import write_sequence_dataset
     out = tmp_path_factory.mktemp("seq") / "data"
     write_sequence_dataset(out, videos=6, frames=12, seed=0, heatmap=16, noise=1.0, progress=False)
     return out
@@ -128,7 +128,7 @@ def test_init_from_round_trip_and_mismatch(grid, seq_data, tmp_path):
 
 def _loader(seq_data, split="train"):
     from torch.utils.data import DataLoader
-    from core.data.sequences import WindowDataset, load_sequences
+    from core.temporal.sequences import WindowDataset, load_sequences
     index = load_sequences(seq_data)
     return DataLoader(WindowDataset(index.splits[split], k=5, stride=1), batch_size=8)
 
@@ -141,7 +141,7 @@ def test_nan_loss_raises_training_error_and_leaves_run_unfinished(seq_data, tmp_
     with pytest.raises(TrainingError, match="nan"):
         train_one_epoch(model, _loader(seq_data), opt, torch.device("cpu"))
 
-    import core.train_temporal as tt
+    import core.temporal.train as tt
     real_build = tt.build_temporal
 
     def poisoned(cfg):
@@ -184,7 +184,7 @@ def test_cli_bad_data_exits_2_without_writing(tmp_path, capsys):
 
 
 def test_demo_part_progress_and_reuse(tmp_path, monkeypatch):
-    import core.train_temporal as tt
+    import core.temporal.train as tt
     monkeypatch.setattr(tt, "DEMO_DATA", dict(videos=5, frames=10, heatmap=16, noise=1.0))
     monkeypatch.setattr(tt, "DEMO_MODEL_OVERRIDES", {**SMALL, "identity": {}})
     monkeypatch.setattr(tt, "DEMO_PLAN", {a: dict(epochs=1 if a != "identity" else 0, train_stride=2)
@@ -225,7 +225,7 @@ def test_killed_run_resumes_to_the_same_result(seq_data, tmp_path):
 def test_frames_stay_in_host_memory_when_they_would_crowd_the_gpu(monkeypatch, capsys):
     """On CUDA the windows' frames move to the GPU only while they take at most half of
     its free memory (the rest is for the model); larger sets are gathered on the host."""
-    from core.train_temporal import _frames_fit_on
+    from core.temporal.train import _frames_fit_on
     cuda = torch.device("cuda", 0)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * 2**30, 80 * 2**30))
     assert _frames_fit_on(cuda, 4 * 2**30)

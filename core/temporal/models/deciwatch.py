@@ -1,7 +1,7 @@
 """DeciWatch (Zeng et al., ECCV 2022), sample-denoise-recover, on a 5-frame window.
 
 DeciWatch refines a pose *sequence*, not heatmaps: coordinates are decoded from the
-estimator's heatmaps (argmax + sub-pixel, ``core.heatmaps.decode_heatmaps``), then
+estimator's heatmaps (argmax + sub-pixel, ``core.temporal.heatmaps.decode_heatmaps``), then
 
 1. sample every ``interval``-th frame (window T = interval * Q + 1, so for T = 5 the
    interval is 2 (Q = 2, frames 0, 2, 4) or 4 (Q = 1, frames 0, 4));
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.heatmaps import decode_heatmaps
+from core.temporal.heatmaps import decode_heatmaps
 
 
 @dataclass
@@ -149,7 +149,7 @@ def deciwatch_loss_terms(model: DeciWatch, denoised: torch.Tensor, recovered: to
     """The two masked L1 terms as (weight, sum, count): loss = sum of weight * sum / count.
 
     Kept apart so that a distributed step can divide each sum by its count over *all*
-    ranks (core.train_temporal), which makes the gradient the single-process one.
+    ranks (core.temporal.train), which makes the gradient the single-process one.
     gt_px (B, T, K, 2) heatmap px, mask (B, T, K) bool/float.
     """
     gt = model.normalise(gt_px.float(), size)                            # (B, T, K, 2)

@@ -16,11 +16,11 @@ from typing import Any, Callable
 from torch import nn
 
 from core.errors import RunError
-from core.models.temporal.conv3d import Conv3DConfig, Conv3DRefiner
-from core.models.temporal.convlstm import BiConvLSTMRefiner, ConvLSTMConfig
-from core.models.temporal.deciwatch import (DeciWatch, DeciWatchConfig, deciwatch_loss,
+from core.temporal.models.conv3d import Conv3DConfig, Conv3DRefiner
+from core.temporal.models.convlstm import BiConvLSTMRefiner, ConvLSTMConfig
+from core.temporal.models.deciwatch import (DeciWatch, DeciWatchConfig, deciwatch_loss,
                                             deciwatch_loss_terms)
-from core.models.temporal.identity import Identity, IdentityConfig
+from core.temporal.models.identity import Identity, IdentityConfig
 
 TemporalConfig = Conv3DConfig | DeciWatchConfig | ConvLSTMConfig | IdentityConfig
 

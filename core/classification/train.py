@@ -5,7 +5,7 @@
 Recipe (the paper's): Adam lr 1e-3, StepLR(step 7, gamma 0.1), batch 64, 10 epochs,
 cross-entropy, best epoch by validation accuracy kept. channels_last everywhere; bf16 autocast on
 CUDA only. Presets that train nothing before the pooled features (all paper presets) train
-on cached features (``core.features``); the grid computes them in one shared pass.
+on cached features (``core.classification.features``); the grid computes them in one shared pass.
 
 Run folder lifecycle: run.json at start -> history.csv + weights.safetensors (best epoch)
 + last.safetensors (resume state) after every epoch -> predictions.parquet -> run.json
@@ -32,10 +32,10 @@ from torch.utils.data import DataLoader
 
 from core import distributed as D
 from core import runs as R
-from core.backbones import backbone_id, resolve_backbone
+from core.classification.backbones import backbone_id, resolve_backbone
 from core.errors import DataError, RunError, TrainingError
-from core.features import cached_features, feature_cache_path
-from core.models.classifier import (PAPER_PRESETS, PRESETS, ClassifierConfig, PoseClassifier,
+from core.classification.features import cached_features, feature_cache_path
+from core.classification.model import (PAPER_PRESETS, PRESETS, ClassifierConfig, PoseClassifier,
                                     build_classifier, get_preset, load_trained_weights)
 
 LAST = "last.safetensors"   # resume checkpoint of an unfinished run (removed when finished)
@@ -249,7 +249,7 @@ def load_checkpoint(path: Path, model: PoseClassifier, best_weights_path: Path) 
 @dataclass
 class _Prepared:
     """What every preset of a grid shares: data, backbone, device, cached features."""
-    index: object                                   # core.data.infiniteform.PoseIndex
+    index: object                                   # core.classification.dataset.PoseIndex
     backbone_state: dict
     backbone_info: dict
     device: torch.device
@@ -262,7 +262,7 @@ class _Prepared:
 
 
 def _prepare(data, *, runs_dir, device, seed, weights, image_size: int, margin: float) -> _Prepared:
-    from core.data.infiniteform import load_infiniteform
+    from core.classification.dataset import load_infiniteform
     t0 = time.perf_counter()
     index = load_infiniteform(data, seed=seed)
     if D.is_main_process():
@@ -288,8 +288,8 @@ CALIBRATION_SAMPLES = 64    # training crops that set a random backbone's BN sta
 def _calibrated(state: dict, info: dict, index, runs_dir: Path, *, device: torch.device,
                 image_size: int, margin: float) -> tuple[dict, dict]:
     """A random backbone with BN statistics estimated on this dataset's training crops
-    (see core.backbones), computed once per (init, data, crop size) and stored."""
-    from core.backbones import calibrate_batchnorm, store_backbone
+    (see core.classification.backbones), computed once per (init, data, crop size) and stored."""
+    from core.classification.backbones import calibrate_batchnorm, store_backbone
     from core.io import write_json
     key = runs_dir / "_backbones" / f"calibrated-{info['sha256'][:16]}-{index.fingerprint}-{image_size}.json"
     try:
@@ -315,14 +315,14 @@ def _calibrated(state: dict, info: dict, index, runs_dir: Path, *, device: torch
 def _pose_dataset(samples, image_size: int, margin: float):
     """Eval-style crops (no augmentation): the cached features and the image path must see
     exactly the same inputs."""
-    from core.data.infiniteform import PoseDataset
+    from core.classification.dataset import PoseDataset
     return PoseDataset(list(samples), image_size=image_size, margin=margin, augment=False)
 
 
 def _image_sets(prep: _Prepared, tcfg: TrainConfig) -> dict:
     """split -> CachedPoseDataset at the run's crop size; the image cache of the whole
     dataset is built once (rank 0, every core) and shared by every preset of the grid."""
-    from core.image_cache import cached_pose_dataset
+    from core.classification.image_cache import cached_pose_dataset
     key = (tcfg.image_size, tcfg.margin)
     if prep.image_sets is None or prep.image_sets.get("key") != key:
         splits = prep.index.splits
@@ -342,7 +342,7 @@ def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, progr
     The images come from the image cache of ``prep.image_decoder``; features from the
     torchvision (GPU JPEG) decoder carry their own key, its pixels differ from PIL's by a
     level or two."""
-    from core.image_cache import cached_pose_dataset   # crops decoded once
+    from core.classification.image_cache import cached_pose_dataset   # crops decoded once
     extractor = build_classifier(PRESETS["model1"], prep.backbone_state).to(prep.device)
     extractor = extractor.to(memory_format=torch.channels_last)     # see compute_features
     splits = prep.index.splits
@@ -403,7 +403,7 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
                         image_size=image_size, margin=base.margin)
     if init_from is not None:      # fail before the long feature pass, not after it
         _check_init_from(Path(init_from), list(prep.index.classes))
-    from core.image_cache import resolve_decoder
+    from core.classification.image_cache import resolve_decoder
     prep.image_decoder = resolve_decoder(
         [s for k in ("train", "val", "test") for s in prep.index.splits.get(k, [])], decoder, dev)
     if feature_cache and any(PRESETS[p].feature_cacheable for p in presets):
@@ -468,7 +468,7 @@ def _loaders(cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prepared, seed: in
     splits = prep.index.splits
     gen = torch.Generator().manual_seed(seed)
     if not use_features:           # through the backbone: crops from the image cache
-        from core.image_cache import CachedLoader
+        from core.classification.image_cache import CachedLoader
         sets = _image_sets(prep, tcfg)
         sampler = (D.ShardedBatchSampler(len(sets["train"]), tcfg.batch_size, shuffle=True, generator=gen)
                    if D.is_distributed() else None)

@@ -1,7 +1,7 @@
 """InfiniteForm-layout pose data: the COCO-style reader, splits, crops and ``PoseDataset``.
 
 One reader serves the real InfiniteForm (Weitz et al. 2021) and the project's synthetic
-data (``core.data.synthetic``), because both use the same layout:
+data (``core.synthetic.images``), because both use the same layout:
 
 * **the real dataset**: ONE COCO-style JSON for all 60k scenes, no split; per scene
   ``{image_id}.rgb.png`` plus ``.cseg.png`` / ``.iseg.png`` / ``.depth.exr`` files that
@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.data.images import IMAGENET_MEAN_RGB8, image_to_tensor, open_image, read_image_size
+from core.images import IMAGENET_MEAN_RGB8, image_to_tensor, open_image, read_image_size
 from core.errors import DataError
 from core.keypoints import COCO17
 

@@ -1,4 +1,4 @@
-"""The synthetic body (``core.data.body``) animated through real movements, filmed by a
+"""The synthetic body (``core.synthetic.body``) animated through real movements, filmed by a
 slowly moving camera: ground-truth 2D keypoints for the synthetic video sequences.
 
 Two kinds of movement:
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.data import body
+from core.synthetic import body
 from core.keypoints import TEMPORAL25, TEMPORAL25_FROM_BODY
 
 EXERCISES: tuple[str, ...] = ("squat", "jumping_jack", "bicep_curl", "lunge", "pushup",

@@ -6,7 +6,7 @@ for Fitness Pose Classification" (DESIGN.md §5), plus "beyond the paper" preset
              [+ keypoints (B,17,3) flattened -> (B,1051)] -> head -> (B,C)  forward_head
 
 Everything a paper preset trains sits after the pooled 2048-d features, so those can be
-computed once per image and cached (``core.features``); ``forward_head`` is exactly what
+computed once per image and cached (``core.classification.features``); ``forward_head`` is exactly what
 training on cached features runs.
 
 The model never moves itself to a device and writes no state in ``forward``: a loaded
@@ -172,7 +172,7 @@ def set_trainable(model: PoseClassifier, cfg: ClassifierConfig) -> None:
 def build_classifier(cfg: ClassifierConfig, backbone_weights: dict[str, torch.Tensor] | None = None,
                      ) -> PoseClassifier:
     """A PoseClassifier on CPU. ``backbone_weights``: a torchvision ResNet-50 state dict
-    (``fc.*`` included) as returned by ``core.backbones.resolve_backbone``; None keeps
+    (``fc.*`` included) as returned by ``core.classification.backbones.resolve_backbone``; None keeps
     torchvision's random init (tests)."""
     # Skipping ResNet-50's random init when real weights follow saves ~0.5 s per model
     # (a grid builds one per preset).
@@ -197,7 +197,7 @@ def load_backbone_weights(model: PoseClassifier, state: dict[str, torch.Tensor])
 def rebuild_from_run(run, device: str | torch.device = "cpu") -> PoseClassifier:
     """Model of a finished classifier run: config from run.json, frozen backbone from its
     recorded source, trained parts from weights.safetensors. Used by core.runs.load_model."""
-    from core.backbones import load_backbone
+    from core.classification.backbones import load_backbone
     from core.errors import RunError
     from core.runs import RUN_JSON, WEIGHTS, load_weights
 

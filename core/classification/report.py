@@ -360,13 +360,13 @@ def sample_picture(root: str | Path, row: pd.Series | dict, *, margin: float = 0
     with the keypoint skeleton drawn on when asked. Raises DataError when the image is
     missing, outside the data root, or unreadable.
 
-    ``cache``: the run's ``core.image_cache.ImageCache``; when it holds this sample at
+    ``cache``: the run's ``core.classification.image_cache.ImageCache``; when it holds this sample at
     ``size`` px or more, the crop comes from it and the scene file's header alone is read
     (for the crop's place in the scene), instead of decoding the whole scene."""
     from PIL import Image
 
-    from core.data.images import open_image, read_image_size
-    from core.data.infiniteform import crop_box, crop_padded
+    from core.images import open_image, read_image_size
+    from core.classification.dataset import crop_box, crop_padded
     path = resolve_inside(root, str(row["image_path"]))
     bbox = row.get("bbox") if hasattr(row, "get") else None
     has_box = bbox is not None and len(bbox) == 4
@@ -379,7 +379,7 @@ def sample_picture(root: str | Path, row: pd.Series | dict, *, margin: float = 0
     else:
         img = open_image(path, max_pixels=max_pixels)
         W, H = img.size
-        # The same square crop the model saw (core.data.infiniteform.crop_box), so what the
+        # The same square crop the model saw (core.classification.dataset.crop_box), so what the
         # gallery shows is what was classified.
         box = crop_box(bbox, (W, H), margin) if has_box else (0, 0, W, H)
         crop = crop_padded(img, box)

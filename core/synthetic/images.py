@@ -31,8 +31,8 @@ ids likewise, so the two JSON files could be merged into one, like InfiniteForm'
 * ``categories``: the COCO person category with its 17 keypoint names and skeleton.
 * ``info``: generator, seed, split, size, people_max.
 
-Scenes, bodies and the visibility rule are described in ``core.data.render`` and
-``core.data.body``. Every image has its own random generator seeded by
+Scenes, bodies and the visibility rule are described in ``core.synthetic.render`` and
+``core.synthetic.body``. Every image has its own random generator seeded by
 ``(seed, split, index)``, so a dataset is byte-identical for the same arguments, images
 can be rendered in any order by any number of processes, and the train images do
 not change when ``--test`` changes.
@@ -50,8 +50,8 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from core.data import body as B
-from core.data.render import Person, PersonRender, RenderResult, Scene, render_scene, sample_scene
+from core.synthetic import body as B
+from core.synthetic.render import Person, PersonRender, RenderResult, Scene, render_scene, sample_scene
 from core.errors import DataError
 from core.io import atomic_write, write_json
 from core.keypoints import BODY_JOINTS, COCO17, COCO17_SKELETON
@@ -232,7 +232,7 @@ def write_image_dataset(out: Path, *, n_train: int, n_test: int, seed: int, size
             # The JSON goes last: a folder with annotations.json is a finished split.
             write_json(split_dir / "annotations.json", {
                 "info": {"description": "PoseLab synthetic fitness poses (InfiniteForm layout)",
-                         "generator": "core.data.synthetic", "version": 1, "seed": seed,
+                         "generator": "core.synthetic.images", "version": 1, "seed": seed,
                          "split": split, "size": size, "people_max": people_max},
                 "images": images, "annotations": annotations, "categories": categories(),
             })

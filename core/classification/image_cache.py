@@ -60,7 +60,7 @@ def decode_crop(sample, image_size: int, margin: float, scene=None) -> np.ndarra
     """One sample as PoseDataset sees it before normalisation: (S, S, 3) uint8."""
     from PIL import Image
 
-    from core.data.infiniteform import load_crop
+    from core.classification.dataset import load_crop
     crop = load_crop(sample, margin, image=scene)
     if crop.size != (image_size, image_size):      # same call as images.image_to_tensor
         crop = crop.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
@@ -73,7 +73,7 @@ _JOB: dict = {}
 
 def _decode_chunk(bounds: tuple[int, int]) -> tuple[int, str | None]:
     """Worker: decode samples [lo, hi) straight into the memory-mapped output file."""
-    from core.data.images import open_image
+    from core.images import open_image
     lo, hi = bounds
     samples, size, margin = _JOB["samples"], _JOB["image_size"], _JOB["margin"]
     out = np.load(_JOB["tmp"], mmap_mode="r+")
@@ -96,7 +96,7 @@ def _decode_chunk(bounds: tuple[int, int]) -> tuple[int, str | None]:
 def decode_rate(samples: Sequence, *, image_size: int, margin: float = 0.15, n: int | None = None) -> float:
     """One core's decode + crop + resize rate, samples/s, over the first ``n`` samples
     (what a cache build on k cores should approach k times)."""
-    from core.data.images import open_image
+    from core.images import open_image
     chosen = list(samples[: n or len(samples)])
     t0 = time.perf_counter()
     last_path, scene = None, None
@@ -199,7 +199,7 @@ def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
 def crop_resize_tensor(image: torch.Tensor, box: tuple[int, int, int, int], image_size: int) -> torch.Tensor:
     """``crop_padded`` + bilinear resize of a (3, H, W) uint8 tensor on its device ->
     (S, S, 3) uint8. The box may run past the borders: padded with the ImageNet mean."""
-    from core.data.images import IMAGENET_MEAN_RGB8
+    from core.images import IMAGENET_MEAN_RGB8
     x0, y0, x1, y1 = box
     _, h, w = image.shape
     canvas = image.new_empty((3, y1 - y0, x1 - x0))
@@ -218,7 +218,7 @@ def crop_resize_tensor(image: torch.Tensor, box: tuple[int, int, int, int], imag
 def _build_torchvision(samples: Sequence, out: np.ndarray, *, image_size: int, margin: float,
                        device: torch.device, batch: int, bar) -> None:
     """Fill ``out`` (N, S, S, 3) with every sample's crop, decoding ``batch`` scenes per call."""
-    from core.data.infiniteform import crop_box
+    from core.classification.dataset import crop_box
     rows: dict[str, list[int]] = {}                  # scene -> its samples, first-seen order
     for i, s in enumerate(samples):
         rows.setdefault(str(s.image_path), []).append(i)
@@ -351,7 +351,7 @@ class CachedPoseDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, cache: ImageCache, samples: Sequence):
-        from core.data.infiniteform import model_keypoints
+        from core.classification.dataset import model_keypoints
         self.cache = cache
         self.samples = list(samples)
         self.rows = cache.rows(self.samples)
@@ -383,7 +383,7 @@ class CachedLoader:
     device (pinned on CUDA) and is normalised there, channels-last. No worker processes:
     there is nothing left to decode. Batches are drawn like ``DataLoader(ds, batch_size,
     shuffle, generator)`` draws them (the same RandomSampler permutation from
-    ``generator``, which ``core.train.fit`` reseeds every epoch), or by ``batch_sampler``
+    ``generator``, which ``core.classification.train.fit`` reseeds every epoch), or by ``batch_sampler``
     (``core.distributed.ShardedBatchSampler`` under torchrun).
     """
 

@@ -1,6 +1,6 @@
 """A procedural 3D human body: skeleton, body shapes, joint-angle poses, camera.
 
-Pure numpy. Used by the synthetic image renderer (``core.data.synthetic``) and, animated
+Pure numpy. Used by the synthetic image renderer (``core.synthetic.images``) and, animated
 through repetitions, by the synthetic video sequences of the temporal task.
 
 Conventions (everything below relies on them):

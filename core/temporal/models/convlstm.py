@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.models.temporal.conv3d import peak_scale
+from core.temporal.models.conv3d import peak_scale
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Scene sampling and drawing for the synthetic fitness-pose images.
 
 A scene is a room (floor with a pattern, walls, lighting), 1..N people from
-``core.data.body`` each doing one exercise, a few props (ball, box, plant, kettlebell),
+``core.synthetic.body`` each doing one exercise, a few props (ball, box, plant, kettlebell),
 and a camera. ``render_scene`` draws it with PIL and returns, per person, the projected
 keypoints with a visibility worked out against *what was drawn*:
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from core.data import body as B
+from core.synthetic import body as B
 from core.keypoints import BODY_JOINTS
 
 # --------------------------------------------------------------------------- palettes

@@ -40,9 +40,9 @@ from torch import nn
 
 from core import distributed as D
 from core.errors import DataError, RunError, TrainingError
-from core.heatmaps import decode_heatmaps
+from core.temporal.heatmaps import decode_heatmaps
 from core.metrics import PCK_THRESHOLDS, pck, pck_table
-from core.models.temporal import (TRAINABLE_ARCHS, Identity, build_temporal, config_from_dict,
+from core.temporal.models import (TRAINABLE_ARCHS, Identity, build_temporal, config_from_dict,
                                   config_to_dict, deciwatch_loss_terms, load_state, make_config)
 
 # The study fine-tunes pre-trained models with lr 1e-4 (DESIGN.md §6). Training from
@@ -360,7 +360,7 @@ def load_checkpoint(path: Path, best_weights: Path) -> dict:
 def make_window_datasets(index, *, k: int = 5, train_stride: int = 1) -> dict:
     """WindowDatasets of the three splits (val/test non-overlapping). Building one
     precomputes targets and decoded peaks per video, so the grid builds them once."""
-    from core.data.sequences import WindowDataset
+    from core.temporal.sequences import WindowDataset
     return {
         "train": WindowDataset(index.splits["train"], k=k, stride=train_stride),
         "val": WindowDataset(index.splits["val"], k=k, stride=k),
@@ -526,7 +526,7 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
     ``index`` lets the grid load the data once; ``model_overrides`` / ``train_overrides``
     change config fields (the demo uses them for small, fast models).
     """
-    from core.data.sequences import load_sequences
+    from core.temporal.sequences import load_sequences
     from core.runs import (HISTORY_CSV, PCK_CSV, PREDICTIONS, WEIGHTS, create_run_dir, now_iso,
                            save_weights, write_metrics, write_run_info, write_table)
     import pandas as pd
@@ -685,7 +685,7 @@ def train_temporal_grid(*, data, archs: list[str] | None = None, runs_dir, epoch
     ``model_overrides`` maps arch -> config overrides. ``on_run(i, n, arch)`` is called
     before each run and ``on_epoch(arch, epoch, row)`` after each epoch (demo progress).
     """
-    from core.data.sequences import load_sequences
+    from core.temporal.sequences import load_sequences
     archs = list(archs) if archs else list(TRAINABLE_ARCHS)
     for a in archs:
         if a not in TRAINABLE_ARCHS and a != "identity":
@@ -756,7 +756,7 @@ def build_temporal_demo(*, data_dir, runs_dir, device: str = "auto", seed: int =
 
 
 def _build_temporal_demo(*, data_dir, runs_dir, device, seed, report, start, end) -> list[Path]:
-    from core.data.sequences import load_sequences, write_sequence_dataset
+    from core.temporal.sequences import load_sequences, write_sequence_dataset
     say = report or (lambda f, m: None)
     out = Path(data_dir) / "sequences"
     if _demo_meta(out) != {**DEMO_DATA, "seed": seed}:   # reuse identical data

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.heatmaps import bbox_norm, clamp_to_heatmap, default_sigma, image_to_heatmap
+from core.temporal.heatmaps import bbox_norm, clamp_to_heatmap, default_sigma, image_to_heatmap
 from core.keypoints import TEMPORAL25
 
 

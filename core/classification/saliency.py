@@ -291,15 +291,15 @@ def sample_input(run_info: dict, row, *, use_keypoints: bool, cache=None) -> Sal
 
     The image path is resolved inside the run's data root (a path that leaves it is a
     DataError), decoded with ``open_image`` and cropped like ``PoseDataset`` does; or,
-    when ``cache`` (the run's ``core.image_cache.ImageCache``) holds the sample, its
+    when ``cache`` (the run's ``core.classification.image_cache.ImageCache``) holds the sample, its
     cached crop -- the very pixels the run was evaluated on -- and only the scene's
     header is read.
     """
-    from core.data.images import image_to_tensor, open_image, read_image_size, tensor_to_image
-    from core.image_cache import normalize_uint8
-    from core.data.infiniteform import Sample, load_crop, model_keypoints
+    from core.images import image_to_tensor, open_image, read_image_size, tensor_to_image
+    from core.classification.image_cache import normalize_uint8
+    from core.classification.dataset import Sample, load_crop, model_keypoints
     from core.errors import DataError
-    from core.report import resolve_inside
+    from core.classification.report import resolve_inside
 
     size, margin = run_image_settings(run_info)
     root = (run_info.get("data") or {}).get("root")
@@ -373,7 +373,7 @@ def upload_input(data: bytes, *, name: str, image_size: int, keypoints_json: str
     like ``image_to_tensor`` (keypoints as fractions of the image stay right).
     ``keypoints_json``: 17 [x, y, v] in the upright upload's pixels (see
     ``parse_keypoints_json``), or None for no keypoints."""
-    from core.data.images import image_to_tensor, open_image, tensor_to_image
+    from core.images import image_to_tensor, open_image, tensor_to_image
     kw = {} if max_pixels is None else {"max_pixels": max_pixels}
     img = open_image(data, name=name, **kw)
     kpt = None

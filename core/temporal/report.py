@@ -400,9 +400,9 @@ def resolve_video_file(data_root: str | Path, video: str) -> tuple[Path, slice |
 
 
 def load_run_video(data_root: str | Path, video: str):
-    """The test video's heatmaps and boxes, as ``core.data.sequences.Video`` cut to
+    """The test video's heatmaps and boxes, as ``core.temporal.sequences.Video`` cut to
     the frames the run's predictions number from 0."""
-    from core.data.sequences import load_video
+    from core.temporal.sequences import load_video
 
     path, sl = resolve_video_file(data_root, video)
     v = load_video(path, min_frames=1)
@@ -419,7 +419,7 @@ def frame_heatmap(video, frame: int) -> np.ndarray:
     scaled by the frame's peak for display."""
     import torch
 
-    from core.heatmaps import normalize_heatmaps
+    from core.temporal.heatmaps import normalize_heatmaps
     if not 0 <= frame < video.heatmaps.shape[0]:
         raise DataError(video.path, f"frame {frame} outside 0..{video.heatmaps.shape[0] - 1}")
     hm = normalize_heatmaps(torch.from_numpy(np.asarray(video.heatmaps[frame], np.float32)))  # (K, H, W)

@@ -16,7 +16,7 @@ nothing is normalised and activations grow ~10x through the 16 blocks, so the po
 features are huge, a trainable fc diverges under Adam at lr 1e-3, and the 51 keypoint
 inputs are drowned by the fc's outputs. ``calibrate_batchnorm`` therefore re-estimates the
 BN statistics on training crops (what any pretrained backbone already has); training
-calls it for random backbones (``core.train``), recording it in ``backbone.weights``.
+calls it for random backbones (``core.classification.train``), recording it in ``backbone.weights``.
 
 A backbone that exists nowhere else (the random init, or a file's missing fc completed
 randomly) is stored once, content-addressed, at ``<runs_dir>/_backbones/<sha256>.safetensors``

@@ -11,7 +11,7 @@ heatmaps        (T, 25, H, W)      the estimator's raw output per frame (float16
                 float              values allowed, preprocessing clips them). T >= 5.
 boxes           (T, 4) float       the estimator's predicted person box per frame, xyxy in
                                    image pixels; the heatmaps cover exactly this box
-                                   (top-down), see ``core.heatmaps`` for the pixel mapping.
+                                   (top-down), see ``core.temporal.heatmaps`` for the pixel mapping.
 keypoints       (T, 25, 3) float   optional ground truth in image pixels: x, y, visibility
                                    (0 = missing/outside the frame, 1 = occluded, 2 =
                                    visible). NaN x/y are allowed only where visibility is
@@ -34,7 +34,7 @@ only way one video can be trained and tested), or a folder of Penn Action ``.mat
 or BRACE segment ``.json`` files, or both (the study's pre-training mix; see
 ``load_penn_action`` / ``load_brace``; other JSON files of a BRACE download are skipped
 and counted in ``skipped``): those have
-ground truth but no estimator output, so ``core.data.estimator`` simulates it on load,
+ground truth but no estimator output, so ``core.synthetic.estimator`` simulates it on load,
 deterministically per seed; ``convert_dataset`` writes the result as a dataset folder
 once, so it is not re-simulated at every run.
 
@@ -61,7 +61,7 @@ import torch
 from torch.utils.data import Dataset
 
 from core.errors import DataError
-from core.heatmaps import (bbox_norm, clamp_to_heatmap, decode_heatmaps,
+from core.temporal.heatmaps import (bbox_norm, clamp_to_heatmap, decode_heatmaps,
                            gaussian_heatmaps, image_to_heatmap, normalize_heatmaps)
 from core.io import atomic_write, fingerprint_files, write_json
 from core.keypoints import COCO17, TEMPORAL25
@@ -219,7 +219,7 @@ def _mask_from(indices) -> np.ndarray:
 
 def _simulated_video(vid: str, kp: np.ndarray, mask: np.ndarray, image_size, *, boxes, heatmap,
                      noise, seed, source, path, split=None, first_frame=0) -> Video:
-    from core.data.estimator import simulate_estimator
+    from core.synthetic.estimator import simulate_estimator
     hm, pred_boxes = simulate_estimator(kp, heatmap=heatmap, noise=noise, joint_mask=mask,
                                         boxes=boxes, seed=seed)
     kp = kp.copy()
@@ -614,15 +614,15 @@ def convert_dataset(src: str | Path, out: str | Path, *, heatmap: int = 64, nois
 
 def write_sequence_dataset(out: str | Path, *, videos: int = 40, frames: int = 60, seed: int = 0,
                            heatmap: int = 64, noise: float = 1.0, progress: bool = True) -> dict:
-    """Synthetic videos (``core.data.motion``) + simulated estimator -> a dataset folder.
+    """Synthetic videos (``core.synthetic.motion``) + simulated estimator -> a dataset folder.
 
     Deterministic for a seed. Returns a summary dict (also printed): counts per
     movement, frames, heatmap size, seconds and the estimator's identity PCK.
     """
     from tqdm import tqdm
 
-    from core.data.estimator import simulate_estimator
-    from core.data.motion import animate, movement_for
+    from core.synthetic.estimator import simulate_estimator
+    from core.synthetic.motion import animate, movement_for
 
     if videos < 1 or frames < WINDOW:
         raise DataError(out, f"need at least 1 video of at least {WINDOW} frames (got {videos} x {frames})")

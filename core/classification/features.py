@@ -46,7 +46,7 @@ def feature_cache_path(runs_dir: str | Path, fingerprint: str, backbone_id: str,
     """One file per (data, backbone, crop size, decoder, precision): features computed
     under CUDA's bf16 autocast differ from float32 CPU ones, so they never share a file
     (a cache extended on the other device would mix precisions row by row)."""
-    tag = "" if decoder == "pil" else f"-{decoder}"       # see core.image_cache.cache_stem
+    tag = "" if decoder == "pil" else f"-{decoder}"       # see core.classification.image_cache.cache_stem
     if torch.device(device).type == "cuda":
         tag += "-bf16"
     return Path(runs_dir) / CACHE_DIR / f"{fingerprint}-{backbone_id}-{image_size}{tag}.safetensors"
@@ -65,11 +65,11 @@ def compute_features(model, dataset: Dataset, *, device: torch.device, batch_siz
     ``on_progress(fraction, message)`` follows the pass (the demo's progress bar)."""
     from tqdm.auto import tqdm
 
-    from core.train import autocast_for
+    from core.classification.train import autocast_for
     was_training = model.training
     model.eval()
     if hasattr(dataset, "batches"):
-        # core.image_cache.CachedPoseDataset: uint8 crops normalised on the device (fast path)
+        # core.classification.image_cache.CachedPoseDataset: uint8 crops normalised on the device (fast path)
         loader = dataset.batches(batch_size, device)
     else:
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
