@@ -25,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.synthetic.render import render_scene, sample_scene  # noqa: E402
+from core.synthetic.render import render_scene  # noqa: E402
+from core.synthetic.scene import sample_scene  # noqa: E402
 from core.synthetic.images import PNG_COMPRESS_LEVEL, SPLIT_CODE, render_image  # noqa: E402
 from core.io import write_json  # noqa: E402
 
@@ -81,18 +82,19 @@ def bench_kinematics(n: int = 2000) -> dict:
     """Forward kinematics calls/s (one pose per call, and frames/s batched), and
     sample_pose calls/s (with the two-support levelling of plank-like poses)."""
     from core.synthetic import body as B
+    from core.synthetic import poses
     rng = np.random.default_rng(0)
     shape = B.sample_shape(rng)
-    poses = rng.uniform(-1, 1, (n, len(B.ALL_JOINTS), 3))
+    angles = rng.uniform(-1, 1, (n, len(B.ALL_JOINTS), 3))
     t0 = time.process_time()
-    for p in poses:
+    for p in angles:
         B.joint_positions(shape, p)
     t1 = time.process_time()
-    B.joint_positions(shape, poses)
+    B.joint_positions(shape, angles)
     t2 = time.process_time()
-    classes = B.CLASS_NAMES
+    classes = poses.CLASS_NAMES
     for i in range(n // 4):
-        B.sample_pose(classes[i % len(classes)], rng, shape=shape)
+        poses.sample_pose(classes[i % len(classes)], rng, shape=shape)
     t3 = time.process_time()
     return {"fk_calls_per_s": round(n / (t1 - t0)), "fk_batched_frames_per_s": round(n / max(t2 - t1, 1e-9)),
             "sample_pose_calls_per_s": round((n // 4) / (t3 - t2))}

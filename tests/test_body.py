@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from core.synthetic import body as B
+from core.synthetic import camera
+from core.synthetic import poses
 from core.keypoints import BODY_JOINTS, flip_permutation
 
 
@@ -53,10 +55,10 @@ def test_bone_lengths_are_preserved_in_any_pose(seed):
 def test_batched_kinematics_equals_one_by_one():
     rng = np.random.default_rng(0)
     shape = B.sample_shape(rng)
-    poses = rng.uniform(-1, 1, (4, len(B.ALL_JOINTS), 3))
-    batch = B.joint_positions(shape, poses)
+    angles = rng.uniform(-1, 1, (4, len(B.ALL_JOINTS), 3))
+    batch = B.joint_positions(shape, angles)
     for i in range(4):
-        np.testing.assert_allclose(batch[i], B.joint_positions(shape, poses[i]), atol=1e-12)
+        np.testing.assert_allclose(batch[i], B.joint_positions(shape, angles[i]), atol=1e-12)
 
 
 def test_bone_lengths_vary_by_shape():
@@ -111,18 +113,18 @@ def test_mirror_pose_mirrors_the_body():
 
 
 def test_every_class_and_variation_samples_a_finite_pose():
-    assert len(B.POSE_CLASSES) == 15
-    assert {t.category for t in B.POSE_CLASSES.values()} == {"HIIT", "Yoga"}
+    assert len(poses.POSE_CLASSES) == 15
+    assert {t.category for t in poses.POSE_CLASSES.values()} == {"HIIT", "Yoga"}
     rng = np.random.default_rng(0)
-    for name, tpl in B.POSE_CLASSES.items():
+    for name, tpl in poses.POSE_CLASSES.items():
         for var in tpl.variations:
-            pose, root, got = B.sample_pose(name, rng, variation=var)
+            pose, root, got = poses.sample_pose(name, rng, variation=var)
             assert got == var
             pos = B.pose_body(B.BodyShape(), pose, root)
             assert np.isfinite(pos).all()
             assert pos[:, 1].min() == pytest.approx(B.FLOOR_CLEARANCE)
     with pytest.raises(ValueError, match="unknown pose class"):
-        B.sample_pose("yoga_flying", rng)
+        poses.sample_pose("yoga_flying", rng)
 
 
 def _height(name, pos):
@@ -140,7 +142,7 @@ def test_supported_poses_rest_on_both_supports(name, a, b):
     rng = np.random.default_rng(7)
     for _ in range(3):
         shape = B.sample_shape(rng)
-        pose, root, var = B.sample_pose(name, rng, shape=shape)
+        pose, root, var = poses.sample_pose(name, rng, shape=shape)
         support = ("left_elbow", "right_elbow") if var == "plank_forearm" else a
         pos = B.pose_body(shape, pose, root)
         low_a = min(_height(j, pos) for j in support)
@@ -156,10 +158,10 @@ def test_supported_poses_rest_on_both_supports(name, a, b):
 def test_lying_and_standing_classes():
     rng = np.random.default_rng(2)
     for name in ("plank", "pushup", "bridge", "crunch", "superman", "bird_dog", "side_plank"):
-        pos = B.pose_body(B.BodyShape(), *B.sample_pose(name, rng)[:2])
+        pos = B.pose_body(B.BodyShape(), *poses.sample_pose(name, rng)[:2])
         assert _height("head", pos) < 1.0, name
     for name in ("tree", "warrior2", "jumping_jack", "overhead_press", "bicep_curl"):
-        pos = B.pose_body(B.BodyShape(), *B.sample_pose(name, rng)[:2])
+        pos = B.pose_body(B.BodyShape(), *poses.sample_pose(name, rng)[:2])
         assert _height("head", pos) > 1.4, name
 
 
@@ -167,7 +169,7 @@ def test_phase_animates_the_repetition():
     shape = B.BodyShape()
 
     def at(name, phase, joint):
-        pose, root, _ = B.sample_pose(name, np.random.default_rng(0), phase=phase, noise_deg=0)
+        pose, root, _ = poses.sample_pose(name, np.random.default_rng(0), phase=phase, noise_deg=0)
         return B.pose_body(shape, pose, root)[B.JOINT_INDEX[joint]]
 
     assert at("squat", 0.5, "pelvis")[1] < at("squat", 0.0, "pelvis")[1] - 0.25
@@ -183,8 +185,8 @@ def test_phase_animates_the_repetition():
 def test_variations_are_mirror_images():
     rng = np.random.default_rng(0)
     shape = B.BodyShape()
-    left = B.sample_pose("side_plank", np.random.default_rng(5), variation="side_plank_left", noise_deg=0)
-    right = B.sample_pose("side_plank", np.random.default_rng(5), variation="side_plank_right", noise_deg=0)
+    left = poses.sample_pose("side_plank", np.random.default_rng(5), variation="side_plank_left", noise_deg=0)
+    right = poses.sample_pose("side_plank", np.random.default_rng(5), variation="side_plank_right", noise_deg=0)
     pl = B.joint_positions(shape, left.pose, root_rotation=left.root_rotation)
     pr = B.joint_positions(shape, right.pose, root_rotation=right.root_rotation)
     np.testing.assert_allclose(pl, pr[flip_permutation(BODY_JOINTS)] * np.array([-1, 1, 1]), atol=1e-9)
@@ -193,8 +195,8 @@ def test_variations_are_mirror_images():
 
 def test_camera_projection():
     target = np.array([0.0, 1.0, 0.0])
-    cam = B.look_at_camera(target, yaw_deg=0, pitch_deg=0, distance=4.0, fov_deg=60, width=200, height=100)
-    uv, depth = B.project(cam, np.stack([target, target + [0.5, 0, 0], target + [0, 0.5, 0], target + [0, 0, 5]]))
+    cam = camera.look_at_camera(target, yaw_deg=0, pitch_deg=0, distance=4.0, fov_deg=60, width=200, height=100)
+    uv, depth = camera.project(cam, np.stack([target, target + [0.5, 0, 0], target + [0, 0.5, 0], target + [0, 0, 5]]))
     np.testing.assert_allclose(uv[0], [100, 50], atol=1e-9)
     assert depth[0] == pytest.approx(4.0)
     assert uv[1, 0] > 100   # camera on +z looking at -z: world +x is image right
@@ -203,29 +205,29 @@ def test_camera_projection():
     assert cam.focal == pytest.approx(100 / math.tan(math.radians(30)))
     # a front view shows the body's left on the image's right
     pos = B.pose_body(B.BodyShape(), B.rest_pose())
-    uv, _ = B.project(cam, pos)
+    uv, _ = camera.project(cam, pos)
     assert uv[B.JOINT_INDEX["left_shoulder"], 0] > uv[B.JOINT_INDEX["right_shoulder"], 0]
     # pitch looks down from above; roll turns the picture
-    high = B.look_at_camera(target, yaw_deg=0, pitch_deg=30, distance=4.0)
+    high = camera.look_at_camera(target, yaw_deg=0, pitch_deg=30, distance=4.0)
     assert high.position[1] > target[1]
     # straight down is the limit of almost straight down (no degenerate "right" axis)
-    down = B.look_at_camera(target, yaw_deg=30, pitch_deg=90, distance=4.0)
-    almost = B.look_at_camera(target, yaw_deg=30, pitch_deg=89.999, distance=4.0)
+    down = camera.look_at_camera(target, yaw_deg=30, pitch_deg=90, distance=4.0)
+    almost = camera.look_at_camera(target, yaw_deg=30, pitch_deg=89.999, distance=4.0)
     np.testing.assert_allclose(down.rotation, almost.rotation, atol=1e-4)
-    rolled = B.look_at_camera(target, yaw_deg=0, pitch_deg=0, distance=4.0, roll_deg=90, width=200, height=200)
-    uv, _ = B.project(rolled, (target + [0.5, 0, 0])[None])
+    rolled = camera.look_at_camera(target, yaw_deg=0, pitch_deg=0, distance=4.0, roll_deg=90, width=200, height=200)
+    uv, _ = camera.project(rolled, (target + [0.5, 0, 0])[None])
     assert abs(uv[0, 0] - 100) < 1e-6 and uv[0, 1] != pytest.approx(100)
 
 
 def test_sample_camera_ranges_and_determinism():
     target = np.array([0.0, 0.8, 0.0])
-    cams = [B.sample_camera(np.random.default_rng(i), target, radius=1.0) for i in range(50)]
-    again = B.sample_camera(np.random.default_rng(3), target, radius=1.0)
+    cams = [camera.sample_camera(np.random.default_rng(i), target, radius=1.0) for i in range(50)]
+    again = camera.sample_camera(np.random.default_rng(3), target, radius=1.0)
     np.testing.assert_array_equal(again.position, cams[3].position)
     yaws = np.array([c.yaw_deg for c in cams])
     assert yaws.min() < -90 and yaws.max() > 90                    # all around
     assert all(c.position[1] >= 0.25 - 1e-9 for c in cams)         # above the floor
     for c in cams:
-        uv, depth = B.project(c, target[None])
+        uv, depth = camera.project(c, target[None])
         np.testing.assert_allclose(uv[0], [c.width / 2, c.height / 2], atol=1e-6)
         assert depth[0] > 0

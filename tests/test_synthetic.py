@@ -10,7 +10,10 @@ import pytest
 
 from core import cli
 from core.synthetic import body as B
+from core.synthetic import camera
+from core.synthetic import poses
 from core.synthetic import render as R
+from core.synthetic import scene as S
 from core.synthetic.images import (UNANNOTATED, coco_annotation, render_image, scene_annotations,
                                  write_image_dataset)
 from core.errors import DataError
@@ -30,8 +33,8 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _standing_person(class_name="overhead_press", pose=None, heading=0.0, seed=0) -> R.Person:
-    p = R.sample_person(np.random.default_rng(seed), class_name, (0.0, 0.0), heading)
+def _standing_person(class_name="overhead_press", pose=None, heading=0.0, seed=0) -> S.Person:
+    p = S.sample_person(np.random.default_rng(seed), class_name, (0.0, 0.0), heading)
     if pose is not None:
         shape = B.BodyShape()
         p = dataclasses.replace(p, shape=shape, joints=B.pose_body(shape, pose, heading=heading))
@@ -82,9 +85,9 @@ def test_layout_and_json_fields(dataset):
             assert isinstance(a["area"], float) and 0 < a["area"] <= w * h + 1
             (poly,) = a["segmentation"]
             assert len(poly) >= 6 and len(poly) % 2 == 0
-            assert a["pose_category"] in B.POSE_CLASSES
-            assert a["pose_variation"] in B.POSE_CLASSES[a["pose_category"]].variations
-            assert a["exercise_category"] == B.POSE_CLASSES[a["pose_category"]].category
+            assert a["pose_category"] in poses.POSE_CLASSES
+            assert a["pose_variation"] in poses.POSE_CLASSES[a["pose_category"]].variations
+            assert a["exercise_category"] == poses.POSE_CLASSES[a["pose_category"]].category
         assert all(1 <= n <= 3 for n in per_image.values())
     assert any(n > 1 for n in per_image.values()) or len(train["annotations"]) > 6  # multi-person scenes
 
@@ -120,7 +123,7 @@ def test_annotations_match_what_was_drawn(dataset):
     for index in range(6):
         image_id = index + 1
         rng = np.random.default_rng([11, 0, index])
-        scene = R.sample_scene(rng, size=SIZE, people_max=3)
+        scene = S.sample_scene(rng, size=SIZE, people_max=3)
         drawn = R.render_scene(scene)                        # noise-free, same geometry
         empty = R.render_scene(dataclasses.replace(scene, people=[]))
         img = np.asarray(drawn.image, dtype=int)
@@ -156,12 +159,12 @@ def _assert_hull_covers(poly: list[float], mask: np.ndarray) -> None:
 def test_visibility_for_a_body_partly_out_of_frame():
     person = _standing_person(pose=B.pose_from_degrees(left_shoulder=(0, 0, 20), right_shoulder=(0, 0, -20)))
     # A close camera at knee height: the upper body is above the top of the image.
-    cam = B.look_at_camera((0.0, 0.5, 0.0), yaw_deg=0, pitch_deg=0, distance=1.6, fov_deg=50,
+    cam = camera.look_at_camera((0.0, 0.5, 0.0), yaw_deg=0, pitch_deg=0, distance=1.6, fov_deg=50,
                            width=SIZE, height=SIZE)
-    res = R.render_scene(R.Scene(camera=cam, people=[person]))
+    res = R.render_scene(S.Scene(camera=cam, people=[person]))
     kp = res.people[0].keypoints
     vis = dict(zip(BODY_JOINTS, kp[:, 2].astype(int)))
-    uv, depth = B.project(cam, person.joints[B.BODY_FROM_ALL])
+    uv, depth = camera.project(cam, person.joints[B.BODY_FROM_ALL])
     outside = (uv[:, 0] < 0) | (uv[:, 0] >= SIZE) | (uv[:, 1] < 0) | (uv[:, 1] >= SIZE)
     assert ((kp[:, 2] == 0) == outside).all()
     for name in ("left_shoulder", "right_shoulder", "nose", "left_ear", "right_eye"):
@@ -176,10 +179,10 @@ def test_visibility_for_a_body_partly_out_of_frame():
 
 def test_visibility_behind_a_prop_and_behind_the_body():
     person = _standing_person(pose=B.rest_pose())
-    cam = B.look_at_camera((0.0, 0.9, 0.0), yaw_deg=0, pitch_deg=0, distance=4.0, fov_deg=50,
+    cam = camera.look_at_camera((0.0, 0.9, 0.0), yaw_deg=0, pitch_deg=0, distance=4.0, fov_deg=50,
                            width=SIZE, height=SIZE)
-    box = R.Prop("box", np.array([0.0, 0.0, 1.2]), 0.9, np.array([200, 120, 40.0]))
-    res = R.render_scene(R.Scene(camera=cam, people=[person], props=[box]))
+    box = S.Prop("box", np.array([0.0, 0.0, 1.2]), 0.9, np.array([200, 120, 40.0]))
+    res = R.render_scene(S.Scene(camera=cam, people=[person], props=[box]))
     vis = dict(zip(BODY_JOINTS, res.people[0].keypoints[:, 2].astype(int)))
     for name in ("left_ankle", "right_ankle", "left_knee", "right_knee"):
         assert vis[name] == 1, name                      # behind the box
@@ -187,9 +190,9 @@ def test_visibility_behind_a_prop_and_behind_the_body():
         assert vis[name] == 2, name
     # From the body's left side, the far (right) shoulder and knee are hidden by the
     # torso and the near leg: self-occlusion gives 1 as well.
-    side = B.look_at_camera((0.0, 1.2, 0.0), yaw_deg=90, pitch_deg=0, distance=3.0, fov_deg=50,
+    side = camera.look_at_camera((0.0, 1.2, 0.0), yaw_deg=90, pitch_deg=0, distance=3.0, fov_deg=50,
                             width=SIZE, height=SIZE)
-    res = R.render_scene(R.Scene(camera=side, people=[person]))
+    res = R.render_scene(S.Scene(camera=side, people=[person]))
     vis = dict(zip(BODY_JOINTS, res.people[0].keypoints[:, 2].astype(int)))
     assert vis["left_shoulder"] == 2 and vis["right_shoulder"] == 1
     assert vis["left_knee"] == 2 and vis["right_knee"] == 1
@@ -198,12 +201,12 @@ def test_visibility_behind_a_prop_and_behind_the_body():
 
 def test_a_person_hidden_entirely_is_not_annotated():
     front = _standing_person(pose=B.rest_pose())
-    back = R.sample_person(np.random.default_rng(1), "squat", (0.0, -2.6), heading=0.0)
-    cam = B.look_at_camera((0.0, 0.6, 0.0), yaw_deg=0, pitch_deg=0, distance=4.0, fov_deg=50,
+    back = S.sample_person(np.random.default_rng(1), "squat", (0.0, -2.6), heading=0.0)
+    cam = camera.look_at_camera((0.0, 0.6, 0.0), yaw_deg=0, pitch_deg=0, distance=4.0, fov_deg=50,
                            width=SIZE, height=SIZE)
     # a 1.4 x 1.12 x 1.4 m box between the two hides the squatter behind it
-    wall = R.Prop("box", np.array([0.0, 0.0, -1.0]), 1.4, np.array([90, 90, 90.0]))
-    scene = R.Scene(camera=cam, people=[front, back], props=[wall])
+    wall = S.Prop("box", np.array([0.0, 0.0, -1.0]), 1.4, np.array([90, 90, 90.0]))
+    scene = S.Scene(camera=cam, people=[front, back], props=[wall])
     res = R.render_scene(scene)
     assert res.people[0].mask.any() and not res.people[1].mask.any()
     anns = scene_annotations(scene, res)
@@ -212,16 +215,16 @@ def test_a_person_hidden_entirely_is_not_annotated():
 
 def _silhouette(class_name: str, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    p = R.sample_person(rng, class_name, (0.0, 0.0), heading=0.4)
+    p = S.sample_person(rng, class_name, (0.0, 0.0), heading=0.4)
     lo, hi = p.joints.min(0), p.joints.max(0)
-    cam = B.look_at_camera(0.5 * (lo + hi), yaw_deg=25, pitch_deg=20, distance=4.5, fov_deg=50,
+    cam = camera.look_at_camera(0.5 * (lo + hi), yaw_deg=25, pitch_deg=20, distance=4.5, fov_deg=50,
                            width=64, height=64)
-    res = R.render_scene(R.Scene(camera=cam, people=[p]))
+    res = R.render_scene(S.Scene(camera=cam, people=[p]))
     return res.people[0].mask
 
 
 def test_every_class_renders_and_classes_have_different_silhouettes():
-    masks = {c: _silhouette(c) for c in B.CLASS_NAMES}
+    masks = {c: _silhouette(c) for c in poses.CLASS_NAMES}
     for c, m in masks.items():
         assert m.sum() > 40, c
     names = list(masks)
@@ -241,7 +244,7 @@ def test_every_class_renders_and_classes_have_different_silhouettes():
 
 def test_sampled_scenes_are_physically_sane():
     for i in range(40):
-        scene = R.sample_scene(np.random.default_rng([99, i]), size=64, people_max=4)
+        scene = S.sample_scene(np.random.default_rng([99, i]), size=64, people_max=4)
         assert 1 <= len(scene.people) <= 4
         cam_off = np.abs(scene.camera.position - scene.room_centre)[[0, 2]]
         assert (cam_off < scene.room_half).all()                 # the camera is in the room
@@ -252,7 +255,7 @@ def test_sampled_scenes_are_physically_sane():
                 d = np.linalg.norm(p.joints[:, None, [0, 2]] - q.joints[None, :, [0, 2]], axis=-1)
                 assert d.min() >= 0.35
         for prop in scene.props:
-            assert prop.position[1] == 0.0 and prop.kind in R.PROP_KINDS
+            assert prop.position[1] == 0.0 and prop.kind in S.PROP_KINDS
 
 
 def test_render_image_is_a_pure_function():

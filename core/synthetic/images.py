@@ -50,8 +50,9 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from core.synthetic import body as B
-from core.synthetic.render import Person, PersonRender, RenderResult, Scene, render_scene, sample_scene
+from core.synthetic import poses
+from core.synthetic.render import PersonRender, RenderResult, render_scene
+from core.synthetic.scene import Person, Scene, sample_scene
 from core.errors import DataError
 from core.io import atomic_write, write_json
 from core.keypoints import BODY_JOINTS, COCO17, COCO17_SKELETON
@@ -247,6 +248,6 @@ def write_image_dataset(out: Path, *, n_train: int, n_test: int, seed: int, size
     s = summary["splits"]
     print(f"wrote {out}: train {s['train']['images']} images / {s['train']['people']} people, "
           f"test {s['test']['images']} images / {s['test']['people']} people, "
-          f"{len(B.CLASS_NAMES)} classes, {size}px, seed {seed}")
+          f"{len(poses.CLASS_NAMES)} classes, {size}px, seed {seed}")
     print(f"  {summary['seconds']} s with {workers} process(es)")
     return summary

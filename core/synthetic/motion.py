@@ -13,7 +13,7 @@ Two kinds of movement:
   and pans up after the climber with a lag.
 * an exercise from ``EXERCISES`` (squat, jumping_jack, bicep_curl, lunge, pushup,
   overhead_press, crunch, bridge, superman, bird_dog) -- repetitions through
-  ``body.sample_pose(class, rng, phase)`` with one fixed rng per person, so only the phase
+  ``poses.sample_pose(class, rng, phase)`` with one fixed rng per person, so only the phase
   moves; 1.2-3 repetitions per 40 frames with a slowly varying tempo. Jumping jacks
   leave the floor a little. The camera circles slowly (a few degrees per video) with a
   slight zoom.
@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.synthetic import body
+from core.synthetic import camera
+from core.synthetic import poses
 from core.keypoints import TEMPORAL25, TEMPORAL25_FROM_BODY
 
 EXERCISES: tuple[str, ...] = ("squat", "jumping_jack", "bicep_curl", "lunge", "pushup",
@@ -124,7 +126,7 @@ def _follow(values: np.ndarray, lag: float) -> np.ndarray:
 def exercise_world(name: str, frames: int, rng: np.random.Generator) -> np.ndarray:
     """(T, len(BODY_JOINTS), 3) world positions of repetitions of one exercise."""
     shape = body.sample_shape(rng)
-    variation = body.POSE_CLASSES[name].variations[int(rng.integers(len(body.POSE_CLASSES[name].variations)))]
+    variation = poses.POSE_CLASSES[name].variations[int(rng.integers(len(poses.POSE_CLASSES[name].variations)))]
     person_seed = int(rng.integers(2 ** 31))
     reps = rng.uniform(1.2, 3.0) * frames / 40
     tn = np.linspace(0, 1, frames)
@@ -134,12 +136,12 @@ def exercise_world(name: str, frames: int, rng: np.random.Generator) -> np.ndarr
     out = np.empty((frames, len(body.BODY_JOINTS), 3))
     for i, ph in enumerate(np.mod(phase, 1.0)):
         # same rng seed every frame: the person's own angle noise stays fixed, only the
-        # repetition phase moves (body.sample_pose's contract)
-        s = body.sample_pose(name, np.random.default_rng(person_seed), phase=float(ph),
+        # repetition phase moves (poses.sample_pose's contract)
+        s = poses.sample_pose(name, np.random.default_rng(person_seed), phase=float(ph),
                              variation=variation, shape=shape)
         pos = body.pose_body(shape, s.pose, s.root_rotation, heading=heading)
         if name == "jumping_jack":
-            pos[:, 1] += 0.08 * body.repetition(float(ph))
+            pos[:, 1] += 0.08 * poses.repetition(float(ph))
         out[i] = pos[body.BODY_FROM_ALL]
     return out
 
@@ -165,10 +167,10 @@ def film(world: np.ndarray, rng: np.random.Generator, *, yaw_centre: float, yaw_
     roll = rng.normal(0, 2.0)
     out = np.empty(world.shape[:2] + (3,))
     for i in range(frames):  # one small camera per frame
-        cam = body.look_at_camera(target[i], yaw_deg=float(yaw[i]), pitch_deg=float(pitch[i]),
+        cam = camera.look_at_camera(target[i], yaw_deg=float(yaw[i]), pitch_deg=float(pitch[i]),
                                   distance=float(distance[i]), roll_deg=roll, fov_deg=fov,
                                   width=w, height=h)
-        uv, depth = body.project(cam, world[i])
+        uv, depth = camera.project(cam, world[i])
         inside = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
         # far side of the body: deeper than the body's centre by more than 8 cm
         far = depth > np.median(depth) + 0.08

@@ -1,4 +1,4 @@
-"""Scene sampling and drawing for the synthetic fitness-pose images.
+"""Drawing a synthetic scene (``core.synthetic.scene``): the fitness-pose images.
 
 A scene is a room (floor with a pattern, walls, lighting), 1..N people from
 ``core.synthetic.body`` each doing one exercise, a few props (ball, box, plant, kettlebell),
@@ -35,204 +35,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from core.synthetic import body as B
+from core.synthetic.camera import Camera, project
+from core.synthetic.scene import Person, Prop, Scene
 from core.keypoints import BODY_JOINTS
-
-# --------------------------------------------------------------------------- palettes
-
-# Skin tones from light to dark (sRGB), jittered per person.
-SKIN_TONES = np.array([(255, 224, 196), (241, 194, 160), (224, 172, 125), (198, 140, 96),
-                       (160, 105, 70), (120, 78, 50), (82, 54, 38)], dtype=np.float64)
-HAIR_COLOURS = np.array([(20, 16, 14), (60, 40, 25), (110, 75, 40), (200, 160, 90),
-                         (150, 60, 30), (170, 170, 170)], dtype=np.float64)
-FLOOR_STYLES = ("tiles", "wood", "plain", "checker")
-PROP_KINDS = ("ball", "box", "plant", "kettlebell")
-DUMBBELL_CLASSES = ("bicep_curl", "overhead_press")
-TIGHT_FRAMING = 0.25   # share of one-person scenes framed so tightly that joints leave the frame
-
-
-def _hsv_colour(rng: np.random.Generator, s_range=(0.3, 0.9), v_range=(0.25, 0.95)) -> np.ndarray:
-    h = rng.uniform(0, 1)
-    s = rng.uniform(*s_range)
-    v = rng.uniform(*v_range)
-    i = int(h * 6) % 6
-    f = h * 6 - int(h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
-    return np.array(rgb) * 255
-
-
-# --------------------------------------------------------------------------- scene
-
-@dataclass
-class Person:
-    shape: B.BodyShape
-    class_name: str                # pose category, e.g. "side_plank"
-    variation: str                 # e.g. "side_plank_left"
-    category: str                  # "HIIT" or "Yoga"
-    joints: np.ndarray             # (len(ALL_JOINTS), 3) world positions, metres
-    skin: np.ndarray               # (3,) RGB
-    hair: np.ndarray
-    shirt: np.ndarray
-    pants: np.ndarray
-    shoes: np.ndarray
-    long_sleeves: bool
-    shorts: bool
-    heading: float                 # radians about y (for the mat under the person)
-    dumbbells: bool = False        # holds a dumbbell in each hand (curls, presses)
-    dumbbell_colour: np.ndarray = field(default_factory=lambda: np.array([55, 55, 60.0]))
-
-
-@dataclass
-class Prop:
-    kind: str                      # one of PROP_KINDS
-    position: np.ndarray           # (3,) centre of its footprint on the floor
-    size: float                    # metres (radius of a ball, side of a box...)
-    colour: np.ndarray
-    yaw: float = 0.0
-
-
-@dataclass
-class Scene:
-    camera: B.Camera
-    people: list[Person]
-    props: list[Prop] = field(default_factory=list)
-    floor_style: str = "plain"     # one of FLOOR_STYLES
-    floor_colours: np.ndarray = field(default_factory=lambda: np.array([[150, 140, 130], [120, 110, 100.0]]))
-    floor_scale: float = 0.5       # tile / plank size, metres
-    wall_colour: np.ndarray = field(default_factory=lambda: np.array([200, 200, 195.0]))
-    room_half: float = 6.0         # the room is a box |x|,|z| < room_half around room_centre
-    room_centre: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    light: np.ndarray = field(default_factory=lambda: np.array([0.3, 0.8, 0.5]) / np.linalg.norm([0.3, 0.8, 0.5]))
-    ambient: float = 0.55          # share of light that does not depend on orientation
-    # (centre xz, yaw, colour) of yoga mats (2.0 x 0.64 m) lying on the floor
-    mats: list[tuple[np.ndarray, float, np.ndarray]] = field(default_factory=list)
-    # (wall 0..3 = -x, +x, -z, +z side; centre along the wall from room_centre, width,
-    # bottom, top (metres), colour) of windows and posters
-    wall_panels: list[tuple[int, float, float, float, float, np.ndarray]] = field(default_factory=list)
-    noise: float = 0.0             # sensor noise std, 8-bit levels
-
-
-def sample_person(rng: np.random.Generator, class_name: str, position_xz, heading: float) -> Person:
-    shape = B.sample_shape(rng)
-    sample = B.sample_pose(class_name, rng, shape=shape)
-    joints = B.pose_body(shape, sample.pose, sample.root_rotation, position_xz, heading)
-    skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.92, 1.05, 3)
-    return Person(
-        shape=shape, class_name=class_name, variation=sample.variation,
-        category=B.POSE_CLASSES[class_name].category, joints=joints,
-        skin=np.clip(skin, 0, 255),
-        hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))],
-        shirt=_hsv_colour(rng), pants=_hsv_colour(rng, (0.05, 0.7), (0.1, 0.7)),
-        shoes=_hsv_colour(rng, (0.0, 0.6), (0.2, 1.0)),
-        long_sleeves=bool(rng.random() < 0.35), shorts=bool(rng.random() < 0.4),
-        heading=heading,
-        dumbbells=class_name in DUMBBELL_CLASSES and bool(rng.random() < 0.85),
-        dumbbell_colour=np.array([55, 55, 60.0]) if rng.random() < 0.6 else _hsv_colour(rng, (0.5, 0.9), (0.3, 0.7)))
-
-
-def _footprint_clear(joints: np.ndarray, others: list[Person], gap: float = 0.35) -> bool:
-    for o in others:
-        d = np.linalg.norm(joints[:, None, [0, 2]] - o.joints[None, :, [0, 2]], axis=-1)
-        if d.min() < gap:
-            return False
-    return True
-
-
-def sample_scene(rng: np.random.Generator, *, size: int = 224, people_max: int = 3,
-                 classes: tuple[str, ...] | None = None) -> Scene:
-    """A random scene: 1..people_max people (each its own class), props, room, camera."""
-    classes = classes or B.CLASS_NAMES
-    n_people = int(rng.integers(1, max(1, people_max) + 1))
-    people: list[Person] = []
-    for i in range(n_people):
-        cls = classes[int(rng.integers(len(classes)))]
-        heading = float(rng.uniform(-math.pi, math.pi))
-        for _ in range(20):
-            xz = (0.0, 0.0) if i == 0 else tuple(rng.uniform(-2.2, 2.2, 2))
-            p = sample_person(rng, cls, xz, heading)
-            if _footprint_clear(p.joints, people):
-                people.append(p)
-                break
-    pts = np.concatenate([p.joints for p in people])
-    lo, hi = pts.min(0), pts.max(0)
-    centre = 0.5 * (lo + hi)
-    radius = 0.5 * float(np.linalg.norm(hi - lo)) + 0.1
-    # Retry the camera until every person keeps most of its body joints in the frame.
-    # A quarter of the one-person scenes are framed tightly, so that hands, feet or the
-    # head leave the picture (visibility 0), as in real photos.
-    tight = len(people) == 1 and rng.random() < TIGHT_FRAMING
-    for _ in range(10):
-        cam = B.sample_camera(rng, centre, width=size, height=size, radius=radius,
-                              **({"fill_range": (1.4, 2.1), "min_distance": 1.6} if tight else {}))
-        if all(_in_frame_fraction(cam, p.joints) >= (0.6 if tight else 0.7) for p in people):
-            break
-    mats = []
-    for p in people:
-        if p.category == "Yoga" or rng.random() < 0.3:
-            pel = p.joints[B.JOINT_INDEX["pelvis"]]
-            # A mat along the body's longest horizontal extent.
-            xz = p.joints[:, [0, 2]] - pel[[0, 2]]
-            ext = xz[np.argmax(np.linalg.norm(xz, axis=1))]
-            yaw = math.atan2(ext[1], ext[0]) if np.linalg.norm(ext) > 0.4 else p.heading
-            mats.append((pel[[0, 2]].copy(), yaw, _hsv_colour(rng, (0.3, 0.8), (0.3, 0.9))))
-    props = []
-    for _ in range(int(rng.integers(0, 4))):
-        kind = PROP_KINDS[int(rng.integers(len(PROP_KINDS)))]
-        size_m = {"ball": rng.uniform(0.15, 0.33), "box": rng.uniform(0.25, 0.55),
-                  "plant": rng.uniform(0.5, 1.0), "kettlebell": rng.uniform(0.12, 0.18)}[kind]
-        if rng.random() < 0.45:
-            # Between a person and the camera: partly hides the body (occlusions).
-            p = people[int(rng.integers(len(people)))]
-            pel = p.joints[B.JOINT_INDEX["pelvis"]]
-            to_cam = cam.position - pel
-            to_cam[1] = 0
-            to_cam /= np.linalg.norm(to_cam) + 1e-9
-            pos = pel + to_cam * rng.uniform(0.6, 1.3) + np.r_[rng.normal(0, 0.3), 0, rng.normal(0, 0.3)]
-        else:
-            pos = centre + np.r_[rng.uniform(-2.5, 2.5), 0, rng.uniform(-2.5, 2.5)]
-        pos[1] = 0.0
-        cam_xz = np.linalg.norm((pos - cam.position)[[0, 2]])
-        if cam_xz < 0.8 or not _footprint_clear(pos[None], people, size_m + 0.15):
-            continue
-        props.append(Prop(kind, pos, float(size_m),
-                          _hsv_colour(rng, (0.4, 1.0), (0.4, 1.0)), float(rng.uniform(0, math.pi))))
-    style = FLOOR_STYLES[int(rng.integers(len(FLOOR_STYLES)))]
-    base = _hsv_colour(rng, (0.05, 0.45), (0.35, 0.85))
-    if style == "wood":
-        base = np.array([150, 105, 65]) * rng.uniform(0.7, 1.3)
-    floor_colours = np.clip(np.stack([base, base * rng.uniform(0.7, 0.92)]), 0, 255)
-    elev = math.radians(rng.uniform(35, 80))
-    az = rng.uniform(-math.pi, math.pi)
-    light = np.array([math.cos(elev) * math.sin(az), math.sin(elev), math.cos(elev) * math.cos(az)])
-    panels = []
-    for _ in range(int(rng.integers(0, 4))):
-        if rng.random() < 0.4:   # a window: bright, sky-ish
-            colour = np.array([215, 230, 245.0]) * rng.uniform(0.9, 1.05)
-            y0, y1 = rng.uniform(0.8, 1.1), rng.uniform(2.0, 2.5)
-        else:                    # a poster or a picture
-            colour = _hsv_colour(rng, (0.2, 0.9), (0.2, 0.95))
-            y0 = rng.uniform(1.1, 1.6)
-            y1 = y0 + rng.uniform(0.4, 0.9)
-        panels.append((int(rng.integers(4)), float(rng.uniform(-3, 3)), float(rng.uniform(0.5, 1.6)),
-                       float(y0), float(y1), colour))
-    # The room must hold the camera (a camera outside would see the walls' backs).
-    room_centre = np.array([centre[0], 0.0, centre[2]]) + np.r_[rng.uniform(-1, 1), 0, rng.uniform(-1, 1)]
-    cam_off = np.abs((cam.position - room_centre)[[0, 2]]).max()
-    room_half = float(max(4.0, radius + 2.5, cam_off + 0.5) + rng.uniform(0, 2))
-    return Scene(
-        camera=cam, people=people, props=props, floor_style=style, floor_colours=floor_colours,
-        floor_scale=float(rng.uniform(0.3, 0.8) if style != "wood" else rng.uniform(0.12, 0.22)),
-        wall_colour=_hsv_colour(rng, (0.0, 0.35), (0.55, 0.95)),
-        room_half=room_half, room_centre=room_centre,
-        light=light, ambient=float(rng.uniform(0.45, 0.65)), mats=mats, wall_panels=panels,
-        noise=float(rng.uniform(0.5, 3.0)))
-
-
-def _in_frame_fraction(cam: B.Camera, joints: np.ndarray) -> float:
-    uv, z = B.project(cam, joints[B.BODY_FROM_ALL])
-    inside = (z > 0.05) & (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)
-    return float(inside.mean())
-
 
 # --------------------------------------------------------------------------- background
 
@@ -383,8 +188,8 @@ def _part_colour(p: Person, part: str) -> np.ndarray:
     return p.skin  # head, neck, hands
 
 
-def _person_primitives(p: Person, pi: int, cam: B.Camera, light: np.ndarray, scale: float) -> list[_Primitive]:
-    uv, z = B.project(cam, p.joints)
+def _person_primitives(p: Person, pi: int, cam: Camera, light: np.ndarray, scale: float) -> list[_Primitive]:
+    uv, z = project(cam, p.joints)
     uv = uv * scale
     f = cam.focal * scale
     k = p.shape.height / 1.72
@@ -435,7 +240,7 @@ def _person_primitives(p: Person, pi: int, cam: B.Camera, light: np.ndarray, sca
     return prims
 
 
-def _dumbbell_primitives(p: Person, pi: int, cam: B.Camera, scale: float) -> list[_Primitive]:
+def _dumbbell_primitives(p: Person, pi: int, cam: Camera, scale: float) -> list[_Primitive]:
     """A dumbbell in each fist: the bar across the palm (index -> pinky direction),
     a weight plate at each end. Part of the person's silhouette, not a keypoint's part,
     so a wrist behind a plate counts as occluded."""
@@ -447,7 +252,7 @@ def _dumbbell_primitives(p: Person, pi: int, cam: B.Camera, scale: float) -> lis
         axis = j[f"{s}_index"] - j[f"{s}_pinky"]
         axis = axis / (np.linalg.norm(axis) + 1e-9)
         pts = grip + np.outer([-0.15, -0.08, 0.08, 0.15], axis)
-        uv, z = B.project(cam, pts)
+        uv, z = project(cam, pts)
         if (z <= 0.05).any():
             continue
         uv = uv * scale
@@ -459,12 +264,12 @@ def _dumbbell_primitives(p: Person, pi: int, cam: B.Camera, scale: float) -> lis
     return prims
 
 
-def _prop_primitives(pr: Prop, cam: B.Camera, light: np.ndarray, scale: float) -> list[_Primitive]:
+def _prop_primitives(pr: Prop, cam: Camera, light: np.ndarray, scale: float) -> list[_Primitive]:
     f = cam.focal * scale
     col = pr.colour
     if pr.kind == "ball":
         c = pr.position + np.r_[0, pr.size, 0]
-        uv, z = B.project(cam, c[None])
+        uv, z = project(cam, c[None])
         if z[0] <= 0.1:
             return []
         return [_Primitive(float(z[0]), [("circle", uv[0] * scale, f * pr.size / z[0], col)], 0.9, -1, "ball")]
@@ -472,7 +277,7 @@ def _prop_primitives(pr: Prop, cam: B.Camera, light: np.ndarray, scale: float) -
         s = pr.size
         c = pr.position + np.r_[0, s, 0]
         pts = np.stack([c, c + np.r_[0, 1.6 * s, 0]])
-        uv, z = B.project(cam, pts)
+        uv, z = project(cam, pts)
         if (z <= 0.1).any():
             return []
         dark = np.array([45, 45, 50.0])
@@ -482,7 +287,7 @@ def _prop_primitives(pr: Prop, cam: B.Camera, light: np.ndarray, scale: float) -
     if pr.kind == "plant":
         h = pr.size
         pot = np.stack([pr.position, pr.position + np.r_[0, 0.35 * h, 0]])
-        uv, z = B.project(cam, pot)
+        uv, z = project(cam, pot)
         if (z <= 0.1).any():
             return []
         shapes = [("cap", uv[0] * scale, uv[1] * scale, f * 0.14 * h / z[0], f * 0.18 * h / z[1], col)]
@@ -490,7 +295,7 @@ def _prop_primitives(pr: Prop, cam: B.Camera, light: np.ndarray, scale: float) -
         green = np.array([50, 120, 45.0]) * rng.uniform(0.7, 1.3)
         leaves = pr.position + np.r_[0, 0.35 * h, 0] + rng.normal(0, 1, (7, 3)) * np.r_[0.16, 0.2, 0.16] * h
         leaves[:, 1] = np.abs(leaves[:, 1] - pr.position[1]) + 0.45 * h
-        luv, lz = B.project(cam, leaves)
+        luv, lz = project(cam, leaves)
         for q, zz in zip(luv, lz):
             if zz > 0.1:
                 shapes.append(("circle", q * scale, f * 0.13 * h / zz, green))
@@ -503,7 +308,7 @@ def _prop_primitives(pr: Prop, cam: B.Camera, light: np.ndarray, scale: float) -
     centre = pr.position + np.r_[0, 0.4 * s, 0]
     corners = np.array([centre + i * ax[0] + j * ax[1] + k * ax[2]
                         for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)])
-    uv, z = B.project(cam, corners)
+    uv, z = project(cam, corners)
     if (z <= 0.1).any():
         return []
     shapes = []
@@ -662,7 +467,7 @@ def _shadow_mask(scene: Scene) -> np.ndarray:
     f = cam.focal
     for p in scene.people:
         flat = p.joints - lt[None] * p.joints[:, 1:2]
-        uv, z = B.project(cam, flat)
+        uv, z = project(cam, flat)
         if (z <= 0.1).any():
             continue
         for shapes in _PART_SHAPES.values():
@@ -672,7 +477,7 @@ def _shadow_mask(scene: Scene) -> np.ndarray:
                     _draw_shape(sd, ("cap", uv[ia], uv[ib], f * s[3] / z[ia], f * s[4] / z[ib], None), 255)
     for pr in scene.props:
         c = pr.position
-        uv, z = B.project(cam, np.stack([c, c - lt * pr.size]))
+        uv, z = project(cam, np.stack([c, c - lt * pr.size]))
         if (z > 0.1).all():
             r = f * pr.size * 0.7
             _draw_shape(sd, ("cap", uv[0], uv[1], r / z[0], r / z[1], None), 255)
@@ -691,10 +496,10 @@ def _scale_shape(s: tuple, k: float) -> tuple:
     return (kind, s[1] * k, s[2])
 
 
-def _annotate_person(p: Person, pi: int, cam: B.Camera, ids: np.ndarray, owner: np.ndarray,
+def _annotate_person(p: Person, pi: int, cam: Camera, ids: np.ndarray, owner: np.ndarray,
                      part: np.ndarray, prims: list[_Primitive], supersample: int) -> PersonRender:
     H, W = ids.shape
-    uv, z = B.project(cam, p.joints[B.BODY_FROM_ALL])
+    uv, z = project(cam, p.joints[B.BODY_FROM_ALL])
     inside = (z > 0.05) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
     vis = np.zeros(len(BODY_JOINTS), dtype=np.int64)
     for j, name in enumerate(BODY_JOINTS):
