@@ -29,7 +29,7 @@ people doing curls or presses belong to that person's silhouette but to no joint
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
