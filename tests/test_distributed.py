@@ -113,7 +113,8 @@ def two_grids(tmp_path_factory):
 
 
 def test_sharded_feature_pass_equals_one_process_pass(two_grids):
-    from core.classification.dataset import PoseDataset, load_infiniteform
+    from core.classification.dataset import load_infiniteform
+    from core.classification.crops import PoseDataset
     from core.classification.features import _read, compute_features
     from core.classification.model import PRESETS, build_classifier
     single, ddp = two_grids

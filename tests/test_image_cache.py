@@ -32,7 +32,7 @@ def _all(index):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_cache_equals_posedataset(index, tmp_path, monkeypatch, workers):
     """Pool (fork, several chunks) or in-process: every item equals PoseDataset's."""
-    from core.classification.dataset import PoseDataset
+    from core.classification.crops import PoseDataset
     import core.classification.image_cache as ic
     monkeypatch.setattr(ic, "CHUNK", 5)            # several chunks even for this tiny set
     samples = _all(index)
@@ -150,7 +150,7 @@ def test_torchvision_decoder_matches_pil_within_a_few_levels(jpeg_index, tmp_pat
 def test_crop_resize_tensor_pads_like_crop_padded():
     from PIL import Image
 
-    from core.classification.dataset import crop_padded
+    from core.classification.crops import crop_padded
     from core.classification.image_cache import crop_resize_tensor
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
@@ -215,7 +215,7 @@ def test_cached_loader_gives_a_dataloaders_batches(index, tmp_path):
     does, and iterated through tqdm.auto like train_one_epoch), same tensors."""
     from tqdm.auto import tqdm
 
-    from core.classification.dataset import PoseDataset
+    from core.classification.crops import PoseDataset
     from core.classification.image_cache import CachedLoader
     samples = _all(index)
     cache = build_image_cache(samples, fingerprint=index.fingerprint, image_size=40, margin=0.15,

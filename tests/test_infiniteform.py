@@ -16,8 +16,8 @@ from PIL import Image
 
 from core.classification import dataset as inf
 from core.images import IMAGENET_MEAN_RGB8, tensor_to_image
-from core.classification.dataset import (PoseDataset, crop_box, keypoints_in_crop, load_crop,
-                                    load_infiniteform, model_keypoints)
+from core.classification.dataset import load_infiniteform
+from core.classification.crops import PoseDataset, crop_box, keypoints_in_crop, load_crop, model_keypoints
 from core.errors import DataError
 
 CLASSES = ["squat", "plank", "tree"]

@@ -205,7 +205,7 @@ def test_resolve_inside_refuses_escape(tmp_path):
 
 
 def test_sample_picture_shows_the_crop_the_model_saw(tmp_path):
-    from core.classification.dataset import crop_box, crop_padded
+    from core.classification.crops import crop_box, crop_padded
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
     img.save(tmp_path / "s.png")

@@ -136,7 +136,8 @@ def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, da
 
 
 def test_saved_run_round_trips_through_load_model(grid, data):
-    from core.classification.dataset import PoseDataset, load_infiniteform
+    from core.classification.dataset import load_infiniteform
+    from core.classification.crops import PoseDataset
     _, paths = grid
     run = R.load_run(paths[T.PAPER_PRESETS.index("model5")])
     model = R.load_model(run, device="cpu")

@@ -60,7 +60,7 @@ def decode_crop(sample, image_size: int, margin: float, scene=None) -> np.ndarra
     """One sample as PoseDataset sees it before normalisation: (S, S, 3) uint8."""
     from PIL import Image
 
-    from core.classification.dataset import load_crop
+    from core.classification.crops import load_crop
     crop = load_crop(sample, margin, image=scene)
     if crop.size != (image_size, image_size):      # same call as images.image_to_tensor
         crop = crop.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
@@ -218,7 +218,7 @@ def crop_resize_tensor(image: torch.Tensor, box: tuple[int, int, int, int], imag
 def _build_torchvision(samples: Sequence, out: np.ndarray, *, image_size: int, margin: float,
                        device: torch.device, batch: int, bar) -> None:
     """Fill ``out`` (N, S, S, 3) with every sample's crop, decoding ``batch`` scenes per call."""
-    from core.classification.dataset import crop_box
+    from core.classification.crops import crop_box
     rows: dict[str, list[int]] = {}                  # scene -> its samples, first-seen order
     for i, s in enumerate(samples):
         rows.setdefault(str(s.image_path), []).append(i)
@@ -351,7 +351,7 @@ class CachedPoseDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, cache: ImageCache, samples: Sequence):
-        from core.classification.dataset import model_keypoints
+        from core.classification.crops import model_keypoints
         self.cache = cache
         self.samples = list(samples)
         self.rows = cache.rows(self.samples)

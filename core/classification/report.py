@@ -366,7 +366,7 @@ def sample_picture(root: str | Path, row: pd.Series | dict, *, margin: float = 0
     from PIL import Image
 
     from core.images import open_image, read_image_size
-    from core.classification.dataset import crop_box, crop_padded
+    from core.classification.crops import crop_box, crop_padded
     path = resolve_inside(root, str(row["image_path"]))
     bbox = row.get("bbox") if hasattr(row, "get") else None
     has_box = bbox is not None and len(bbox) == 4

@@ -297,7 +297,8 @@ def sample_input(run_info: dict, row, *, use_keypoints: bool, cache=None) -> Sal
     """
     from core.images import image_to_tensor, open_image, read_image_size, tensor_to_image
     from core.classification.image_cache import normalize_uint8
-    from core.classification.dataset import Sample, load_crop, model_keypoints
+    from core.classification.dataset import Sample
+    from core.classification.crops import load_crop, model_keypoints
     from core.errors import DataError
     from core.classification.report import resolve_inside
 

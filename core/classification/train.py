@@ -315,7 +315,7 @@ def _calibrated(state: dict, info: dict, index, runs_dir: Path, *, device: torch
 def _pose_dataset(samples, image_size: int, margin: float):
     """Eval-style crops (no augmentation): the cached features and the image path must see
     exactly the same inputs."""
-    from core.classification.dataset import PoseDataset
+    from core.classification.crops import PoseDataset
     return PoseDataset(list(samples), image_size=image_size, margin=margin, augment=False)
 
 
