@@ -110,7 +110,7 @@ def run_command(args: argparse.Namespace) -> int:
         write_image_dataset(args.out, n_train=args.train, n_test=args.test, seed=args.seed,
                             size=args.size, people_max=args.people_max, image_format=args.format)
     elif args.command == "synth" and args.what == "sequences":
-        from core.temporal.sequences import write_sequence_dataset
+        from core.temporal.synth import write_sequence_dataset
         write_sequence_dataset(args.out, videos=args.videos, frames=args.frames, seed=args.seed,
                                heatmap=args.heatmap, noise=args.noise)
     elif args.command in ("train", "grid"):

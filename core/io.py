@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from core.errors import DataError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[Any]:
@@ -50,6 +52,22 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_json(path: str | Path, *, error: type = DataError) -> Any:
+    """Parsed JSON of ``path``; a missing, unreadable or malformed file raises ``error``
+    (a ``PoseLabError`` taking (path, problem)) naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise error(path, "file is missing") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(path, f"cannot be read as text ({e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(path, f"not valid JSON ({e})") from None
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -196,7 +196,7 @@ def test_window_batches_shards_rebuild_the_single_process_batches():
     """Training: the ranks' slices of each step concatenate to the single-process batch,
     and a rank with an empty slice gets a padding window that counts for nothing.
     Evaluation: contiguous shares that concatenate to all windows, in order."""
-    from core.temporal.train import WindowBatches
+    from core.temporal.windows import WindowBatches
 
     class Windows:                       # the part of WindowDataset WindowBatches uses
         def __len__(self):
@@ -224,8 +224,10 @@ def test_window_batches_shards_rebuild_the_single_process_batches():
 
 @pytest.fixture(scope="module")
 def two_temporal_grids(tmp_path_factory):
-    from core.temporal.sequences import load_sequences, write_sequence_dataset
-    from core.temporal.train import make_window_datasets, train_temporal_grid
+    from core.temporal.sequences import load_sequences
+    from core.temporal.synth import write_sequence_dataset
+    from core.temporal.train import train_temporal_grid
+    from core.temporal.windows import make_window_datasets
     root = tmp_path_factory.mktemp("ddp_temporal")
     data = root / "data"
     write_sequence_dataset(data, videos=6, frames=13, seed=0, heatmap=16, noise=1.0, progress=False)

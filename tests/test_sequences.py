@@ -8,9 +8,11 @@ import torch
 
 from core.synthetic.estimator import simulate_estimator
 from core.synthetic.motion import MOVEMENTS, animate
-from core.temporal.sequences import (Video, WindowDataset, convert_dataset, identity_pck, load_brace, load_penn_action,
-                                 load_sequences, load_video, save_video, split_videos,
-                                 write_dataset, write_sequence_dataset)
+from core.temporal.videos import Video, load_video, save_video
+from core.temporal.windows import WindowDataset, identity_pck
+from core.temporal.sequences import convert_dataset, load_sequences, split_videos, write_dataset
+from core.temporal.external import load_brace, load_penn_action
+from core.temporal.synth import write_sequence_dataset
 from core.errors import DataError
 from core.keypoints import TEMPORAL25
 

@@ -24,7 +24,7 @@ PRED_COLUMNS = ["video", "frame", "keypoint", "keypoint_name", "gt_x", "gt_y", "
 
 @pytest.fixture(scope="module")
 def seq_data(tmp_path_factory):
-    from core.temporal.sequences import write_sequence_dataset
+    from core.temporal.synth import write_sequence_dataset
     out = tmp_path_factory.mktemp("seq") / "data"
     write_sequence_dataset(out, videos=6, frames=12, seed=0, heatmap=16, noise=1.0, progress=False)
     return out
@@ -128,7 +128,8 @@ def test_init_from_round_trip_and_mismatch(grid, seq_data, tmp_path):
 
 def _loader(seq_data, split="train"):
     from torch.utils.data import DataLoader
-    from core.temporal.sequences import WindowDataset, load_sequences
+    from core.temporal.windows import WindowDataset
+    from core.temporal.sequences import load_sequences
     index = load_sequences(seq_data)
     return DataLoader(WindowDataset(index.splits[split], k=5, stride=1), batch_size=8)
 

@@ -402,7 +402,7 @@ def resolve_video_file(data_root: str | Path, video: str) -> tuple[Path, slice |
 def load_run_video(data_root: str | Path, video: str):
     """The test video's heatmaps and boxes, as ``core.temporal.sequences.Video`` cut to
     the frames the run's predictions number from 0."""
-    from core.temporal.sequences import load_video
+    from core.temporal.videos import load_video
 
     path, sl = resolve_video_file(data_root, video)
     v = load_video(path, min_frames=1)

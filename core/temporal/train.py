@@ -41,6 +41,7 @@ from torch import nn
 from core import distributed as D
 from core.errors import DataError, RunError, TrainingError
 from core.temporal.heatmaps import decode_heatmaps
+from core.temporal.windows import WindowBatches, make_window_datasets
 from core.metrics import PCK_THRESHOLDS, pck, pck_table
 from core.temporal.models import (TRAINABLE_ARCHS, Identity, build_temporal, config_from_dict,
                                   config_to_dict, deciwatch_loss_terms, load_state, make_config)
@@ -357,73 +358,8 @@ def load_checkpoint(path: Path, best_weights: Path) -> dict:
 
 # ----------------------------------------------------------------------------- run folders
 
-def make_window_datasets(index, *, k: int = 5, train_stride: int = 1) -> dict:
-    """WindowDatasets of the three splits (val/test non-overlapping). Building one
-    precomputes targets and decoded peaks per video, so the grid builds them once."""
-    from core.temporal.sequences import WindowDataset
-    return {
-        "train": WindowDataset(index.splits["train"], k=k, stride=train_stride),
-        "val": WindowDataset(index.splits["val"], k=k, stride=k),
-        "test": WindowDataset(index.splits["test"], k=k, stride=k),
-    }
 
 
-class WindowBatches:
-    """Re-iterable batches of a WindowDataset, the loader the trainer uses.
-
-    ``WindowDataset.get_batch`` gathers a whole batch in one indexing op (and, after
-    ``ds.to("cuda")``, on the GPU), which per-item DataLoader collation cannot match:
-    the data half measured ~4x more windows/s on CPU, and thousands/s on a GPU.
-    ``set_epoch`` reseeds the shuffle, so epoch e always sees the same order (resume).
-
-    Under torchrun (``world`` > 1) it yields this rank's part of the single-process
-    batches, as ``core.distributed.ShardedBatchSampler`` does for images:
-    ``shuffle=True`` (training): the same global batches of ``batch_size``, rank r taking
-    its contiguous slice of each (a rank whose slice is empty gets one window with no
-    visible keypoint and ``samples`` = 0, so it adds nothing); ``shuffle=False``
-    (evaluation): a contiguous share of all windows (``sharded``), gathered in rank
-    order by ``evaluate``; with fewer windows than ranks every rank takes them all.
-    """
-
-    def __init__(self, ds, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 rank: int = 0, world: int = 1):
-        self.ds, self.batch_size, self.shuffle, self.seed = ds, batch_size, shuffle, seed
-        self.rank, self.world = rank, world
-        self.sharded = world > 1 and not shuffle and len(ds) >= world
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _shard(self) -> tuple[int, int]:
-        return D.shard_range(len(self.ds), self.rank, self.world) if self.sharded else (0, len(self.ds))
-
-    def __len__(self) -> int:
-        if self.shuffle or not self.sharded:
-            return math.ceil(len(self.ds) / self.batch_size)
-        lo, hi = self._shard()
-        return math.ceil((hi - lo) / self.batch_size)
-
-    def __iter__(self):
-        if not self.shuffle:
-            lo, hi = self._shard()
-            for a in range(lo, hi, self.batch_size):
-                yield self.ds.get_batch(np.arange(a, min(a + self.batch_size, hi)))
-            return
-        order = np.random.default_rng(self.seed * 100_003 + self.epoch).permutation(len(self.ds))
-        for a in range(0, len(order), self.batch_size):
-            global_batch = order[a:a + self.batch_size]
-            if self.world == 1:
-                yield self.ds.get_batch(global_batch)
-                continue
-            lo, hi = D.shard_range(len(global_batch), self.rank, self.world)
-            if hi > lo:
-                yield self.ds.get_batch(global_batch[lo:hi])
-            else:                       # DDP needs every rank in every step
-                batch = self.ds.get_batch(global_batch[:1])
-                batch["visible"] = torch.zeros_like(batch["visible"])
-                batch["samples"] = 0
-                yield batch
 
 
 def _loaders(index, cfg: TrainConfig, k: int, seed: int, device: torch.device,
@@ -756,7 +692,8 @@ def build_temporal_demo(*, data_dir, runs_dir, device: str = "auto", seed: int =
 
 
 def _build_temporal_demo(*, data_dir, runs_dir, device, seed, report, start, end) -> list[Path]:
-    from core.temporal.sequences import load_sequences, write_sequence_dataset
+    from core.temporal.sequences import load_sequences
+    from core.temporal.synth import write_sequence_dataset
     say = report or (lambda f, m: None)
     out = Path(data_dir) / "sequences"
     if _demo_meta(out) != {**DEMO_DATA, "seed": seed}:   # reuse identical data
