@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:          # `core` and `pages` import from the repo root
     sys.path.insert(0, str(ROOT))
 
-from pages import common  # noqa: E402
+from core import ui  # noqa: E402
 
 st.set_page_config(page_title="PoseLab", page_icon=":material/accessibility_new:", layout="wide")
 
@@ -38,11 +38,11 @@ kind = {title: k for _, title, _, k in PAGES}.get(current.title)
 st.sidebar.title("PoseLab")
 # A run interrupted by a newer one (a click while a saliency map computes) may not get
 # to clear the flag in its `finally`, so it is cleared before drawing as well.
-st.session_state.pop(common.SIDEBAR_DRAWN, None)
-with common.guard():
-    common.sidebar(kind)
-st.session_state[common.SIDEBAR_DRAWN] = True   # pages' own sidebar() calls now only read
+st.session_state.pop(ui.SIDEBAR_DRAWN, None)
+with ui.guard():
+    ui.sidebar(kind)
+st.session_state[ui.SIDEBAR_DRAWN] = True   # pages' own sidebar() calls now only read
 try:
     current.run()
 finally:                                        # also on st.rerun / st.stop / switch_page
-    st.session_state.pop(common.SIDEBAR_DRAWN, None)
+    st.session_state.pop(ui.SIDEBAR_DRAWN, None)

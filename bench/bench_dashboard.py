@@ -3,9 +3,9 @@
 Builds, in a temporary folder, a classifier run with 10,000 test predictions (15
 classes, images shared by many rows), a second classifier run for the confusion page's
 difference view, and a temporal run with 10,000 frame x keypoint rows, all written
-through core.runs writers in the DESIGN.md §4 format. Then, for each page, it runs the
+in the run-folder format (docs/ARCHITECTURE.md). Then, for each page, it runs the
 page once to fill the caches and times ``--repeat`` further script runs (median and
-max). Target (issue 5): under 1 s per page.
+max). Target: under 1 s per page.
 
 The saliency page is left out: it needs a trained model; bench/bench_saliency.py times
 it.
@@ -32,6 +32,9 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from PIL import Image, ImageDraw  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
 from core import runs as R  # noqa: E402
 from core.io import write_json  # noqa: E402
 from core.keypoints import TEMPORAL25  # noqa: E402
@@ -42,7 +45,6 @@ PAGES = ["home", "runs", "samples", "confusion", "pck", "sequences"]
 
 
 def write_images(root: Path, n: int, rng) -> list[list[float]]:
-    from PIL import Image, ImageDraw
     (root / "test").mkdir(parents=True)
     boxes = []
     for i in range(n):
@@ -81,7 +83,7 @@ def classifier_run(runs_dir: Path, data_root: Path, name: str, rows: int, boxes,
     for j, c in enumerate(CLASSES):
         df[f"prob_{c}"] = p[:, j].astype(np.float32)
     run = R.create_run_dir(runs_dir, name)
-    R.write_run_info(run, {
+    write_json(run / R.RUN_JSON, {
         "kind": "classifier", "name": name, "config": {"model": {}, "train": {}},
         "data": {"root": str(data_root), "sources": [], "fingerprint": "bench", "classes": CLASSES,
                  "num_train": 50_000, "num_val": 5_000, "num_test": rows, "skipped": {}},
@@ -93,7 +95,7 @@ def classifier_run(runs_dir: Path, data_root: Path, name: str, rows: int, boxes,
         "val_loss": np.linspace(2.1, .3, 10), "val_acc": np.linspace(.2, acc, 10), "lr": 1e-3,
         "seconds": 30.0}))
     R.write_table(run / R.PREDICTIONS, df)
-    R.write_metrics(run, {"headline": "test_acc", "test_acc": float(df.correct.mean()),
+    write_json(run / R.METRICS_JSON, {"headline": "test_acc", "test_acc": float(df.correct.mean()),
                           "test_loss": 0.4, "val_acc": acc, "val_loss": 0.3,
                           "num_test": rows, "best_epoch": 10})
 
@@ -129,7 +131,7 @@ def temporal_run(runs_dir: Path, data_root: Path, arch: str, rows: int, seed: in
     pck = pd.concat([pck, pd.DataFrame([{"keypoint": "threshold_px", "pck@0.05": 2.4,
                                          "pck@0.1": 4.8, "pck@0.2": 9.6}])], ignore_index=True)
     run = R.create_run_dir(runs_dir, arch)
-    R.write_run_info(run, {
+    write_json(run / R.RUN_JSON, {
         "kind": "temporal", "name": arch, "config": {"model": {"arch": arch}, "train": {}},
         "data": {"root": str(data_root), "sources": [], "fingerprint": "bench",
                  "keypoints": list(TEMPORAL25), "num_train": 100, "num_val": 20,
@@ -140,7 +142,7 @@ def temporal_run(runs_dir: Path, data_root: Path, arch: str, rows: int, seed: in
         "val_loss": [.6, .5, .4], "val_pck": [.3, .4, .45], "lr": 1e-4, "seconds": 5.0}))
     R.write_table(run / R.PREDICTIONS, df)
     R.write_table(run / R.PCK_CSV, pck)
-    R.write_metrics(run, {"headline": "test_pck@0.05", "test_pck@0.05": float(pck["pck@0.05"][:K].mean()),
+    write_json(run / R.METRICS_JSON, {"headline": "test_pck@0.05", "test_pck@0.05": float(pck["pck@0.05"][:K].mean()),
                           "test_pck@0.1": float(pck["pck@0.1"][:K].mean()),
                           "test_pck@0.2": float(pck["pck@0.2"][:K].mean()),
                           "identity_pck@0.05": float(pck["identity_pck@0.05"][:K].mean()),
@@ -151,7 +153,6 @@ def temporal_run(runs_dir: Path, data_root: Path, arch: str, rows: int, seed: in
 
 
 def time_pages(repeat: int) -> list[dict]:
-    from streamlit.testing.v1 import AppTest
     at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=300)
     at.run()
     out = []

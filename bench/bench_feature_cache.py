@@ -23,12 +23,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from core.classification.train import train_classifier_grid
+from core.engine import resolve_device
+from core.io import write_json
+from core.synthetic.images import write_image_dataset
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
 def device_label(device) -> str:
-    import torch
     if device.type == "cuda":
         return torch.cuda.get_device_name(device).replace(" ", "-")
     return f"cpu-{os.cpu_count()}core"
@@ -48,14 +54,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = p.parse_args(argv)
 
-    from core.classification.train import resolve_device, train_classifier_grid
     device = resolve_device(args.device)
     presets = [s for s in args.presets.split(",") if s]
     with tempfile.TemporaryDirectory(prefix="bench-fc-") as tmp:
         tmp = Path(tmp)
         data = args.data
         if data is None:
-            from core.synthetic.images import write_image_dataset
             data = tmp / "data"
             write_image_dataset(data, n_train=args.train, n_test=args.test, seed=0,
                                 size=args.scene_size, people_max=2, progress=False)
@@ -65,7 +69,6 @@ def main(argv=None) -> int:
         timings, results = {}, {}
         for way, cache in (("feature_cache", True), ("frozen_backbone", False)):
             if device.type == "cuda":
-                import torch
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
             paths = train_classifier_grid(runs_dir=tmp / way, feature_cache=cache, **common)
@@ -90,7 +93,6 @@ def main(argv=None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"feature_cache-{device_label(device)}-{dt.date.today():%Y%m%d}.json"
-    from core.io import write_json
     write_json(path, record)
     print(f"wrote {path}")
     return 0

@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.classification.dataset import load_infiniteform  # noqa: E402
-from core.synthetic.images import write_image_dataset  # noqa: E402
 from core.classification.image_cache import build_image_cache, decode_rate  # noqa: E402
+from core.synthetic.images import write_image_dataset  # noqa: E402
 
 
 def main() -> None:

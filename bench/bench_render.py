@@ -25,10 +25,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import tempfile
+
+from core.io import write_json  # noqa: E402
+from core.synthetic import body as B
+from core.synthetic import poses
+from core.synthetic.images import PNG_COMPRESS_LEVEL, SPLIT_CODE, render_image, write_image_dataset  # noqa: E402
 from core.synthetic.render import render_scene  # noqa: E402
 from core.synthetic.scene import sample_scene  # noqa: E402
-from core.synthetic.images import PNG_COMPRESS_LEVEL, SPLIT_CODE, render_image  # noqa: E402
-from core.io import write_json  # noqa: E402
 
 
 def _clock() -> tuple[float, float]:
@@ -68,8 +72,6 @@ def bench_size(size: int, n: int, people_max: int, seed: int = 0) -> dict:
 
 def bench_pool(size: int, n: int, people_max: int) -> dict:
     """write_image_dataset end to end (files included) with one process per CPU."""
-    import tempfile
-    from core.synthetic.images import write_image_dataset
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         summary = write_image_dataset(Path(tmp) / "ds", n_train=n, n_test=0 if n > 1 else 1, seed=0,
@@ -81,8 +83,6 @@ def bench_pool(size: int, n: int, people_max: int) -> dict:
 def bench_kinematics(n: int = 2000) -> dict:
     """Forward kinematics calls/s (one pose per call, and frames/s batched), and
     sample_pose calls/s (with the two-support levelling of plank-like poses)."""
-    from core.synthetic import body as B
-    from core.synthetic import poses
     rng = np.random.default_rng(0)
     shape = B.sample_shape(rng)
     angles = rng.uniform(-1, 1, (n, len(B.ALL_JOINTS), 3))

@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from core.classification import saliency as sal  # noqa: E402
-from core.io import write_json  # noqa: E402
 from core.classification.model import build_classifier, get_preset  # noqa: E402
+from core.io import write_json  # noqa: E402
 
 
 def _time(f, repeat: int, sync: bool) -> dict:

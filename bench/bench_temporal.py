@@ -25,9 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from core.demo import DEMO_MODEL_OVERRIDES  # noqa: E402
+from core.engine import resolve_device  # noqa: E402
+from core.io import write_json
 from core.temporal.heatmaps import decode_heatmaps, gaussian_heatmaps, normalize_heatmaps  # noqa: E402
 from core.temporal.models import ARCHS, TRAINABLE_ARCHS, build_temporal, make_config  # noqa: E402
-from core.temporal.train import DEMO_MODEL_OVERRIDES, compute_loss, resolve_device  # noqa: E402
+from core.temporal.train import compute_loss  # noqa: E402
 
 EPOCH_WINDOWS = 5600  # the study's training set size, for the "s / epoch" column
 
@@ -128,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['arch']} {r['train_slowdown_vs_conv3d']:.2f}x" for r in rows if "train_slowdown_vs_conv3d" in r))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"temporal-{device.type}-{dt.date.today():%Y%m%d}{'-demo' if args.demo else ''}.json"
-    from core.io import write_json
     write_json(path, {"device": dev_name, "device_type": device.type, "batch_size": args.batch_size,
                       "heatmap": args.heatmap, "steps": steps, "warmup": warmup,
                       "torch": torch.__version__, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from core.temporal.windows import WindowDataset
 from core.temporal.sequences import load_sequences, write_sequence_dataset  # noqa: E402
+from core.temporal.windows import WindowDataset
 
 
 def windows_per_second(batches, n_windows: int, sync=lambda: None) -> float:

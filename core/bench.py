@@ -5,7 +5,7 @@
 On a synthetic dataset of N scenes (rendered into a temp folder) it measures, in order:
 
 1. decode rate of ONE core (open + crop + resize, exactly the cache's work), then the
-   image cache build on every core: images/s against cores x one-core rate (issue 6's
+   image cache build on every core: images/s against cores x one-core rate (the
    bar: >= 80%);
 2. feature extraction from the cache (ResNet-50 forward_features, bf16 + channels_last
    on CUDA), images/s;
@@ -32,10 +32,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from core.classification import saliency as sal
+from core.classification.dataset import load_infiniteform
+from core.classification.image_cache import CachedPoseDataset, build_image_cache, decode_rate, normalize_uint8
+from core.classification.model import PAPER_PRESETS, PRESETS, build_classifier, get_preset
+from core.classification.train import TrainConfig, make_optimizer, train_one_epoch
+from core.engine import resolve_device
+from core.io import write_json
+from core.synthetic.images import write_image_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Issue 6's targets on one H100 (what the README puts beside each figure).
+# The GPU targets on one H100 (what the README puts beside each figure).
 TARGETS_H100 = {"features_images_per_s": 8000, "grid_60k_seconds": 60, "finetune_images_per_s": 3000,
                 "conv3d_train_windows_per_s": 2000, "cache_build_fraction_of_ideal": 0.8}
 
@@ -56,7 +67,6 @@ def _amp(device: torch.device):
 
 
 def bench_cache(samples, fingerprint: str, *, image_size: int, cache_dir: Path, progress: bool) -> tuple[dict, object]:
-    from core.classification.image_cache import build_image_cache, decode_rate
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     one = decode_rate(samples, image_size=image_size, n=min(len(samples), 48))
     stats: dict = {}
@@ -73,9 +83,6 @@ def bench_jpeg(root: Path, *, images: int, image_size: int, device: torch.device
     """The same scenes as JPEG files: one core's PIL decode rate against the torchvision
     decoder (``torchvision.io.decode_jpeg``: nvJPEG on CUDA, libjpeg-turbo on the CPU)
     building the image cache, batches of 64 scenes per call."""
-    from core.classification.dataset import load_infiniteform
-    from core.synthetic.images import write_image_dataset
-    from core.classification.image_cache import build_image_cache, decode_rate
     write_image_dataset(root / "jpeg", n_train=images - images // 5, n_test=max(1, images // 5), seed=0,
                         size=320, people_max=2, progress=progress, image_format="jpeg")
     index = load_infiniteform(root / "jpeg")
@@ -117,10 +124,7 @@ def bench_grid(features: torch.Tensor, keypoints: torch.Tensor, labels: torch.Te
                *, device: torch.device, epochs: int, subset: int, batch_size: int, feature_seconds: float) -> dict:
     """Seven presets on cached features (N samples x E epochs) vs naively through the frozen
     backbone on ``subset`` samples x 1 epoch, projected to the same work."""
-    from torch.utils.data import DataLoader, TensorDataset
 
-    from core.classification.model import PAPER_PRESETS, build_classifier, get_preset
-    from core.classification.train import TrainConfig, make_optimizer, train_one_epoch
 
     class _Feat(TensorDataset):
         def __getitem__(self, i):
@@ -135,7 +139,6 @@ def bench_grid(features: torch.Tensor, keypoints: torch.Tensor, labels: torch.Te
             return self.n
 
         def __getitem__(self, i):
-            from core.classification.image_cache import normalize_uint8
             return {"image": normalize_uint8(torch.from_numpy(np.array(cache.images[i]))),
                     "keypoints": keypoints[i], "label": labels[i]}
 
@@ -175,9 +178,7 @@ def bench_grid(features: torch.Tensor, keypoints: torch.Tensor, labels: torch.Te
 
 def bench_finetune(cache, *, device: torch.device, batch_size: int, steps: int) -> dict:
     """Train steps through the whole ResNet-50 (every layer trainable), from the cache."""
-    import torch.nn.functional as F
 
-    from core.classification.model import build_classifier, get_preset
     torch.manual_seed(0)
     model = build_classifier(get_preset("model2", 15)).to(device)
     for p in model.parameters():
@@ -215,8 +216,6 @@ def bench_temporal(*, device: torch.device, batch_size: int, steps: int, warmup:
 
 
 def bench_saliency(*, device: torch.device, image_size: int) -> dict:
-    from core.classification import saliency as sal
-    from core.classification.model import build_classifier, get_preset
     torch.manual_seed(0)
     model = build_classifier(get_preset("model4", 15)).to(device).eval()
     image, kp = torch.randn(3, image_size, image_size), torch.rand(17, 3)
@@ -233,11 +232,6 @@ def bench_saliency(*, device: torch.device, image_size: int) -> dict:
 def run_bench(*, device: str = "auto", images: int = 200, out: Path | None = None, image_size: int = 224,
               epochs: int = 10, progress: bool = True) -> dict:
     """Run every measurement above; print the table; write and return the JSON dict."""
-    from core.classification.dataset import load_infiniteform
-    from core.synthetic.images import write_image_dataset
-    from core.io import write_json
-    from core.classification.model import PRESETS, build_classifier
-    from core.classification.train import resolve_device
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
     if cuda:
@@ -266,7 +260,6 @@ def run_bench(*, device: str = "auto", images: int = 200, out: Path | None = Non
             extractor = extractor.to(memory_format=torch.channels_last)
         res["features"], feats = bench_features(extractor, cache, device=dev, batch_size=bs)
         _say(res, "features")
-        from core.classification.image_cache import CachedPoseDataset
         ds = CachedPoseDataset(cache, samples)
         backbone = {k: v for k, v in extractor.backbone.state_dict().items()}
         backbone.update({f"fc.{k}": v for k, v in extractor.fc.state_dict().items()})

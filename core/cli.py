@@ -1,4 +1,4 @@
-"""``python -m core ...``: the command line of DESIGN.md §3.
+"""``python -m core ...``: the command line (README, "Command line").
 
 This file only parses arguments and calls one library function per command; the work
 happens in the library. Any ``PoseLabError`` (bad input) ends with one line on stderr
@@ -98,48 +98,54 @@ def _split(s: str | None) -> list[str] | None:
     return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
 
-def run_command(args: argparse.Namespace) -> int:
-    from core.runs import default_runs_dir
-    runs_dir = getattr(args, "runs", None) or default_runs_dir()
+# One handler per command. Each imports what it needs when it runs: the library pulls in
+# torch (seconds to import), and ``python -m core --help`` should answer at once.
 
-    if args.command == "demo":
-        from core.demo import build_demo
-        build_demo(data_dir=args.data_dir, runs_dir=runs_dir, device=args.device)
-    elif args.command == "synth" and args.what == "images":
-        from core.synthetic.images import write_image_dataset
-        write_image_dataset(args.out, n_train=args.train, n_test=args.test, seed=args.seed,
-                            size=args.size, people_max=args.people_max, image_format=args.format)
-    elif args.command == "synth" and args.what == "sequences":
-        from core.temporal.synth import write_sequence_dataset
-        write_sequence_dataset(args.out, videos=args.videos, frames=args.frames, seed=args.seed,
-                               heatmap=args.heatmap, noise=args.noise)
-    elif args.command in ("train", "grid"):
-        common = dict(data=args.data, runs_dir=runs_dir, epochs=args.epochs, device=args.device,
-                      seed=args.seed, batch_size=args.batch_size, lr=args.lr)
-        if args.what == "classifier":
-            from core.classification import train
-            if args.command == "train":
-                train.train_classifier(preset=args.preset, weights=args.weights,
-                                       image_size=args.image_size, decoder=args.decoder, **common)
-            else:
-                train.train_classifier_grid(presets=_split(args.presets), weights=args.weights,
-                                            image_size=args.image_size, decoder=args.decoder, **common)
-        else:
-            from core.temporal import train as train_temporal
-            if args.command == "train":
-                train_temporal.train_temporal(arch=args.arch, init_from=args.init_from, **common)
-            else:
-                train_temporal.train_temporal_grid(archs=_split(args.archs), init_from=args.init_from,
-                                                   **common)
-    elif args.command == "bench":
-        from core.bench import run_bench
-        run_bench(device=args.device, images=args.images, out=args.out)
-    elif args.command == "runs":
-        print_runs(runs_dir)
-    return 0
+def _demo(args, runs_dir: Path) -> None:
+    from core.demo import build_demo
+    build_demo(data_dir=args.data_dir, runs_dir=runs_dir, device=args.device)
 
 
-def print_runs(runs_dir: Path) -> None:
+def _synth_images(args, runs_dir: Path) -> None:
+    from core.synthetic.images import write_image_dataset
+    write_image_dataset(args.out, n_train=args.train, n_test=args.test, seed=args.seed,
+                        size=args.size, people_max=args.people_max, image_format=args.format)
+
+
+def _synth_sequences(args, runs_dir: Path) -> None:
+    from core.temporal.synth import write_sequence_dataset
+    write_sequence_dataset(args.out, videos=args.videos, frames=args.frames, seed=args.seed,
+                           heatmap=args.heatmap, noise=args.noise)
+
+
+def _common(args, runs_dir: Path) -> dict:
+    return dict(data=args.data, runs_dir=runs_dir, epochs=args.epochs, device=args.device,
+                seed=args.seed, batch_size=args.batch_size, lr=args.lr)
+
+
+def _classifier(args, runs_dir: Path) -> None:
+    from core.classification.train import train_classifier, train_classifier_grid
+    kw = dict(weights=args.weights, image_size=args.image_size, decoder=args.decoder, **_common(args, runs_dir))
+    if args.command == "train":
+        train_classifier(preset=args.preset, **kw)
+    else:
+        train_classifier_grid(presets=_split(args.presets), **kw)
+
+
+def _temporal(args, runs_dir: Path) -> None:
+    from core.temporal.train import train_temporal, train_temporal_grid
+    if args.command == "train":
+        train_temporal(arch=args.arch, init_from=args.init_from, **_common(args, runs_dir))
+    else:
+        train_temporal_grid(archs=_split(args.archs), init_from=args.init_from, **_common(args, runs_dir))
+
+
+def _bench(args, runs_dir: Path) -> None:
+    from core.bench import run_bench
+    run_bench(device=args.device, images=args.images, out=args.out)
+
+
+def _runs(args, runs_dir: Path) -> None:
     from core.runs import list_runs
     runs = list_runs(runs_dir)
     if not runs:
@@ -150,6 +156,19 @@ def print_runs(runs_dir: Path) -> None:
         head = r.headline
         head_s = f"{head[0]}={head[1]:.4f}" if head and isinstance(head[1], (int, float)) else (r.problem or "")
         print(f"{r.id:<40} {r.kind or '?':<10} {r.name or '?':<16} {r.status:<10} {head_s}")
+
+
+HANDLERS = {("demo", None): _demo, ("synth", "images"): _synth_images, ("synth", "sequences"): _synth_sequences,
+            ("train", "classifier"): _classifier, ("grid", "classifier"): _classifier,
+            ("train", "temporal"): _temporal, ("grid", "temporal"): _temporal,
+            ("bench", None): _bench, ("runs", None): _runs}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from core.runs import default_runs_dir  # lazy: see above
+    runs_dir = getattr(args, "runs", None) or default_runs_dir()
+    HANDLERS[(args.command, getattr(args, "what", None))](args, runs_dir)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,27 +1,72 @@
-"""``python -m core demo``: the embedded default -- synthetic data + every run the
-dashboard needs, in under 5 minutes on a 2-core CPU (under 1 minute on a GPU).
+"""``python -m core demo``: the embedded default -- synthetic data + every run the dashboard
+needs, in under 5 minutes on a 2-core CPU -- and ``DemoJob``, the background process the
+dashboard's Home page starts and follows.
 
-Progress protocol (the dashboard's Home page runs this as a subprocess and follows it):
-lines ``progress <fraction 0..1> <message>`` on stdout, flushed, the fraction over the
-WHOLE demo: classifier part 0 .. 0.7, temporal part 0.7 .. 1.0. Everything else
-(tqdm bars, warnings) goes to stderr.
+Progress protocol (docs/ARCHITECTURE.md, "Progress"): lines ``progress <fraction 0..1>
+<message>`` on stdout, flushed, the fraction over the WHOLE demo: classifier part 0 .. 0.7,
+temporal part 0.7 .. 1.0. Everything else (tqdm bars, warnings) goes to stderr.
 
-Idempotent: data already rendered with the same settings is reused, and presets that
-already have a finished run of the identical call are not trained again.
+Idempotent: data already made with the same settings is reused, and runs that already
+exist finished for the identical call are not trained again.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from core import engine
+from core.classification.train import train_classifier_grid
+from core.io import read_json, write_json
+from core.synthetic.images import write_image_dataset
+from core.temporal.sequences import load_sequences
+from core.temporal.synth import write_sequence_dataset
+from core.temporal.train import train_temporal
+from core.temporal.windows import make_window_datasets
+
+REPO = Path(__file__).resolve().parent.parent
 
 # Classifier part sizes. 1,600 + 300 scenes of up to 2 people give ~2,400 / 240 / 450
 # train / val / test people: enough for the keypoint presets to stand clearly above
 # chance with the paper's recipe (10 epochs, batch 64), which 320 + 100 scenes were not
 # (75 Adam steps). Crops are 112 px rather than the paper's 224: the feature pass, which
-# dominates on CPU, is ~4x cheaper. Idle 2-core CPU: ~110 s for this part (README).
+# dominates on CPU, is ~4x cheaper.
 DEMO_IMAGES = dict(n_train=1600, n_test=300, seed=0, size=192, people_max=2)
 DEMO_CLASSIFIER = dict(image_size=112, epochs=10, seed=0)
+
+# Temporal part: about 1.5 min of the 5-minute budget on a 2-core CPU: small data (32-px
+# heatmaps, 12 short videos), training windows every 2nd frame, narrow models, a few
+# epochs each. Epochs and lr differ per model because their costs and step sizes differ:
+# DeciWatch works on coordinates (an epoch costs ~0.5 s) and gets more epochs; the
+# ConvLSTMs move slowly at 1e-3 in so few steps. Every setting lands in the runs' run.json.
+DEMO_SEQUENCES = dict(videos=12, frames=30, heatmap=32, noise=1.0)
+DEMO_MODEL_OVERRIDES: dict[str, dict[str, Any]] = {
+    "conv3d": dict(hidden=16),
+    "deciwatch": dict(embed_dim=64, heads=4, ffn_dim=128, encoder_layers=2, decoder_layers=2),
+    "convlstm-sum": dict(hidden=8),
+    "convlstm-concat": dict(hidden=8),
+    "identity": {},
+}
+DEMO_PLAN: dict[str, dict[str, Any]] = {  # arch -> epochs + TrainConfig overrides
+    "conv3d": dict(epochs=4, train_stride=2),
+    "deciwatch": dict(epochs=12, train_stride=2),
+    "convlstm-sum": dict(epochs=5, train_stride=2, lr=3e-3),
+    "convlstm-concat": dict(epochs=5, train_stride=2, lr=3e-3),
+    "identity": dict(epochs=0, train_stride=2),
+}
+# Share of the temporal span per step, roughly proportional to its measured cost.
+_TEMPORAL_COST = {"data": 1.0, "conv3d": 2.0, "deciwatch": 1.0, "convlstm-sum": 2.5,
+                  "convlstm-concat": 2.5, "identity": 0.2}
+
+Report = Callable[[float, str], None]
 
 
 def progress(fraction: float, message: str) -> None:
@@ -34,47 +79,206 @@ def build_demo(*, data_dir, runs_dir, device: str = "auto") -> dict:
     data_dir, runs_dir = Path(data_dir), Path(runs_dir)
     t0 = time.perf_counter()
     out = {"classifier": build_classifier_demo(data_dir=data_dir, runs_dir=runs_dir, device=device,
-                                               lo=0.0, hi=0.7)}
+                                               report=progress, start=0.0, end=0.7)}
     out["classifier_seconds"] = round(time.perf_counter() - t0, 1)
-
-    # ---- temporal part (0.7 .. 1.0): synthetic sequences + the four models and identity
-    from core.temporal.train import build_temporal_demo
     t1 = time.perf_counter()
     out["temporal"] = build_temporal_demo(data_dir=data_dir, runs_dir=runs_dir, device=device,
                                           report=progress, start=0.7, end=1.0)
     out["temporal_seconds"] = round(time.perf_counter() - t1, 1)
-
     progress(1.0, f"demo ready in {time.perf_counter() - t0:.0f} s")
     return out
 
 
+def _span(report: Report | None, start: float, end: float) -> Report:
+    """``report`` with fractions of one part mapped into [start, end] of the whole demo."""
+    if report is None:
+        return lambda f, m: None
+    return lambda f, m: report(start + (end - start) * f, m)
+
+
+def _made_with(folder: Path, marker: str, params: dict) -> bool:
+    """Whether ``folder`` holds a finished dataset made with exactly ``params``."""
+    try:
+        return read_json(folder / marker) == params
+    except Exception:   # missing or damaged marker: make the data again
+        return False
+
+
+# ----------------------------------------------------------------------------- classifier part
+
 def build_classifier_demo(*, data_dir: Path, runs_dir: Path, device: str = "auto",
-                          lo: float = 0.0, hi: float = 0.7) -> list[Path]:
+                          report: Report | None = None, start: float = 0.0, end: float = 0.7) -> list[Path]:
     """Synthetic fitness-pose images, then the paper's seven presets (one feature pass)."""
-    from core.classification.train import train_classifier_grid
-
-    def span(a: float, b: float):
-        return lambda f, msg: progress(lo + (hi - lo) * (a + (b - a) * f), msg)
-
-    images = data_dir / "images"
-    render = span(0.0, 0.15)
-    render(0.0, "rendering synthetic fitness-pose images")
-    _render_once(images, DEMO_IMAGES, on_progress=lambda f: render(f, "rendering synthetic images"))
-    render(1.0, "images ready")
+    say = _span(report, start, end)
+    images = Path(data_dir) / "images"
+    say(0.0, "rendering synthetic fitness-pose images")
+    if not _made_with(images, "demo-params.json", DEMO_IMAGES):
+        write_image_dataset(images, progress=False, **DEMO_IMAGES,
+                            on_progress=lambda f: say(0.15 * f, "rendering synthetic images"))
+        write_json(images / "demo-params.json", DEMO_IMAGES)   # last: its presence = finished
+    say(0.15, "images ready")
     return train_classifier_grid(data=images, runs_dir=runs_dir, device=device, progress=False,
-                                 reuse_finished=True, on_progress=span(0.15, 1.0), **DEMO_CLASSIFIER)
+                                 reuse_finished=True, **DEMO_CLASSIFIER,
+                                 on_progress=lambda f, m: say(0.15 + 0.85 * f, m))
 
 
-def _render_once(out: Path, params: dict, on_progress=None) -> None:
-    """Render unless ``out`` already holds a complete rendering with these parameters."""
-    from core.synthetic.images import write_image_dataset
-    from core.io import write_json
-    marker = out / "demo-params.json"
-    if marker.is_file():
+# ----------------------------------------------------------------------------- temporal part
+
+def build_temporal_demo(*, data_dir, runs_dir, device: str = "auto", seed: int = 0,
+                        report: Report | None = None, start: float = 0.7, end: float = 1.0) -> list[Path]:
+    """Synthetic sequences + the four models and identity; returns their run folders.
+    The data are loaded and windowed once for all runs."""
+    # The demo's models are tiny (8-16 channels at 32 px): each op is too small for a
+    # second CPU thread to pay, and on a busy machine oversubscribed threads spin.
+    # Measured on the shared 2-core CPU: 33 s with 1 thread vs 177 s with 2, same PCKs.
+    threads = torch.get_num_threads()
+    if engine.resolve_device(device).type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _temporal_runs(Path(data_dir), runs_dir, device, seed, _span(report, start, end))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _temporal_runs(data_dir: Path, runs_dir, device: str, seed: int, say: Report) -> list[Path]:
+    out = data_dir / "sequences"
+    settings = {**DEMO_SEQUENCES, "seed": seed}
+    if not _made_with(out, "demo-params.json", settings):
+        say(0.0, "temporal: writing synthetic sequences")
+        write_sequence_dataset(out, seed=seed, progress=False, **DEMO_SEQUENCES)
+        write_json(out / "demo-params.json", settings)
+    index = load_sequences(out, seed=seed)
+    datasets = make_window_datasets(index, train_stride=2)
+    total = sum(_TEMPORAL_COST.values())
+    done = _TEMPORAL_COST["data"]
+    paths = []
+    for arch, plan in DEMO_PLAN.items():
+        plan = dict(plan)
+        epochs = plan.pop("epochs")
+        say(done / total, f"temporal: training {arch}")
+
+        def on_epoch(epoch: int, row: dict, arch=arch, base=done, epochs=epochs) -> None:
+            f = base + _TEMPORAL_COST[arch] * epoch / max(epochs, 1)
+            say(f / total, f"temporal: {arch} epoch {epoch}/{epochs}, val PCK@0.05 {row['val_pck']:.3f}")
+
+        paths.append(train_temporal(
+            data=out, arch=arch, runs_dir=runs_dir, epochs=epochs, device=device, seed=seed,
+            progress=False, index=index, datasets=datasets, reuse_finished=True,
+            model_overrides=DEMO_MODEL_OVERRIDES[arch], train_overrides=plan, on_epoch=on_epoch))
+        done += _TEMPORAL_COST[arch]
+    say(1.0, "temporal: done")
+    return paths
+
+
+# ----------------------------------------------------------------------------- the background job
+# The demo trains models, so the dashboard runs it as a separate `python -m core demo`
+# process: a closed tab or a rerun cannot leave half-written runs, and the page only
+# follows the `progress <fraction> <message>` lines it prints to its log.
+
+DEMO_LOG = "_demo.log"
+DEMO_PID = "_demo.pid"
+
+
+@dataclass
+class JobState:
+    """What the Home page shows of a demo build."""
+    running: bool
+    returncode: int | None        # None while running (or unknown)
+    fraction: float
+    message: str
+    elapsed_s: float | None
+    log_tail: str                 # the last lines that are not progress lines
+
+
+class DemoJob:
+    """The demo build of one runs folder, as a background process. Its pid file and log
+    live in the runs folder, so any dashboard session (or server) can follow it."""
+
+    _live: dict[str, subprocess.Popen] = {}      # runs folder -> Popen started by this process
+
+    def __init__(self, runs_dir: Path):
+        self.root = Path(runs_dir)
+        self.log, self.pid_file = self.root / DEMO_LOG, self.root / DEMO_PID
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "core", "demo", "--runs", str(self.root),
+                "--data-dir", str(self.root / "_demo_data")]
+
+    def start(self) -> int:
+        """Start the build in the background (a new session, so it outlives the page)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "POSELAB_RUNS": str(self.root)}
+        with open(self.log, "w") as log:        # the child keeps its own descriptor
+            proc = subprocess.Popen(self.command(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        DemoJob._live[str(self.root)] = proc
+        write_json(self.pid_file, {"pid": proc.pid, "started_at": time.time()})
+        return proc.pid
+
+    def stop(self) -> None:
+        """Stop a running build (its whole process group); finished runs stay."""
+        meta = self._meta()
+        if meta is None or not self._alive(meta[0]):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(meta[0]), 15)
+        proc = DemoJob._live.get(str(self.root))
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+        with open(self.log, "a") as log:
+            log.write("stopped by the user\n")
+
+    def clear(self) -> None:
+        self.pid_file.unlink(missing_ok=True)
+        DemoJob._live.pop(str(self.root), None)
+
+    def _meta(self) -> tuple[int, float] | None:
         try:
-            if json.loads(marker.read_text()) == params:
-                return
-        except (OSError, json.JSONDecodeError):
-            pass
-    write_image_dataset(out, progress=False, on_progress=on_progress, **params)
-    write_json(marker, params)      # written last: its presence means the rendering finished
+            meta = json.loads(self.pid_file.read_text())
+            return int(meta["pid"]), float(meta.get("started_at", 0))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        try:   # a reused pid that is not our demo does not count
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            return b"core" in cmd and b"demo" in cmd
+        except OSError:
+            return True
+
+    def state(self) -> JobState | None:
+        """None when no build was started here; else its state, read from the pid file and
+        the log (works across reruns, sessions and servers; reaps our own child)."""
+        meta = self._meta()
+        if meta is None:
+            return None
+        pid, started = meta
+        proc = DemoJob._live.get(str(self.root))
+        if proc is not None and proc.pid == pid:
+            rc = proc.poll()
+            running = rc is None
+        else:
+            running, rc = self._alive(pid), None
+        lines: list[str] = []
+        with contextlib.suppress(OSError):
+            lines = self.log.read_text(errors="replace").splitlines()
+        fraction, message = 0.0, "starting..."
+        for line in reversed(lines):
+            parts = line.split(maxsplit=2)
+            if len(parts) >= 2 and parts[0] == "progress":
+                with contextlib.suppress(ValueError):
+                    fraction = min(1.0, max(0.0, float(parts[1])))
+                    message = parts[2] if len(parts) > 2 else ""
+                    break
+        if not running and rc is None:   # started by another server process: judge by the log
+            failed = any(line.startswith(("error", "Traceback", "stopped by the user")) for line in lines)
+            rc = 1 if failed else 0
+        return JobState(running=running, returncode=rc, fraction=fraction, message=message,
+                        elapsed_s=max(0.0, time.time() - started) if started else None,
+                        log_tail="\n".join(line for line in lines[-15:] if not line.startswith("progress ")))

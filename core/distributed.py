@@ -8,51 +8,45 @@ torchrun sets RANK, WORLD_SIZE, LOCAL_RANK (and MASTER_ADDR/PORT); ``init_distri
 reads them and joins the process group (NCCL on CUDA, gloo on CPU). Without those
 variables every helper here is a no-op, so single-process code paths call them freely.
 
-What "equal to the single-process run up to float noise" requires, and how it is met:
+What "equal to the single-process run up to float noise" requires, and how both tasks
+meet it with the same two rules:
 
-* The same global batches. ``ShardedBatchSampler`` draws the single-process
-  permutation (``torch.randperm`` from the same generator a ``DataLoader(shuffle=True,
-  generator=g)`` uses, seeded the same way) and cuts it into the same global batches of
-  ``batch_size``; rank r takes its contiguous slice of each global batch. So the global
-  batch equals the single-process batch and the per-rank batch is batch_size / world.
-* The same gradient. DDP averages gradients over ranks, which equals the global-batch
-  mean only when every rank holds the same number of samples. The last global batch of an
-  epoch is usually short and splits unevenly, so ``wrap_ddp`` installs a comm hook that
-  averages weighted by each rank's sample count: sum_r n_r * g_r / sum_r n_r = the
-  single-process mean gradient, for every batch. The temporal losses are masked means
-  (sum over counted keypoints / their count), so there the weight would be the count,
-  not the sample count: the temporal trainer instead all-reduces each loss term's count
-  and divides each rank's sum by the global count times the world size, and DDP's plain
-  average (``DDPTemporal``) then gives the single-process gradient.
+* The same global batches. ``GlobalBatches`` draws the single-process order (a seeded
+  permutation per epoch) and cuts it into the same global batches of ``batch_size``;
+  rank r takes its contiguous slice of each (``shard_range``). A rank whose slice is
+  empty (a last batch smaller than the world) gets one index marked as padding: DDP needs
+  every rank in every step, and padding weighs nothing.
+* The same gradient. Every loss is a sum over counted items (samples, or visible
+  keypoints) divided by their count. ``global_mean`` divides each rank's sum by the count
+  summed over ranks (one small all-reduce per step) and multiplies by the world size, so
+  DDP's plain gradient average is exactly the single-process mean gradient, whatever each
+  rank holds. The task's DDP wrapper (``core.classification.ddp``, ``core.temporal.ddp``)
+  only routes calls; no comm hook is needed.
 * The same random numbers. Dropout draws its mask per rank for the rank's rows, so
-  presets with dropout (model5, model6) are equal in distribution, not bit for bit; the
-  presets without (baseline, model1-4) match to float noise. (Colour-jitter augmentation,
-  when used, is likewise per worker.) A global batch smaller than the world size (a
-  remainder of fewer samples than ranks) gives the empty ranks one repeated sample, with
-  its weight counted: avoid it with batch sizes where len(train) % batch_size is 0 or
-  >= world size.
+  models with dropout (model5, model6, DeciWatch) are equal in distribution, not bit for
+  bit; the others match to float noise.
 * Reductions in a different order (all-reduce sums, sharded feature passes) differ from
   the single process by float rounding only (~1e-7 relative).
 
-Only rank 0 writes run folders and caches; other ranks compute the same things and keep
-them in memory (or in a private scratch folder that is removed at exit).
+Only rank 0 writes run folders and caches; other ranks compute the same things and write
+into a private scratch folder that is removed at exit (``core.runs.RunWriter``).
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
 import datetime
+import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-
 
 # ----------------------------------------------------------------------------- process group
 
@@ -189,193 +183,66 @@ def shard_range(n: int, r: int | None = None, w: int | None = None) -> tuple[int
     return lo, lo + base + (1 if r < extra else 0)
 
 
-# ----------------------------------------------------------------------------- data
+# ----------------------------------------------------------------------------- batches
 
-class ShardedBatchSampler(torch.utils.data.Sampler[list[int]]):
-    """This rank's part of the single-process global batches (see the module docstring).
+class GlobalBatches:
+    """Index batches over ``n`` items, the same global batches in every process.
 
-    ``shuffle`` draws ``torch.randperm(n, generator=generator)`` exactly as
-    ``RandomSampler`` does, so reseeding the generator per epoch (as ``core.classification.train.fit``
-    does) reproduces the single-process order. Every rank yields the same number of
-    batches (DDP needs every rank in every step).
+    ``shuffle=True`` (training): a permutation seeded per epoch (``set_epoch``; the seed
+    is ``seed * 100_003 + epoch``, the engine's rule) cut into global batches of
+    ``batch_size``; under torchrun rank r yields its contiguous slice of each, or one
+    index marked as padding when its slice is empty. ``shuffle=False`` (evaluation): in
+    order; under torchrun each rank takes a contiguous share of all ``n`` (``sharded``),
+    to be gathered in rank order -- with fewer items than ranks every rank takes them all.
+
+    Iterating yields ``(indices (B,) int64 numpy, padding bool)``.
     """
 
-    def __init__(self, n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int = 0,
                  rank_: int | None = None, world: int | None = None):
-        self.n, self.batch_size, self.shuffle, self.generator = n, batch_size, shuffle, generator
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank = rank() if rank_ is None else rank_
         self.world = world_size() if world is None else world
-        if 0 < n % batch_size < self.world and self.rank == 0:
-            print(f"warning: the last batch of each epoch holds {n % batch_size} sample(s) for "
-                  f"{self.world} ranks; ranks without one repeat a sample, so this run differs "
-                  f"slightly from a single-process one (choose another --batch-size)", flush=True)
+        self.sharded = self.world > 1 and not shuffle and n >= self.world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _share(self) -> tuple[int, int]:
+        return shard_range(self.n, self.rank, self.world) if self.sharded else (0, self.n)
 
     def __len__(self) -> int:
-        return (self.n + self.batch_size - 1) // self.batch_size
+        lo, hi = (0, self.n) if self.shuffle else self._share()
+        return math.ceil((hi - lo) / self.batch_size)
 
-    def __iter__(self) -> Iterator[list[int]]:
-        order = (torch.randperm(self.n, generator=self.generator) if self.shuffle
-                 else torch.arange(self.n)).tolist()
-        for start in range(0, self.n, self.batch_size):
-            batch = order[start:start + self.batch_size]
+    def __iter__(self) -> Iterator[tuple[np.ndarray, bool]]:
+        if not self.shuffle:
+            lo, hi = self._share()
+            for a in range(lo, hi, self.batch_size):
+                yield np.arange(a, min(a + self.batch_size, hi)), False
+            return
+        order = np.random.default_rng(self.seed * 100_003 + self.epoch).permutation(self.n)
+        for a in range(0, self.n, self.batch_size):
+            batch = order[a:a + self.batch_size]
             lo, hi = shard_range(len(batch), self.rank, self.world)
-            yield batch[lo:hi] if hi > lo else batch[:1]      # empty share: see module doc
+            yield (batch[lo:hi], False) if hi > lo else (batch[:1], True)
 
 
-def sharded_loader(dataset, *, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
-                   num_workers: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
-    """A DataLoader over this rank's share of the single-process batches of ``batch_size``
-    (the global batch). ``loader.generator`` is ``generator`` (``fit`` reseeds it)."""
-    sampler = ShardedBatchSampler(len(dataset), batch_size, shuffle=shuffle, generator=generator)
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, generator=generator,
-                                       num_workers=num_workers, pin_memory=pin_memory)
-
-
-def distributed_loader(dataset, *, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0,
-                       pin_memory: bool = False, drop_last: bool = False) -> torch.utils.data.DataLoader:
-    """The usual DistributedSampler loader (per-rank ``batch_size``), for passes whose
-    order does not matter (e.g. sharded inference); call ``loader.sampler.set_epoch(e)``
-    per epoch when shuffling. Training uses ``sharded_loader`` (same global batches as
-    one process)."""
-    from torch.utils.data.distributed import DistributedSampler
-    sampler = DistributedSampler(dataset, num_replicas=world_size(), rank=rank(), shuffle=shuffle,
-                                 seed=seed, drop_last=drop_last)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                                       num_workers=num_workers, pin_memory=pin_memory)
-
-
-# ----------------------------------------------------------------------------- model
-
-@dataclass
-class _HookState:
-    local_batch: int = 0          # samples this rank put through the last training forward
-
-
-def _weighted_mean_hook(state, bucket):
-    """All-reduce sum_r n_r * g_r and sum_r n_r in one message; return their ratio.
-    (No annotations: DDP checks them literally and this module's are strings.)"""
-    g = bucket.buffer()
-    n = float(state.local_batch)
-    packed = torch.cat([g * n, g.new_full((1,), n)])      # new_full: no blocking host copy
-    fut = dist.all_reduce(packed, async_op=True).get_future()
-
-    def finish(f):
-        out = f.value()[0]
-        return out[:-1] / out[-1]
-    return fut.then(finish)
-
-
-class _Dispatch(nn.Module):
-    """Routes DDP's single ``forward`` to the classifier's forward / forward_head, so the
-    cached-feature path (head only) also goes through DDP's gradient sync."""
-
-    def __init__(self, model: nn.Module, state: _HookState):
-        super().__init__()
-        self.model = model
-        self._state = state
-
-    def forward(self, head: bool, x: torch.Tensor, keypoints: torch.Tensor | None) -> torch.Tensor:
-        if self.training and torch.is_grad_enabled():
-            # Training-only wrapper (never cached or shared): the comm hook needs this
-            # step's local sample count to weight the gradient average.
-            self._state.local_batch = x.shape[0]
-        return self.model.forward_head(x, keypoints) if head else self.model(x, keypoints)
-
-
-class DDPClassifier(nn.parallel.DistributedDataParallel):
-    """DDP over a PoseClassifier with the classifier's own interface (``cfg``,
-    ``forward_head``, ``forward``, ``trainable_state_dict``), so train_one_epoch /
-    evaluate / fit take it unchanged. Frozen parameters are not synchronised (DDP skips
-    parameters without grad)."""
-
-    def __init__(self, model: nn.Module, device: torch.device):
-        state = _HookState()
-        super().__init__(_Dispatch(model, state),
-                         device_ids=[device] if device.type == "cuda" else None,
-                         forward_sync_buffers=False)  # BN buffers of a frozen backbone never change
-        self.register_comm_hook(state, _weighted_mean_hook)
-
-    @property
-    def cfg(self):
-        return self.module.model.cfg
-
-    @property
-    def classifier(self) -> nn.Module:
-        return self.module.model
-
-    def forward_head(self, features: torch.Tensor, keypoints: torch.Tensor | None = None) -> torch.Tensor:
-        return self(True, features, keypoints)
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.module.model.forward_features(images)
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        return self.module.model.trainable_state_dict()
-
-    def forward(self, *args, **kwargs):       # PoseClassifier's call: model(images, keypoints)
-        if args and isinstance(args[0], bool):
-            return super().forward(*args, **kwargs)
-        images = args[0] if args else kwargs["images"]
-        kp = args[1] if len(args) > 1 else kwargs.get("keypoints")
-        return super().forward(False, images, kp)
-
-
-def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` wrapped in DDPClassifier when distributed, else ``model`` itself."""
-    if not is_distributed() or not any(p.requires_grad for p in model.parameters()):
-        return model
-    return DDPClassifier(model, device)
-
-
-class _TemporalDispatch(nn.Module):
-    """Routes DDP's single ``forward`` to a temporal model's ``forward`` or
-    ``forward_train`` (DeciWatch's training entry), so both sync gradients."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, train_entry: bool, x: torch.Tensor):
-        return self.model.forward_train(x) if train_entry else self.model(x)
-
-
-class DDPTemporal(nn.parallel.DistributedDataParallel):
-    """DDP over a temporal model (Conv3D, DeciWatch, bi-ConvLSTM) with the model's call
-    interface (``model(x)``, ``model.forward_train(x)``). Gradients are plainly averaged:
-    the trainer divides each rank's loss sums by the *global* counts (times the world
-    size), so the average is the single-process gradient whatever each rank holds."""
-
-    def __init__(self, model: nn.Module, device: torch.device):
-        super().__init__(_TemporalDispatch(model),
-                         device_ids=[device] if device.type == "cuda" else None,
-                         forward_sync_buffers=False)   # only constant buffers (positions, interp)
-
-    @property
-    def inner(self) -> nn.Module:
-        return self.module.model
-
-    def forward_train(self, x: torch.Tensor):
-        return super().forward(True, x)
-
-    def forward(self, *args, **kwargs):
-        if args and isinstance(args[0], bool):
-            return super().forward(*args, **kwargs)
-        return super().forward(False, args[0] if args else kwargs["x"])
-
-
-def wrap_ddp_temporal(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` in DDPTemporal when distributed and trainable, else ``model`` itself."""
-    if not is_distributed() or not any(p.requires_grad for p in model.parameters()):
-        return model
-    return DDPTemporal(model, device)
+def global_mean(total: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(this rank's share of ``total / count`` over all ranks' items, the count over all
+    ranks). The share is scaled so that DDP's gradient *average* is the single-process
+    gradient (module docstring); in one process it is ``total / max(count, 1)``. Tensors
+    of any (equal) shape: several terms' counts go in one collective."""
+    counted = all_reduce_detached(count.float())
+    return total * world_size() / counted.clamp(min=1), counted
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside a DDPClassifier / DDPTemporal (or ``model`` itself)."""
-    if isinstance(model, DDPClassifier):
-        return model.classifier
-    if isinstance(model, DDPTemporal):
-        return model.inner
+    """The plain model inside a DDP wrapper (``.module.model`` of the tasks' wrappers), or
+    ``model`` itself."""
+    while isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module.model
     return model
 
 
@@ -400,12 +267,3 @@ def remove_scratch() -> None:
 def describe() -> dict:
     """For run.json: how this run was launched."""
     return {"world_size": world_size(), "backend": dist.get_backend() if is_distributed() else None}
-
-
-__all__: Sequence[str] = [
-    "init_distributed", "cleanup", "is_distributed", "rank", "world_size", "is_main_process",
-    "barrier", "main_process_first", "broadcast_object", "all_reduce_sum", "all_gather_cat",
-    "all_reduce_detached", "shard_range", "ShardedBatchSampler", "sharded_loader", "distributed_loader",
-    "DDPClassifier", "wrap_ddp", "DDPTemporal", "wrap_ddp_temporal", "unwrap", "scratch_dir",
-    "remove_scratch", "describe",
-]

@@ -41,6 +41,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import DataError
@@ -231,7 +232,6 @@ def image_to_tensor(img: Image.Image, size: int = 224):
     square crop (``PoseDataset`` does). A non-square image is stretched, and keypoints
     given as fractions (x/W, y/H) of that image stay exactly right after stretching.
     """
-    import torch
 
     if img.mode != "RGB":
         img = to_rgb8(img)

@@ -7,6 +7,9 @@ tensors) and return numpy arrays; they never loop over samples in Python.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+from core.keypoints import TEMPORAL25
 
 # ============================================================================ classification
 # Shapes, once for the whole section:
@@ -68,7 +71,8 @@ def per_class_report(cm) -> dict[str, np.ndarray]:
 # Conventions (each tested in tests/test_pck.py):
 # * invisible keypoints are excluded from numerator AND denominator;
 # * a keypoint with no counted sample gives NaN, never 0 (0 would read "always wrong");
-# * a distance exactly equal to a * s is correct (<=, as mmpose and the thesis);
+# * a distance exactly equal to a * s is correct (<=, as the thesis defines PCK; mmpose's
+#   ``_distance_acc`` uses <, so the two differ only for a distance exactly on a threshold);
 # * a sample whose norm is 0 or not finite is excluded like an invisible one: a
 #   degenerate box has no scale, and counting it would make the threshold 0 and the
 #   result depend on float exactness;
@@ -110,6 +114,29 @@ def pck(pred, gt, visible, norm, thresholds=PCK_THRESHOLDS) -> np.ndarray:
         return np.where(counted > 0, correct.sum(axis=1) / counted, np.nan)
 
 
+def pooled_pck(pred, gt, visible, norm, thresholds=PCK_THRESHOLDS) -> np.ndarray:
+    """PCK over all counted (sample, keypoint) pairs, every pair weighing the same: (A,).
+
+    pred, gt (..., K, 2), visible (..., K), norm (...) or (..., K): any leading shape
+    (windows x frames, say); the pairs are treated as one keypoint column of ``pck``.
+    """
+    visible = np.asarray(visible, dtype=bool)
+    norm = np.asarray(norm, np.float64)
+    norm = np.broadcast_to(norm[..., None] if norm.shape == visible.shape[:-1] else norm, visible.shape)
+    return pck(np.asarray(pred).reshape(-1, 1, 2), np.asarray(gt).reshape(-1, 1, 2),
+               visible.reshape(-1, 1), norm.reshape(-1, 1), thresholds)[:, 0]
+
+
+def pool(values, counts) -> float:
+    """Pooled value of per-keypoint fractions ``values`` (K,) counted over ``counts`` (K,)
+    samples each: what ``pooled_pck`` gives, from a pck table. Keypoints never counted
+    (NaN, or count 0) are left out; NaN when nothing is counted."""
+    values, counts = np.asarray(values, np.float64), np.asarray(counts, np.float64)
+    ok = np.isfinite(values) & (counts > 0)
+    n = counts[ok].sum()
+    return float((values[ok] * counts[ok]).sum() / n) if n > 0 else float("nan")
+
+
 def mean_threshold_px(visible, norm, thresholds=PCK_THRESHOLDS) -> np.ndarray:
     """Mean threshold distance a * s over the counted (sample, keypoint) pairs: (A,).
 
@@ -132,7 +159,6 @@ def torso_norm(gt, visible, names=None) -> np.ndarray:
 
     0 where either joint is invisible, so ``pck`` excludes that sample.
     """
-    from core.keypoints import TEMPORAL25
     names = tuple(names) if names is not None else TEMPORAL25
     ls, rh = names.index("left_shoulder"), names.index("right_hip")
     gt, visible = np.asarray(gt, np.float64), np.asarray(visible, bool)
@@ -149,8 +175,6 @@ def pck_table(pred, gt, visible, norm, identity_pred=None, names=None,
     not given), ``n_visible`` (counted samples); then a final row ``threshold_px``
     whose pck columns hold the mean threshold distance a * s (same unit as pred).
     """
-    import pandas as pd
-    from core.keypoints import TEMPORAL25
     names = list(names) if names is not None else list(TEMPORAL25)
     k = np.asarray(pred).shape[1]
     if len(names) != k:

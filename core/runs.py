@@ -1,35 +1,44 @@
-"""Run folders: the contract between training and the dashboard (DESIGN.md §4).
+"""Run folders: the contract between training and the dashboard (docs/ARCHITECTURE.md,
+"A run on disk").
 
 A run is one folder ``<runs_dir>/<run_id>/`` holding
 
-    run.json             what was run: kind, name (preset/arch), config, data, backbone,
-                         seed, device, git commit, times, versions
+    run.json             the typed ``RunInfo`` record: kind, name (preset/arch), config, data,
+                         backbone, seed, device, git commit, times, versions
     history.csv          one row per finished epoch
-    metrics.json         headline metrics of the best epoch; its presence = finished run
+    last.safetensors     resume checkpoint while the run is unfinished (``core.engine``)
+    weights.safetensors  the trained weights of the best epoch (frozen backbones are referenced)
     predictions.parquet  per-sample (classifier) or per frame x keypoint (temporal) rows
     pck.csv              temporal only: keypoint x threshold table
-    weights.safetensors  the trained weights (frozen backbones are referenced, not copied)
+    metrics.json         headline metrics of the best epoch; written last, its presence = finished
 
 Every write is atomic. A folder without ``metrics.json`` is *unfinished*; one whose
 ``run.json`` cannot be read is *broken*. ``list_runs`` returns both kinds with a reason
 instead of raising, so the dashboard can list them without crashing.
 
-Models are rebuilt from a run only through ``load_model`` here.
+``RunWriter`` is the one way a trainer writes a run: it resumes the unfinished run of the
+identical call (``find_run``) or makes a new folder, writes history and best weights after
+every epoch and ``metrics.json`` last. Under torchrun only rank 0 writes into the runs
+folder; the other ranks write into a private scratch folder and follow rank 0's choice.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import json
+import importlib.metadata
 import os
 import platform
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+from safetensors.torch import load_file, save_file
+
+from core import distributed as D
 from core.errors import RunError
-from core.io import atomic_path, write_json
+from core.io import atomic_path, read_json, write_json
 
 RUN_JSON = "run.json"
 METRICS_JSON = "metrics.json"
@@ -37,6 +46,7 @@ HISTORY_CSV = "history.csv"
 PREDICTIONS = "predictions.parquet"
 PCK_CSV = "pck.csv"
 WEIGHTS = "weights.safetensors"
+LAST = "last.safetensors"      # resume checkpoint of an unfinished run (removed when finished)
 
 DEFAULT_RUNS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -47,7 +57,138 @@ def default_runs_dir() -> Path:
     return Path(env).expanduser().resolve() if env else DEFAULT_RUNS_DIR
 
 
-# ----------------------------------------------------------------------------- writing
+# ----------------------------------------------------------------------------- the record
+
+def _split_known(cls, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    names = {f.name for f in fields(cls)} - {"extra"}
+    return {k: v for k, v in d.items() if k in names}, {k: v for k, v in d.items() if k not in names}
+
+
+@dataclass
+class DataInfo:
+    """run.json ``data``: what the run was trained and scored on."""
+    root: str = ""                              # absolute dataset folder
+    sources: list[str] = field(default_factory=list)   # annotation / index / label files read
+    fingerprint: str | None = None              # content fingerprint (resume and cache key)
+    num_train: int | None = None                # samples (classifier) or windows (temporal)
+    num_val: int | None = None
+    num_test: int | None = None
+    skipped: dict[str, int] = field(default_factory=dict)   # reason -> count of unusable items
+    classes: list[str] | None = None            # classifier: class names in label order
+    keypoint_source: str | None = None          # classifier: "annotation" or "estimated" keypoints
+    keypoints: list[str] | None = None          # temporal: keypoint names (TEMPORAL25)
+    videos: dict[str, int] | None = None        # temporal: videos per split
+    estimator: str | None = None                # temporal: what made the input heatmaps
+    extra: dict[str, Any] = field(default_factory=dict)    # keys this version does not know
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "DataInfo":
+        known, extra = _split_known(cls, d or {})
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
+        return {**d, **self.extra}
+
+
+@dataclass
+class BackboneInfo:
+    """run.json ``backbone`` (classifier runs): where the ResNet-50 weights came from."""
+    source: str = "?"                           # "imagenet", "poselab", "file" or "random"
+    weights: str = ""                           # torchvision enum, file path, or "seed=N"
+    sha256: str | None = None                   # of the weights actually used (after BN calibration)
+    stored: str | None = None                   # copy under <runs>/_backbones/ when nowhere else
+    warning: str | None = None                  # shown wherever the run is shown
+    card: dict[str, Any] | None = None          # the PoseLab backbone's card (how it was made)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "BackboneInfo | None":
+        if not d:
+            return None
+        known, extra = _split_known(cls, d)
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("extra", "card")}
+        if self.card is not None:
+            d["card"] = self.card
+        return {**d, **self.extra}
+
+    @property
+    def label(self) -> str:
+        """How every page names the backbone."""
+        return BACKBONE_LABELS.get(self.source, self.source)
+
+
+BACKBONE_LABELS = {"imagenet": "ImageNet (torchvision)", "poselab": "PoseLab synthetic pretraining",
+                   "file": "weights file", "random": "random init"}
+
+
+@dataclass
+class RunInfo:
+    """run.json as a typed record; ``from_dict`` reads every version PoseLab wrote (unknown
+    keys are kept in ``extra`` and written back)."""
+    kind: str                                   # "classifier" or "temporal"
+    name: str                                   # preset or arch
+    config: dict[str, Any] = field(default_factory=dict)   # {"model": ..., "train": ...}
+    data: DataInfo = field(default_factory=DataInfo)
+    seed: int = 0
+    device: str = "cpu"
+    init_from: str | None = None                # run folder the weights started from
+    backbone: BackboneInfo | None = None        # classifier runs
+    feature_cache: bool | None = None           # classifier: trained on cached features
+    image_decoder: str | None = None            # classifier: what decoded the image cache
+    distributed: dict[str, Any] = field(default_factory=lambda: {"world_size": 1, "backend": None})
+    started_at: str | None = None
+    ended_at: str | None = None
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    resumed_after_epoch: list[int] = field(default_factory=list)
+    run_id: str | None = None
+    git_commit: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunInfo":
+        known, extra = _split_known(cls, d)
+        known["data"] = DataInfo.from_dict(known.get("data"))
+        known["backbone"] = BackboneInfo.from_dict(known.get("backbone"))
+        for key in ("distributed", "phase_seconds", "config", "versions"):
+            if known.get(key) is None:
+                known.pop(key, None)
+        known["resumed_after_epoch"] = list(known.get("resumed_after_epoch") or [])
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "data", "backbone")}
+        d["data"] = self.data.to_dict()
+        d["backbone"] = self.backbone.to_dict() if self.backbone is not None else None
+        if self.backbone is None and self.kind != "classifier":
+            del d["backbone"]
+        return {"run_id": d.pop("run_id"), **d, **self.extra}
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two calls the same run: a finished run with this identity can be
+        reused, an unfinished one resumed (``find_run``)."""
+        return {"kind": self.kind, "name": self.name, "config": self.config, "seed": self.seed,
+                "init_from": self.init_from, "data.fingerprint": self.data.fingerprint,
+                "data.keypoint_source": self.data.keypoint_source or None,
+                "backbone.sha256": self.backbone.sha256 if self.backbone else None}
+
+    @property
+    def world_size(self) -> int:
+        return int((self.distributed or {}).get("world_size") or 1)
+
+
+def _comparable(identity: dict[str, Any]) -> dict[str, Any]:
+    """Runs written before keypoint sources existed read the annotations: same as "annotation"."""
+    if identity.get("data.keypoint_source") == "annotation":
+        identity = {**identity, "data.keypoint_source": None}
+    return identity
+
+
+# ----------------------------------------------------------------------------- small writers
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -63,12 +204,12 @@ def git_commit() -> str | None:
 
 
 def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "numpy", "pandas", "safetensors", "captum", "streamlit"):
+    for pkg in ("torch", "torchvision", "numpy", "pandas", "safetensors", "captum", "streamlit",
+                "mediapipe", "ai-edge-litert"):
         try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
             pass
     return out
 
@@ -95,30 +236,8 @@ def create_run_dir(runs_dir: str | Path, name: str) -> Path:
     raise RunError(runs_dir, f"could not create a unique run folder for {name!r}")
 
 
-def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
-    """Write run.json. ``info`` must hold at least kind and name; extras are kept."""
-    for key in ("kind", "name"):
-        if key not in info:
-            raise ValueError(f"run.json needs {key!r}")
-    info = {"run_id": run_dir.name, **info}
-    info.setdefault("git_commit", git_commit())
-    info.setdefault("versions", library_versions())
-    write_json(run_dir / RUN_JSON, info)
-
-
-def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
-    """Write metrics.json last: its presence marks the run finished.
-
-    ``metrics`` must name its headline: ``{"headline": "test_acc", "test_acc": 0.93,
-    "best_epoch": 7, ...}``.
-    """
-    if "headline" not in metrics or metrics["headline"] not in metrics:
-        raise ValueError("metrics.json needs 'headline' naming one of its keys")
-    write_json(run_dir / METRICS_JSON, metrics)
-
-
-def write_table(path: Path, df) -> None:
-    """Atomic CSV or parquet write of a pandas DataFrame, by suffix."""
+def write_table(path: Path, df: pd.DataFrame) -> None:
+    """Atomic CSV or parquet write of a DataFrame, by suffix."""
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             df.to_parquet(tmp, index=False)
@@ -128,7 +247,6 @@ def write_table(path: Path, df) -> None:
 
 def save_weights(path: Path, state_dict: dict, metadata: dict[str, str] | None = None) -> None:
     """Atomic safetensors write (contiguous CPU copies; shared storage is split)."""
-    from safetensors.torch import save_file
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -136,7 +254,6 @@ def save_weights(path: Path, state_dict: dict, metadata: dict[str, str] | None =
 
 def load_weights(path: Path) -> dict:
     """Load a safetensors file (never unpickles). Raises RunError on a bad file."""
-    from safetensors.torch import load_file
     try:
         return load_file(str(path))
     except FileNotFoundError:
@@ -151,7 +268,7 @@ def load_weights(path: Path) -> dict:
 class Run:
     """A run folder as the dashboard and CLI see it."""
     path: Path
-    info: dict[str, Any] = field(default_factory=dict)    # run.json ({} when broken)
+    info: RunInfo | None = None                           # run.json (None when broken)
     metrics: dict[str, Any] | None = None                 # metrics.json, None = unfinished
     problem: str | None = None                            # why it is broken/unfinished
 
@@ -161,15 +278,15 @@ class Run:
 
     @property
     def kind(self) -> str | None:
-        return self.info.get("kind")
+        return self.info.kind if self.info else None
 
     @property
     def name(self) -> str | None:
-        return self.info.get("name")
+        return self.info.name if self.info else None
 
     @property
     def status(self) -> str:
-        if not self.info:
+        if self.info is None:
             return "broken"
         return "finished" if self.metrics is not None else "unfinished"
 
@@ -187,16 +304,13 @@ class Run:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def history(self):
-        import pandas as pd
+    def history(self) -> pd.DataFrame:
         return _read_table(self.path / HISTORY_CSV, pd.read_csv)
 
-    def predictions(self):
-        import pandas as pd
+    def predictions(self) -> pd.DataFrame:
         return _read_table(self.path / PREDICTIONS, pd.read_parquet)
 
-    def pck(self):
-        import pandas as pd
+    def pck(self) -> pd.DataFrame:
         return _read_table(self.path / PCK_CSV, pd.read_csv)
 
 
@@ -209,17 +323,23 @@ def _read_table(path: Path, reader):
         raise RunError(path, f"cannot be read as a table ({type(e).__name__}: {e})") from None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            obj = json.load(f)
-    except FileNotFoundError:
-        raise RunError(path, "file is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(path, f"not valid JSON ({e})") from None
+def _read_object(path: Path) -> dict[str, Any]:
+    obj = read_json(path, error=RunError)
     if not isinstance(obj, dict):
         raise RunError(path, "expected a JSON object")
     return obj
+
+
+def read_info(path: Path) -> RunInfo:
+    """The RunInfo of ``path/run.json``; RunError when it is missing or not a run record."""
+    d = _read_object(path / RUN_JSON)
+    for key in ("kind", "name"):
+        if key not in d:
+            raise RunError(path / RUN_JSON, f"has no {key!r} field")
+    try:
+        return RunInfo.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise RunError(path / RUN_JSON, f"not a run record ({e})") from None
 
 
 def load_run(path: str | Path, *, require_finished: bool = False) -> Run:
@@ -230,18 +350,15 @@ def load_run(path: str | Path, *, require_finished: bool = False) -> Run:
         raise RunError(path, "run folder does not exist")
     run = Run(path=path)
     try:
-        run.info = _read_json(path / RUN_JSON)
-        for key in ("kind", "name"):
-            if key not in run.info:
-                raise RunError(path / RUN_JSON, f"has no {key!r} field")
+        run.info = read_info(path)
     except RunError as e:
-        run.info, run.problem = {}, str(e)
-    if run.info and (path / METRICS_JSON).exists():
+        run.problem = str(e)
+    if run.info is not None and (path / METRICS_JSON).exists():
         try:
-            run.metrics = _read_json(path / METRICS_JSON)
+            run.metrics = _read_object(path / METRICS_JSON)
         except RunError as e:
             run.problem = str(e)
-    elif run.info:
+    elif run.info is not None:
         run.problem = f"{path.name}: unfinished (no {METRICS_JSON} yet)"
     if require_finished and not run.finished:
         raise RunError(path, run.problem or "run is not finished")
@@ -264,23 +381,89 @@ def list_runs(runs_dir: str | Path | None = None, kind: str | None = None) -> li
         run = load_run(p)
         if kind is None or run.kind == kind:
             runs.append(run)
-    runs.sort(key=lambda r: (r.info.get("started_at", ""), r.id), reverse=True)
+    runs.sort(key=lambda r: ((r.info.started_at if r.info else None) or "", r.id), reverse=True)
     return runs
 
 
-def load_model(run: Run | str | Path, device: str = "cpu"):
-    """Rebuild a run's model with its trained weights, in eval mode, on ``device``.
+def find_run(runs_dir: str | Path, identity: dict[str, Any], *, finished: bool) -> Path | None:
+    """The newest run with this ``RunInfo.identity()``: a finished one (to reuse it) or an
+    unfinished one that has a resume checkpoint (to resume it)."""
+    for run in list_runs(runs_dir, kind=identity["kind"]):
+        if run.finished != finished or run.info is None:
+            continue
+        if not finished and not (run.path / LAST).is_file():
+            continue                 # killed before its first epoch ended: nothing to resume
+        if _comparable(run.info.identity()) == _comparable(identity):
+            return run.path
+    return None
 
-    The config in run.json is enough to rebuild the architecture; weights come from
-    weights.safetensors (plus the referenced frozen backbone for classifiers).
+
+# ----------------------------------------------------------------------------- writing
+
+class RunWriter:
+    """Writes one run folder: ``open`` -> ``epoch_done`` per epoch -> ``finish``.
+
+    Rank 0 writes into the runs folder. Other ranks (torchrun) write the same files into
+    a private scratch folder, which is removed at exit, and return rank 0's folder.
     """
-    if not isinstance(run, Run):
-        run = load_run(run, require_finished=True)
-    if run.kind == "classifier":
-        from core.classification.model import rebuild_from_run
-    elif run.kind == "temporal":
-        from core.temporal.models import rebuild_from_run
-    else:
-        raise RunError(run.path, f"unknown run kind {run.kind!r}")
-    model = rebuild_from_run(run, device=device)
-    return model.eval()
+
+    def __init__(self, path: Path, info: RunInfo, resumed: bool):
+        self.path, self.info, self.resumed = path, info, resumed
+
+    @classmethod
+    def open(cls, runs_dir: str | Path, info: RunInfo) -> "RunWriter":
+        """Resume the unfinished run of this exact call, or create a new run folder.
+
+        A resumed run keeps its folder, start time and id; ``resumed`` (on every rank)
+        tells the trainer to continue from ``last.safetensors`` (``core.engine.resume``,
+        which rank 0 reads and broadcasts)."""
+        resume_from = find_run(runs_dir, info.identity(), finished=False) if D.is_main_process() else None
+        resume_from = D.broadcast_object(resume_from)
+        if not D.is_main_process():
+            path = create_run_dir(D.scratch_dir(), info.name)
+        elif resume_from is not None:
+            path = resume_from
+        else:
+            path = create_run_dir(runs_dir, info.name)
+        if resume_from is not None and D.is_main_process():
+            old = read_info(resume_from)
+            info.started_at = old.started_at or info.started_at
+            info.resumed_after_epoch = list(old.resumed_after_epoch)
+            info.phase_seconds = {**old.phase_seconds, **info.phase_seconds}
+        info.run_id = path.name if D.is_main_process() else (resume_from or path).name
+        info.started_at = info.started_at or now_iso()
+        info.git_commit = info.git_commit or git_commit()
+        info.versions = info.versions or library_versions()
+        writer = cls(path, info, resumed=resume_from is not None)
+        writer.write_info()
+        return writer
+
+    @property
+    def last(self) -> Path:
+        return self.path / LAST
+
+    def write_info(self) -> None:
+        write_json(self.path / RUN_JSON, self.info.to_dict())
+
+    def write_history(self, rows: list[dict], columns: list[str]) -> None:
+        write_table(self.path / HISTORY_CSV, pd.DataFrame(rows, columns=columns))
+
+    def write_weights(self, state: dict, metadata: dict[str, str] | None = None) -> None:
+        save_weights(self.path / WEIGHTS, state, metadata)
+
+    def write_table(self, name: str, df: pd.DataFrame) -> None:
+        write_table(self.path / name, df)
+
+    def finish(self, metrics: dict[str, Any]) -> Path:
+        """run.json (end time), then metrics.json LAST: from here on the run is finished.
+        ``metrics`` must name its headline: ``{"headline": "test_acc", "test_acc": ...}``."""
+        if "headline" not in metrics or metrics["headline"] not in metrics:
+            raise ValueError("metrics.json needs 'headline' naming one of its keys")
+        self.info.ended_at = now_iso()
+        self.write_info()
+        write_json(self.path / METRICS_JSON, metrics)
+        self.last.unlink(missing_ok=True)      # finished: the resume state has no use left
+        path = D.broadcast_object(self.path)   # every rank returns rank 0's folder
+        if D.is_distributed():
+            D.remove_scratch()
+        return path

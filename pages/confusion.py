@@ -11,9 +11,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core import ui
 from core.classification import report
 from core.errors import RunError
-from pages import common
 
 MAX_WIDTH_PX = 720     # fits the left column of a wide layout; cells shrink for many classes
 NONE = "(choose)"
@@ -74,15 +74,15 @@ def _on_select(classes: list[str]) -> None:
 
 
 def difference_ui(run, preds, classes, normalize: bool) -> None:
-    others = [r for r in common.finished_runs("classifier") if r.id != run.id]
+    others = [r for r in ui.finished_runs("classifier") if r.id != run.id]
     if not others:
         st.info("Only one classifier run: nothing to compare with.")
         return
-    labels = {r.id: common.run_label(r) for r in others}
+    labels = {r.id: ui.run_label(r) for r in others}
     other_id = st.selectbox("Compare with run", list(labels), format_func=labels.get, key="cm_other")
     other = next(r for r in others if r.id == other_id)
     try:
-        preds_o, classes_o = common.classifier_predictions(other)
+        preds_o, classes_o = ui.classifier_predictions(other)
         diff = report.confusion_difference(preds, classes, preds_o, classes_o, normalize=normalize,
                                            names=(run.name, other.name))
     except RunError as e:
@@ -99,9 +99,9 @@ def difference_ui(run, preds, classes, normalize: bool) -> None:
 
 
 st.title("Confusion matrix")
-with common.guard():
-    run = common.need_run("classifier")
-    preds, classes = common.classifier_predictions(run)
+with ui.guard():
+    run = ui.need_run("classifier")
+    preds, classes = ui.classifier_predictions(run)
     C = len(classes)
     st.caption(f"Run **{run.name}** · `{run.id}` · {len(preds)} test samples · "
                "rows = true class, columns = predicted class")
@@ -144,7 +144,7 @@ with common.guard():
         rows = report.sort_predictions(report.cell_samples(preds, ti, pi), "most confident")
         noun = "sample" if len(rows) == 1 else "samples"
         st.markdown(f"**{len(rows)} {noun}** of true **{t_name}** predicted as **{p_name}**")
-        common.gallery(run, rows, classes, key="cm_gallery", per_page=12)
+        ui.gallery(run, rows, classes, key="cm_gallery", per_page=12)
     else:
         st.caption("Choose a cell in the matrix, or a true and a predicted class here.")
 

@@ -1,56 +1,68 @@
-"""Home: what runs exist, their headline metrics, data and backbone weights; with no
-runs at all, how to make them and a button that builds the embedded demo."""
+"""Home: what runs exist, their headline metrics, data and backbone; the embedded demo's
+build (it starts by itself in an empty runs folder), its progress, a way to stop it, and
+a button to build it again."""
 from __future__ import annotations
 
 import streamlit as st
 
+from core import ui
 from core.classification import report
-from pages import common
 
 
-def demo_ui(root) -> None:
-    """How-to + the demo button; follows a running build with a progress bar."""
-    state = common.demo_state(root)
-    if state is None or (not state["running"] and state["returncode"] == 0 and not common.all_runs()):
-        st.info(
-            "No runs yet in this folder. Build the embedded demo (synthetic images and "
-            "sequences + every classifier and temporal run the pages need, a few minutes "
-            "on a CPU) with the button below, or from a terminal:\n\n"
-            f"```\npython -m core demo --runs {root}\n```\n"
-            "(`make demo` does the same for `checkpoints/`). Train your own with "
-            "`python -m core grid classifier --data DIR` / `python -m core grid temporal --data DIR`.")
-        if st.button("Build the demo runs", type="primary", icon=":material/play_arrow:"):
-            common.start_demo(root)
-            st.rerun()
-        return
-    if state["running"]:
-        _follow(root)
-        return
-    if state["returncode"] != 0:
-        st.error(f"Building the demo failed (exit code {state['returncode']}); "
-                 f"the log is `{root / common.DEMO_LOG}`.")
-        st.code(state["log_tail"] or "(empty log)")
-        if st.button("Try again", icon=":material/refresh:"):
-            common.clear_demo_state(root)
-            common.start_demo(root)
-            st.rerun()
+def start_ui(job) -> None:
+    """Nothing built yet: what the demo is, the button, and how to train your own."""
+    st.info(
+        "No runs yet in this folder. The embedded demo (synthetic images and sequences + "
+        "every classifier and temporal run the pages need) builds in a few minutes on a "
+        "CPU, from the button below or from a terminal:\n\n"
+        f"```\npython -m core demo --runs {job.root}\n```\n"
+        "(`make demo` does the same for `checkpoints/`). Train your own with "
+        "`python -m core grid classifier --data DIR` / `python -m core grid temporal --data DIR`.")
+    if st.button("Build the demo runs", type="primary", icon=":material/play_arrow:"):
+        job.clear()
+        job.start()
+        st.rerun()
+
+
+def failed_ui(job, state) -> None:
+    if "stopped by the user" in state.log_tail:
+        st.info("The demo build was stopped; the runs it finished are kept.")
+    else:
+        st.error(f"Building the demo failed (exit code {state.returncode}); the log is `{job.log}`.")
+        st.code(state.log_tail or "(empty log)")
+    if st.button("Build the demo runs again", icon=":material/refresh:"):
+        job.clear()
+        job.start()
+        st.rerun()
 
 
 @st.fragment(run_every=1.0)
-def _follow(root) -> None:
+def follow_ui(job) -> None:
     # A fragment re-runs only this block every second: the page stays responsive and
     # the bar moves without reloading anything else.
-    state = common.demo_state(root)
+    state = job.state()
     if state is None:
         return
-    elapsed = f" · {state['elapsed_s']:.0f} s" if state.get("elapsed_s") is not None else ""
-    st.progress(state["fraction"],
-                text=f"Building the demo: {state['message']} ({state['fraction']:.0%}{elapsed})")
-    st.caption(f"Running as a separate process (log: `{root / common.DEMO_LOG}`); "
-               "closing this tab does not stop it.")
-    if not state["running"]:
-        common._cached_runs.clear()
+    elapsed = f" · {state.elapsed_s:.0f} s" if state.elapsed_s is not None else ""
+    st.progress(state.fraction, text=f"Building the demo: {state.message} ({state.fraction:.0%}{elapsed})")
+    c = st.columns([1, 5])
+    if c[0].button("Stop", icon=":material/stop:", key="demo_stop"):
+        job.stop()
         st.rerun(scope="app")
+    c[1].caption(f"Running as a separate process (log: `{job.log}`); closing this tab does not stop it. "
+                 "Each page fills in as its runs finish.")
+    if not state.running or ui.runs_changed():
+        st.rerun(scope="app")
+
+
+def rebuild_ui(job) -> None:
+    with st.expander("Build the demo runs again"):
+        st.caption("Renders the demo data (if changed) and trains every demo run that is not "
+                   "already finished for the identical settings.")
+        if st.button("Build the demo runs", icon=":material/play_arrow:", key="demo_rebuild"):
+            job.clear()
+            job.start()
+            st.rerun()
 
 
 def runs_ui(runs) -> None:
@@ -62,18 +74,17 @@ def runs_ui(runs) -> None:
     c[2].metric("Temporal runs", int((finished["kind"] == "temporal").sum()))
     c[3].metric("Unfinished / broken", int((table["status"] != "finished").sum()))
 
-    random = finished[finished["backbone"] == "random"]
+    random = finished[finished["backbone_source"] == "random"]
     if not random.empty:
         names = ", ".join(f"**{n}**" for n in random["name"])
         why = next((w for w in random["backbone_warning"] if w), "")
-        st.warning(f"{len(random)} classifier run(s) used a **randomly initialised backbone**, "
-                   f"not pretrained ImageNet weights: {names}. Their accuracies say little "
-                   "about the paper's setting.", icon=":material/warning:")
+        st.warning(f"{len(random)} classifier run(s) used a **randomly initialised backbone**: "
+                   f"{names}. Their accuracies say little about the paper's setting.",
+                   icon=":material/warning:")
         if why:
             st.caption(f"Training said: {why}")
 
-    for kind, title, fmt in (("classifier", "Classifier runs", "{:.1%}"),
-                             ("temporal", "Temporal runs", "{:.1%}")):
+    for kind, title in (("classifier", "Classifier runs"), ("temporal", "Temporal runs")):
         part = finished[finished["kind"] == kind]
         if part.empty:
             continue
@@ -81,7 +92,7 @@ def runs_ui(runs) -> None:
         cols = ["name", "headline", "value", "best_epoch", "num_train", "num_test", "data",
                 "device", "started_at", "run_id"]
         if kind == "classifier":
-            cols.insert(6, "backbone")
+            cols[6:6] = ["keypoints", "backbone"]
         st.dataframe(part[cols], hide_index=True, width="stretch",
                      column_config={"value": st.column_config.NumberColumn("headline value", format="%.4f")})
 
@@ -96,16 +107,21 @@ def runs_ui(runs) -> None:
 st.title("PoseLab")
 st.caption("Fitness-pose classification (ResNet-50 + keypoints) and temporal refinement "
            "of pose heatmaps: runs, samples, confusion, saliency, per-keypoint PCK.")
-root = common.runs_dir()
-with common.guard():
-    common.sidebar()
-    runs = common.all_runs()
-    state = common.demo_state(root)
-    if state is not None and state["running"]:
-        _follow(root)
+with ui.guard():
+    ui.sidebar()
+    job = ui.demo_job()
+    runs = ui.all_runs()
+    state = job.state()
+    if state is None and not runs and ui.auto_demo():
+        job.start()                     # a fresh clone: build the demo without a click
+        state = job.state()
+    if state is not None and state.running:
+        follow_ui(job)
+    elif state is not None and state.returncode not in (0, None):
+        failed_ui(job, state)
     elif not runs:
-        demo_ui(root)
-    else:
-        if state is not None and state["returncode"] not in (0, None):
-            demo_ui(root)
+        start_ui(job)
+    if runs:
         runs_ui(runs)
+        if state is None or not state.running:
+            rebuild_ui(job)

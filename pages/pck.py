@@ -10,9 +10,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.temporal import report as pr
+from core import ui
 from core.errors import PoseLabError
-from pages import common
+from core.metrics import PCK_THRESHOLDS
+from core.temporal import report as pr
 
 
 def _labels(runs) -> dict[str, str]:
@@ -21,11 +22,6 @@ def _labels(runs) -> dict[str, str]:
     return {r.id: (n if names.count(n) == 1 else f"{n} · {r.id}") for r, n in zip(runs, names)}
 
 
-def _mtime(path) -> float:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return 0
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -35,8 +31,8 @@ def _bootstrap(keys: tuple, labels: tuple, merged: bool, unit: str, n_boot: int,
     mtime) pairs); the threshold and the reference only pick from them."""
     preds = {}
     for (run_id, _), label in zip(keys, labels):
-        run = common.get_run(run_id)
-        preds[label] = pr.check_predictions(common.predictions(run), run.file("predictions.parquet"))
+        run = ui.get_run(run_id)
+        preds[label] = pr.check_frame_predictions(ui.predictions(run), run.file("predictions.parquet"))
     return pr.bootstrap_pck(preds, merged=merged, unit=unit, n_boot=n_boot, seed=seed)
 
 
@@ -62,10 +58,10 @@ def _styled(df: pd.DataFrame, *, diverging: bool = False, skip_rows=(), pct: boo
 
 
 st.title("PCK comparison")
-common.sidebar("temporal")            # draws it when this page runs on its own
-runs = common.finished_runs("temporal")
+ui.sidebar("temporal")            # draws it when this page runs on its own
+runs = ui.finished_runs("temporal")
 if not runs:
-    st.info(f"No finished temporal run in `{common.runs_dir()}`. Build the demo on **Home**, "
+    st.info(f"No finished temporal run in `{ui.runs_dir()}`. Build the demo on **Home**, "
             "or train with `python -m core grid temporal --data DIR`.")
     st.stop()
 
@@ -82,7 +78,7 @@ tables: dict[str, pd.DataFrame] = {}
 for rid in chosen:
     run = by_id[rid]
     try:
-        tables[labels[rid]] = pr.check_pck_table(common.pck(run), run.file("pck.csv"))
+        tables[labels[rid]] = pr.check_pck_table(ui.pck(run), run.file("pck.csv"))
     except PoseLabError as e:
         st.error(str(e), icon=":material/error:")
 if not tables:
@@ -102,7 +98,7 @@ st.caption("PCK in %, pooled over every visible (frame, keypoint) of the test se
 # ---------------------------------------------------------------- per keypoint
 st.subheader("Per keypoint")
 c1, c2, c3 = st.columns([2, 2, 3])
-threshold = c1.radio("Threshold", pr.THRESHOLDS, index=0, horizontal=True,
+threshold = c1.radio("Threshold", PCK_THRESHOLDS, index=0, horizontal=True,
                      format_func=lambda a: f"PCK@{a:g}", key="pck_threshold")
 merged = c2.toggle("Merge left/right", value=True, key="pck_merged")
 ref_options = [None] + list(tables) + [pr.baseline_label(tables)]
@@ -129,7 +125,7 @@ with st.expander("Bootstrap 95% confidence intervals"):
                              "whole videos give more honest intervals than single frames.")
     n_boot = b3.select_slider("Replicates", (200, 500, 1000, 2000), value=1000, key="pck_ci_n")
     if want_ci:
-        keys = tuple((rid, _mtime(by_id[rid].file("predictions.parquet"))) for rid in chosen
+        keys = tuple((rid, ui.stamp(by_id[rid].file("predictions.parquet"))) for rid in chosen
                      if labels[rid] in tables)
         try:
             with st.spinner("Bootstrapping..."):

@@ -5,8 +5,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from core import ui
 from core.classification import report
-from pages import common
 
 
 def curves_ui(runs) -> None:
@@ -28,8 +28,8 @@ def curves_ui(runs) -> None:
         return
     histories = {}
     for rid in chosen:
-        with common.guard():
-            histories[labels[rid]] = common.history(next(r for r in of_kind if r.id == rid))
+        with ui.guard():
+            histories[labels[rid]] = ui.history(next(r for r in of_kind if r.id == rid))
     long = report.history_long(histories)
     score = "acc" if kind == "classifier" else "pck"
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
@@ -80,11 +80,11 @@ def paper_ui(runs) -> None:
 
 
 st.title("Runs")
-with common.guard():
-    common.sidebar()
-    runs = common.all_runs()
+with ui.guard():
+    ui.sidebar()
+    runs = ui.all_runs()
     if not runs:
-        st.info(f"No runs in `{common.runs_dir()}`; see **Home**.")
+        st.info(f"No runs in `{ui.runs_dir()}`; see **Home**.")
         st.stop()
     table = report.runs_table(runs)
     st.dataframe(table.drop(columns=["backbone_warning"]), hide_index=True, width="stretch",

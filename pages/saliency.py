@@ -12,12 +12,13 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from core import ui
 from core.classification import saliency as sal
 from core.errors import DataError
 from core.keypoints import COCO17
-from pages import common
 
 SOURCES = ("Test sample", "Upload", "Camera")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"]
@@ -29,12 +30,12 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"]
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _sample_input(run_id: str, stamp: float, sample_id: str, use_kp: bool) -> sal.SaliencyInput:
-    run = common.get_run(run_id)
-    preds, _ = common.classifier_predictions(run)
+    run = ui.get_run(run_id)
+    preds, _ = ui.classifier_predictions(run)
     row = preds[preds["sample_id"].astype(str) == sample_id]
     if row.empty:
         raise DataError(run.file("predictions.parquet"), f"no test sample {sample_id!r}")
-    return sal.sample_input(run.info, row.iloc[0], use_keypoints=use_kp, cache=common.image_cache(run))
+    return sal.sample_input(run.info, row.iloc[0], use_keypoints=use_kp, cache=ui.image_cache(run))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -57,12 +58,6 @@ def _probabilities(run_id: str, stamp: float, input_key: str, _model,
 
 # ------------------------------------------------------------------ UI pieces
 
-def _mtime(path) -> float:
-    """Part of cache keys: a re-written file invalidates what was computed from it."""
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return 0
 
 def _take_request(run) -> str | None:
     """Consume a hand-over from the gallery / confusion page: its sample id or None."""
@@ -78,7 +73,7 @@ def _take_request(run) -> str | None:
 
 
 def _sample_ui(run, use_kp: bool):
-    preds, classes = common.classifier_predictions(run)
+    preds, classes = ui.classifier_predictions(run)
     if preds.empty:
         st.info("This run has no test predictions.")
         return None, None
@@ -94,10 +89,12 @@ def _sample_ui(run, use_kp: bool):
     if st.session_state.get("sal_sample") not in ids:
         st.session_state["sal_sample"] = ids[0]
     lookup = preds.assign(sample_id=preds["sample_id"].astype(str)).set_index("sample_id")
-    label = lambda i: (f"{i} · {lookup.at[i, 'label_name']} → {lookup.at[i, 'pred_name']} "
-                       f"({float(lookup.at[i, 'confidence']):.2f})")  # noqa: E731
+
+    def label(i: str) -> str:
+        return (f"{i} · {lookup.at[i, 'label_name']} → {lookup.at[i, 'pred_name']} "
+                f"({float(lookup.at[i, 'confidence']):.2f})")
     sid = st.selectbox("Test sample", ids, format_func=label, key="sal_sample")
-    inp = _sample_input(run.id, _mtime(run.file("predictions.parquet")), sid, use_kp)
+    inp = _sample_input(run.id, ui.stamp(run.file("predictions.parquet")), sid, use_kp)
     return inp, f"sample:{sid}"
 
 
@@ -163,7 +160,6 @@ def _options_ui(method: str) -> dict:
 
 
 def _keypoint_chart(attr: np.ndarray, inp: sal.SaliencyInput) -> None:
-    import plotly.graph_objects as go
     mask = inp.keypoints[:, 2].numpy() > 0 if inp.keypoints is not None else np.ones(17, bool)
     names = [n if m else f"{n} (missing)" for n, m in zip(COCO17, mask)]
     fig = go.Figure(go.Bar(x=attr, y=names, orientation="h",
@@ -178,22 +174,21 @@ def _keypoint_chart(attr: np.ndarray, inp: sal.SaliencyInput) -> None:
 # ------------------------------------------------------------------ page
 
 st.title("Saliency")
-run = common.need_run("classifier")
+run = ui.need_run("classifier")
 requested = _take_request(run)
-classes = list((run.info.get("data") or {}).get("classes") or [])
+classes = list(run.info.data.classes or [])
 use_kp = sal.run_uses_keypoints(run.info)
 st.caption(f"Run **{run.name}** · `{run.id}` · "
            + ("keypoint preset: the head also sees the 17 keypoints" if use_kp else "image only"))
-backbone = run.info.get("backbone") or {}
-if backbone.get("source") == "random":
-    st.warning("This run used a **random** backbone (no ImageNet weights were available): "
-               "its saliency maps show what an untrained feature extractor attends to.")
+ui.backbone_note(run)
+if run.info.backbone is not None and run.info.backbone.source == "random":
+    st.caption("With a random backbone the maps show what an untrained feature extractor attends to.")
 
 left, right = st.columns([1, 2])
 with left:
     source = st.radio("Image", SOURCES, horizontal=True, key="sal_source")
     inp = key = None
-    with common.guard():
+    with ui.guard():
         if source == SOURCES[0]:
             inp, key = _sample_ui(run, use_kp)
         else:
@@ -206,9 +201,9 @@ with left:
 if inp is None:
     st.stop()
 
-stamp = _mtime(run.file("weights.safetensors"))
-with right, common.guard():
-    model = common.cached_model(run)
+stamp = ui.stamp(run.file("weights.safetensors"))
+with right, ui.guard():
+    model = ui.cached_model(run)
     probs = _probabilities(run.id, stamp, key, model, inp)
     if classes and len(classes) != len(probs):
         classes = []

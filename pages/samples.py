@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import ui
 from core.classification import report
-from pages import common
 
 
 def filters_ui(classes: list[str]) -> dict:
@@ -27,10 +27,11 @@ def filters_ui(classes: list[str]) -> dict:
 
 
 st.title("Samples")
-with common.guard():
-    run = common.need_run("classifier")
-    preds, classes = common.classifier_predictions(run)
-    st.caption(f"Run **{run.name}** · `{run.id}` · data `{(run.info.get('data') or {}).get('root')}`")
+with ui.guard():
+    run = ui.need_run("classifier")
+    preds, classes = ui.classifier_predictions(run)
+    st.caption(f"Run **{run.name}** · `{run.id}` · data `{run.info.data.root}`")
+    ui.backbone_note(run)
     f = filters_ui(classes)
     rows = report.filter_predictions(preds, true_classes=f["true_classes"],
                                      pred_classes=f["pred_classes"],
@@ -38,4 +39,4 @@ with common.guard():
     rows = report.sort_predictions(rows, f["order"])
     wrong = int((~rows["correct"].astype(bool)).sum())
     st.markdown(f"**{len(rows)} of {len(preds)} test samples match** · {wrong} wrong")
-    common.gallery(run, rows, classes, key="samples", skeleton=f["skeleton"], per_page=f["per_page"])
+    ui.gallery(run, rows, classes, key="samples", skeleton=f["skeleton"], per_page=f["per_page"])

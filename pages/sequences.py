@@ -14,10 +14,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.temporal import report as pr
+from core import ui
 from core.errors import PoseLabError
 from core.keypoints import TEMPORAL25_SKELETON
-from pages import common
+from core.temporal import report as pr
 
 LAYERS = {  # name -> (x column, y column, marker)
     "ground truth": ("gt_x", "gt_y", dict(symbol="circle", size=9, color="#2ca02c",
@@ -36,16 +36,11 @@ def _video(root: str, video: str):
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _rows(run_id: str, mtime: float, video: str) -> pd.DataFrame:
-    run = common.get_run(run_id)
-    preds = pr.check_predictions(common.predictions(run), run.file("predictions.parquet"))
+    run = ui.get_run(run_id)
+    preds = pr.check_frame_predictions(ui.predictions(run), run.file("predictions.parquet"))
     return pr.video_rows(preds, video)
 
 
-def _mtime(path) -> float:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return 0
 
 
 def _frame_figure(hm: np.ndarray | None, pts: pd.DataFrame, layers: list[str], skeleton: bool,
@@ -83,21 +78,21 @@ def _frame_figure(hm: np.ndarray | None, pts: pd.DataFrame, layers: list[str], s
 
 
 st.title("Sequences")
-run = common.need_run("temporal")
+run = ui.need_run("temporal")
 st.caption(f"Run **{run.name}** · `{run.id}` (choose another in the sidebar)")
 
-with common.guard():
-    preds = pr.check_predictions(common.predictions(run), run.file("predictions.parquet"))
+with ui.guard():
+    preds = pr.check_frame_predictions(ui.predictions(run), run.file("predictions.parquet"))
     videos = pr.list_videos(preds)
     if not videos:
         st.info("This run has no test predictions.")
         st.stop()
     video = st.selectbox("Test video", videos, key=f"seq_video_{run.id}")
-    rows = _rows(run.id, _mtime(run.file("predictions.parquet")), video)
+    rows = _rows(run.id, ui.stamp(run.file("predictions.parquet")), video)
     frames = sorted(rows["frame"].unique().tolist())
 
     clip, problem = None, None
-    root = (run.info.get("data") or {}).get("root")
+    root = run.info.data.root
     try:
         if not root:
             raise PoseLabError("run.json has no data.root: heatmaps cannot be found")

@@ -9,6 +9,7 @@ dashboard pages, AppTest tests and the browser test all read it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -20,6 +21,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from core import runs as R  # noqa: E402
+
+# An empty runs folder starts the demo build by itself in the dashboard; the tests that
+# want that turn it back on. Set here so subprocesses (Streamlit servers) inherit it.
+os.environ["POSELAB_AUTO_DEMO"] = "0"
 
 # ------------------------------------------------------------------ the real pipeline
 # The fixture runs come from the project's own code on tiny data (synthetic images and

@@ -89,13 +89,13 @@ def test_home_lists_broken_and_unfinished_runs(runs_with_broken):
 
 
 def _fake_demo(script: str):
-    def command(root: Path) -> list[str]:
-        return [sys.executable, "-c", script, str(root)]
+    def command(job) -> list[str]:
+        return [sys.executable, "-c", script, str(job.root)]
     return command
 
 
 def test_demo_button_follows_progress_then_shows_runs(empty_runs, dashboard_runs, monkeypatch):
-    from pages import common
+    from core.demo import DEMO_PID, DemoJob
     # Stand-in for `python -m core demo`: prints the progress protocol, then writes runs.
     script = (
         "import shutil, sys, time\n"
@@ -103,14 +103,14 @@ def test_demo_button_follows_progress_then_shows_runs(empty_runs, dashboard_runs
         "time.sleep(1.0)\n"
         f"shutil.copytree({str(dashboard_runs)!r}, sys.argv[1], dirs_exist_ok=True)\n"
         "print('progress 1.0 done', flush=True)\n")
-    monkeypatch.setattr(common, "demo_command", _fake_demo(script))
+    monkeypatch.setattr(DemoJob, "command", _fake_demo(script))
     at = app()
     next(b for b in at.button if b.label == "Build the demo runs").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert (empty_runs / common.DEMO_PID).exists(), (texts(at, "info"), texts(at, "error"), [b.label for b in at.button])
+    assert (empty_runs / DEMO_PID).exists(), (texts(at, "info"), texts(at, "error"), [b.label for b in at.button])
     assert at.progress, "a running demo shows a progress bar"
     deadline = time.time() + 20
-    while common.demo_state(empty_runs)["running"] and time.time() < deadline:
+    while DemoJob(empty_runs).state().running and time.time() < deadline:
         time.sleep(0.2)
     at.run()
     assert not at.exception
@@ -118,18 +118,18 @@ def test_demo_button_follows_progress_then_shows_runs(empty_runs, dashboard_runs
 
 
 def test_demo_failure_is_shown_with_the_log(empty_runs, monkeypatch):
-    from pages import common
-    monkeypatch.setattr(common, "demo_command", _fake_demo(
+    from core.demo import DemoJob
+    monkeypatch.setattr(DemoJob, "command", _fake_demo(
         "import sys; print('error: no space left on device', file=sys.stderr); sys.exit(2)"))
     at = app()
     next(b for b in at.button if b.label == "Build the demo runs").click().run()
     deadline = time.time() + 20
-    while common.demo_state(empty_runs)["running"] and time.time() < deadline:
+    while DemoJob(empty_runs).state().running and time.time() < deadline:
         time.sleep(0.1)
     at.run()
     assert any("failed (exit code 2)" in e.value for e in at.error)
     assert "no space left on device" in texts(at, "code")
-    assert [b for b in at.button if b.label == "Try again"]
+    assert [b for b in at.button if b.label == "Build the demo runs again"]
 
 
 # ------------------------------------------------------------------ runs

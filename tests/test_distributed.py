@@ -40,23 +40,25 @@ def test_shard_range_partitions_in_order(n, w):
     assert max(hi - lo for lo, hi in parts) - min(hi - lo for lo, hi in parts) <= 1
 
 
-def test_sharded_batches_rebuild_the_single_process_batches():
-    """Same generator seed: the ranks' slices of each step concatenate to exactly the
-    batch a single-process DataLoader(shuffle=True, generator=g) yields."""
+def test_global_batches_shards_rebuild_the_single_process_batches():
+    """The one sharding rule of both tasks: the ranks' slices of each step concatenate to
+    the single-process batch; a rank whose slice is empty gets one index marked padding."""
     n, bs, w = 23, 8, 2
-    ds = torch.utils.data.TensorDataset(torch.arange(n))
-    single = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=True,
-                                         generator=torch.Generator().manual_seed(5))
-    expected = [b[0].tolist() for b in single]
-    per_rank = []
-    for r in range(w):
-        g = torch.Generator().manual_seed(5)
-        sampler = D.ShardedBatchSampler(n, bs, shuffle=True, generator=g, rank_=r, world=w)
-        loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, generator=g)
-        per_rank.append([b[0].tolist() for b in loader])
-    assert [len(p) for p in per_rank] == [len(expected)] * w      # every rank takes every step
-    assert [a + b for a, b in zip(*per_rank)] == expected
-    assert [len(b) for b in per_rank[0]] == [4, 4, 4] and [len(b) for b in per_rank[1]] == [4, 4, 3]
+    single = [idx.tolist() for idx, pad in D.GlobalBatches(n, bs, shuffle=True, seed=5)]
+    assert sorted(sum(single, [])) == list(range(n)) and not any(
+        pad for _, pad in D.GlobalBatches(n, bs, shuffle=True, seed=5))
+    per_rank = [list(D.GlobalBatches(n, bs, shuffle=True, seed=5, rank_=r, world=w)) for r in range(w)]
+    assert [len(p) for p in per_rank] == [len(single)] * w      # every rank takes every step
+    assert [a[0].tolist() + b[0].tolist() for a, b in zip(*per_rank)] == single
+    assert [len(b[0]) for b in per_rank[0]] == [4, 4, 4] and [len(b[0]) for b in per_rank[1]] == [4, 4, 3]
+    third = [list(D.GlobalBatches(n, bs, shuffle=True, seed=5, rank_=r, world=8)) for r in range(8)]
+    last = [rank[-1] for rank in third]                          # 7 samples for 8 ranks
+    assert sum(pad for _, pad in last) == 1 and sum(len(i) for i, pad in last if not pad) == 7
+
+
+def test_global_mean_is_the_single_process_mean_in_one_process():
+    share, counted = D.global_mean(torch.tensor([6.0, 0.0]), torch.tensor([3.0, 0.0]))
+    assert share.tolist() == [2.0, 0.0] and counted.tolist() == [3.0, 0.0]
 
 
 def test_helpers_are_no_ops_in_one_process():
@@ -66,7 +68,10 @@ def test_helpers_are_no_ops_in_one_process():
     assert D.all_reduce_sum(1, 2.5) == (1.0, 2.5)
     assert D.broadcast_object({"a": 1}) == {"a": 1}
     model = torch.nn.Linear(2, 2)
-    assert D.wrap_ddp(model, torch.device("cpu")) is model
+    from core.classification.ddp import wrap_ddp as wrap_classifier
+    from core.temporal.ddp import wrap_ddp as wrap_temporal
+    assert wrap_classifier(model, torch.device("cpu")) is model and wrap_temporal(model, torch.device("cpu")) is model
+    assert D.unwrap(model) is model
     D.barrier()
     with D.main_process_first():
         pass

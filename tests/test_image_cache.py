@@ -209,33 +209,36 @@ def test_training_with_the_torchvision_decoder_records_and_keys_it(jpeg_index, t
     assert len(list((tmp_path / "_cache" / "features").glob("*.safetensors"))) == 2
 
 
-def test_cached_loader_gives_a_dataloaders_batches(index, tmp_path):
-    """CachedLoader (training through the backbone) = DataLoader(PoseDataset, shuffle,
-    generator): same batches, same order epoch after epoch (reseeded like core.classification.train.fit
-    does, and iterated through tqdm.auto like train_one_epoch), same tensors."""
-    from tqdm.auto import tqdm
-
+def test_cached_batches_give_the_decoded_crops_in_the_trainers_order(index, tmp_path):
+    """Training through the backbone reads the cache: every batch equals PoseDataset's
+    items for the same indices (same pixels, channels-last), in the order of
+    core.distributed.GlobalBatches, epoch after epoch (the order the cached-feature path
+    uses too, so both paths see the same batches)."""
     from core.classification.crops import PoseDataset
-    from core.classification.image_cache import CachedLoader
+    from core.classification.train import Batches
     samples = _all(index)
     cache = build_image_cache(samples, fingerprint=index.fingerprint, image_size=40, margin=0.15,
                               cache_dir=tmp_path, workers=1, progress=False)
     train = index.splits["train"]
-    g1, g2 = torch.Generator(), torch.Generator()
-    ref = torch.utils.data.DataLoader(PoseDataset(train, image_size=40, margin=0.15), batch_size=5,
-                                      shuffle=True, generator=g1)
-    got = CachedLoader(cache.dataset(train), batch_size=5, device="cpu", shuffle=True, generator=g2)
-    assert len(got) == len(ref)
+    ref = PoseDataset(train, image_size=40, margin=0.15)
+    got = Batches(cache.dataset(train), 5, torch.device("cpu"), shuffle=True, seed=3)
+    assert len(got) == -(-len(train) // 5)
+    orders = []
     for epoch in range(3):
-        g1.manual_seed(100 + epoch)
-        g2.manual_seed(100 + epoch)
-        for a, b in zip(tqdm(ref, disable=True), tqdm(got, disable=True), strict=True):
-            assert a["index"].tolist() == b["index"].tolist()
-            torch.testing.assert_close(b["image"], a["image"], atol=1e-6, rtol=0)
+        got.set_epoch(epoch)
+        order = np.random.default_rng(3 * 100_003 + epoch).permutation(len(train))
+        batches = list(got)
+        assert sum((b["index"].tolist() for b in batches), []) == order.tolist()
+        for b in batches:
+            items = [ref[int(i)] for i in b["index"]]
+            torch.testing.assert_close(b["image"], torch.stack([it["image"] for it in items]), atol=1e-6, rtol=0)
             assert b["image"].is_contiguous(memory_format=torch.channels_last)
-            assert torch.equal(a["label"], b["label"])
-            torch.testing.assert_close(b["keypoints"], a["keypoints"])
-    plain = [b["index"].tolist() for b in CachedLoader(cache.dataset(train), batch_size=5, device="cpu")]
+            assert torch.equal(b["label"], torch.stack([it["label"] for it in items]))
+            torch.testing.assert_close(b["keypoints"], torch.stack([it["keypoints"] for it in items]))
+            assert torch.equal(b["weight"], torch.ones(len(items)))
+        orders.append(order.tolist())
+    assert orders[0] != orders[1]                                 # reshuffled every epoch
+    plain = [b["index"].tolist() for b in Batches(cache.dataset(train), 5, torch.device("cpu"))]
     assert sum(plain, []) == list(range(len(train)))
 
 

@@ -8,6 +8,7 @@ import pytest
 from core.temporal import report as pr
 from core.errors import DataError, RunError
 from core.keypoints import TEMPORAL25
+from core.metrics import PCK_THRESHOLDS
 
 K = len(TEMPORAL25)
 
@@ -16,14 +17,14 @@ def make_pck(values: dict[float, float | list], identity: float = 0.2, n: int | 
              thr_px: tuple = (1.6, 3.2, 6.4)) -> pd.DataFrame:
     """A pck.csv table; values[a] is one number for every keypoint or a list of 25."""
     rows = {"keypoint": list(TEMPORAL25)}
-    for a in pr.THRESHOLDS:
+    for a in PCK_THRESHOLDS:
         v = values.get(a, 0.5)
         rows[pr.pck_col(a)] = list(v) if isinstance(v, list) else [v] * K
         rows[f"identity_{pr.pck_col(a)}"] = [identity] * K
     rows["n_visible"] = list(n) if isinstance(n, list) else [n] * K
     df = pd.DataFrame(rows)
     last = {"keypoint": pr.THRESHOLD_ROW, "n_visible": np.nan,
-            **{pr.pck_col(a): t for a, t in zip(pr.THRESHOLDS, thr_px)}}
+            **{pr.pck_col(a): t for a, t in zip(PCK_THRESHOLDS, thr_px)}}
     df = pd.concat([df, pd.DataFrame([last])], ignore_index=True)
     return pr.check_pck_table(df)
 

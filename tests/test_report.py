@@ -10,7 +10,7 @@ from PIL import Image
 
 from core.classification import report
 from core.errors import DataError, RunError
-from core.runs import Run
+from core.runs import Run, RunInfo
 
 CLASSES = ["a", "b", "c"]
 
@@ -30,7 +30,7 @@ def run(name, kind="classifier", metrics=None, info=None, path="/tmp/x"):
     from pathlib import Path
     base = {"kind": kind, "name": name}
     base.update(info or {})
-    return Run(path=Path(path) / name, info=base, metrics=metrics)
+    return Run(path=Path(path) / name, info=RunInfo.from_dict(base), metrics=metrics)
 
 
 # ------------------------------------------------------------------ confusion
@@ -152,12 +152,13 @@ def test_runs_table_lists_broken_and_unfinished():
             info={"backbone": {"source": "random", "warning": "offline"}, "data": {"root": "/d"},
                   "phase_seconds": {"a": 1.0, "b": 2.0}}),
         run("model2"),
-        Run(path=__import__("pathlib").Path("/tmp/bad"), info={}, problem="bad/run.json: not valid JSON"),
+        Run(path=__import__("pathlib").Path("/tmp/bad"), info=None, problem="bad/run.json: not valid JSON"),
     ]
     t = report.runs_table(runs)
     assert t["status"].tolist() == ["finished", "unfinished", "broken"]
     assert t["value"].iloc[0] == 0.5 and math.isnan(t["value"].iloc[1])
-    assert t["backbone"].iloc[0] == "random" and t["seconds"].iloc[0] == 3.0
+    assert t["backbone_source"].iloc[0] == "random" and t["backbone"].iloc[0] == "random init"
+    assert t["seconds"].iloc[0] == 3.0
     assert t["problem"].iloc[2].endswith("not valid JSON")
 
 
@@ -173,7 +174,7 @@ def test_paper_table_takes_newest_run_per_preset():
     assert t.loc["model4", "paper_test_acc_%"] == 96.55
     assert t.loc["model4", "our_test_acc_%"] == pytest.approx(90.0)
     assert t.loc["model4", "difference_pp"] == pytest.approx(90.0 - 96.55)
-    assert t.loc["model4", "run_id"] == "model4" and t.loc["model4", "backbone"] == "imagenet"
+    assert t.loc["model4", "run_id"] == "model4" and t.loc["model4", "backbone"] == "ImageNet (torchvision)"
     assert math.isnan(t.loc["model1", "our_test_acc_%"])
     assert t.loc["model6", "table"] == "2" and t.loc["baseline", "table"] == "1"
 
@@ -247,14 +248,15 @@ def test_dashboard_reads_crops_from_the_runs_image_cache(dashboard_runs, monkeyp
     cache = image_cache_of_run(run.path, run.info)
     assert cache is not None and cache.image_size == 64
     preds = pd.read_parquet(run.path / "predictions.parquet")
-    root = run.info["data"]["root"]
+    root = run.info.data.root
     rows = [preds.iloc[i] for i in range(0, len(preds), 4)]
     decoded = [(np.asarray(report.sample_picture(root, r, skeleton=True, size=64)),
                 sal.sample_input(run.info, r, use_keypoints=True)) for r in rows]
 
     def no_decoding(*a, **k):
         raise AssertionError("the scene was decoded although the crop is cached")
-    monkeypatch.setattr("core.images.open_image", no_decoding)
+    for module in ("core.classification.report", "core.classification.saliency"):   # the users of open_image
+        monkeypatch.setattr(f"{module}.open_image", no_decoding)
     for r, (pic, inp) in zip(rows, decoded):
         got = np.asarray(report.sample_picture(root, r, skeleton=True, size=64, cache=cache))
         np.testing.assert_array_equal(got, pic)

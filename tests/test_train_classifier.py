@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from core import runs as R
+from core.models import load_model
 from core.classification import train as T
 from core.errors import DataError, RunError, TrainingError
 
@@ -96,7 +97,7 @@ def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, da
     assert len(listed) == 7 and all(r.finished for r in listed)
     for p in paths:
         run = R.load_run(p, require_finished=True)
-        info, m = run.info, run.metrics
+        info, m = json.loads((p / R.RUN_JSON).read_text()), run.metrics   # the on-disk contract
         classes = info["data"]["classes"]
         assert info["kind"] == "classifier"
         assert info["config"]["model"] == T.get_preset(run.name, len(classes)).to_dict()
@@ -140,7 +141,7 @@ def test_saved_run_round_trips_through_load_model(grid, data):
     from core.classification.crops import PoseDataset
     _, paths = grid
     run = R.load_run(paths[T.PAPER_PRESETS.index("model5")])
-    model = R.load_model(run, device="cpu")
+    model = load_model(run, device="cpu")
     assert not model.training
     index = load_infiniteform(data, seed=0)
     batch = next(iter(torch.utils.data.DataLoader(PoseDataset(index.splits["test"], image_size=SIZE),
@@ -163,7 +164,7 @@ def test_feature_cache_equals_training_through_the_frozen_backbone(data, warm_ru
     assert not (tmp_path / "direct" / "_cache" / "features").exists()
     assert list((tmp_path / "direct" / "_cache" / "images").glob("*.npy"))
     a, b = R.load_run(cached), R.load_run(direct)
-    assert a.info["feature_cache"] is True and b.info["feature_cache"] is False
+    assert a.info.feature_cache is True and b.info.feature_cache is False
     pd.testing.assert_frame_equal(a.history().drop(columns="seconds"), b.history().drop(columns="seconds"),
                                   rtol=1e-4, atol=1e-5)
     wa, wb = R.load_weights(cached / R.WEIGHTS), R.load_weights(direct / R.WEIGHTS)
@@ -196,7 +197,7 @@ def test_killed_run_resumes_from_last_finished_epoch(data, grid, warm_runs, monk
     resumed = T.train_classifier(runs_dir=warm_runs, **kw)
     assert resumed == half.path                         # same folder, continued
     r = R.load_run(resumed, require_finished=True)
-    assert r.info["resumed_after_epoch"] == [1]
+    assert r.info.resumed_after_epoch == [1]
     s = R.load_run(straight)
     pd.testing.assert_frame_equal(r.history().drop(columns="seconds"), s.history().drop(columns="seconds"),
                                   rtol=1e-5, atol=1e-6)
@@ -274,7 +275,8 @@ def test_demo_classifier_part_prints_progress_protocol_and_is_idempotent(tmp_pat
     from core import demo
     monkeypatch.setattr(demo, "DEMO_IMAGES", dict(n_train=4, n_test=2, seed=0, size=64, people_max=1))
     monkeypatch.setattr(demo, "DEMO_CLASSIFIER", dict(image_size=SIZE, epochs=1, seed=0))
-    paths = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", lo=0.0, hi=0.7)
+    paths = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
+                                       report=demo.progress, start=0.0, end=0.7)
     assert [R.load_run(p, require_finished=True).name for p in paths] == list(T.PAPER_PRESETS)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("progress ")]
     fractions = [float(ln.split()[1]) for ln in lines]
@@ -282,5 +284,6 @@ def test_demo_classifier_part_prints_progress_protocol_and_is_idempotent(tmp_pat
     assert fractions[0] == 0.0 and fractions[-1] == pytest.approx(0.7)
     assert all(len(ln.split(" ", 2)) == 3 for ln in lines)          # "progress <f> <message>"
     # a second build reuses the rendered images and every finished run
-    again = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs")
+    again = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
+                                       report=demo.progress)
     assert again == paths and len(R.list_runs(tmp_path / "runs")) == 7

@@ -9,7 +9,8 @@ from core import cli
 from core.errors import RunError, TrainingError
 from core.keypoints import TEMPORAL25
 from core.temporal.models import build_temporal, make_config
-from core.runs import list_runs, load_model, load_run, load_weights
+from core.models import load_model
+from core.runs import list_runs, load_run, load_weights
 from core.temporal.train import TrainConfig, fit, train_one_epoch, train_temporal, train_temporal_grid
 
 SMALL = {  # narrow models: same code paths, a fraction of the time
@@ -55,7 +56,7 @@ def test_grid_writes_five_valid_run_folders(grid):
                     "best_epoch"):
             assert key in m, key
         assert 0 <= m["test_pck@0.05"] <= m["test_pck@0.1"] <= m["test_pck@0.2"] <= 1
-        info = run.info
+        info = json.loads((path / "run.json").read_text())   # the on-disk contract
         assert info["config"]["model"]["arch"] == run.name
         assert info["data"]["keypoints"] == list(TEMPORAL25) and info["data"]["num_test"] > 0
         hist = run.history()
@@ -108,7 +109,7 @@ def test_init_from_round_trip_and_mismatch(grid, seq_data, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     info = json.loads((dst / "run.json").read_text())
     assert info["init_from"] == str(src.path)
-    assert info["config"]["model"] == src.info["config"]["model"]   # architecture comes from the source
+    assert info["config"]["model"] == src.info.config["model"]      # architecture comes from the source
     assert info["config"]["train"]["lr"] == 1e-4                     # fine-tuning default
     assert load_run(dst).metrics["test_pck@0.05"] == src.metrics["test_pck@0.05"]
     with pytest.raises(RunError, match="deciwatch"):
@@ -185,19 +186,19 @@ def test_cli_bad_data_exits_2_without_writing(tmp_path, capsys):
 
 
 def test_demo_part_progress_and_reuse(tmp_path, monkeypatch):
-    import core.temporal.train as tt
-    monkeypatch.setattr(tt, "DEMO_DATA", dict(videos=5, frames=10, heatmap=16, noise=1.0))
-    monkeypatch.setattr(tt, "DEMO_MODEL_OVERRIDES", {**SMALL, "identity": {}})
-    monkeypatch.setattr(tt, "DEMO_PLAN", {a: dict(epochs=1 if a != "identity" else 0, train_stride=2)
-                                          for a in [*SMALL, "identity"]})
+    from core import demo
+    monkeypatch.setattr(demo, "DEMO_SEQUENCES", dict(videos=5, frames=10, heatmap=16, noise=1.0))
+    monkeypatch.setattr(demo, "DEMO_MODEL_OVERRIDES", {**SMALL, "identity": {}})
+    monkeypatch.setattr(demo, "DEMO_PLAN", {a: dict(epochs=1 if a != "identity" else 0, train_stride=2)
+                                            for a in [*SMALL, "identity"]})
     seen = []
-    paths = tt.build_temporal_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
+    paths = demo.build_temporal_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
                                    device="cpu", report=lambda f, m: seen.append((f, m)))
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[0] == 0.7 and fractions[-1] == 1.0
     assert sorted(r.name for r in list_runs(tmp_path / "runs")) == sorted([*SMALL, "identity"])
     # a second call reuses the data and every finished run instead of training again
-    again = tt.build_temporal_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
+    again = demo.build_temporal_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
                                    device="cpu")
     assert again == paths and len(list_runs(tmp_path / "runs")) == 5
 
@@ -217,7 +218,7 @@ def test_killed_run_resumes_to_the_same_result(seq_data, tmp_path):
     resumed = train_temporal(runs_dir=tmp_path / "b", **kw)
     assert resumed == killed.path and not (resumed / "last.safetensors").exists()
     run = load_run(resumed, require_finished=True)
-    assert run.info["resumed_after_epoch"] == [2] and list(run.history()["epoch"]) == [1, 2, 3]
+    assert run.info.resumed_after_epoch == [2] and list(run.history()["epoch"]) == [1, 2, 3]
     a, b = load_weights(unbroken / "weights.safetensors"), load_weights(resumed / "weights.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert run.metrics["test_pck@0.05"] == load_run(unbroken).metrics["test_pck@0.05"]

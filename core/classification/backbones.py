@@ -34,6 +34,8 @@ import sys
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save
+from torchvision.models import ResNet50_Weights, resnet50
 
 from core.errors import DataError, RunError
 from core.io import atomic_write, sha256_file
@@ -106,7 +108,6 @@ def calibrate_batchnorm(state: dict[str, torch.Tensor], batches, *, device: torc
                         ) -> dict[str, torch.Tensor]:
     """``state`` with every BatchNorm's running mean/var re-estimated over ``batches`` of
     images (B, 3, S, S): a cumulative average (momentum None), weights untouched."""
-    from torchvision.models import resnet50
     with torch.device("meta"):
         net = resnet50(weights=None)
     net.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
@@ -124,7 +125,6 @@ def calibrate_batchnorm(state: dict[str, torch.Tensor], batches, *, device: torc
 
 def store_backbone(state: dict[str, torch.Tensor], runs_dir: str | Path) -> tuple[str, str]:
     """Store a backbone content-addressed; returns (sha256, path relative to runs_dir)."""
-    from safetensors.torch import save
     blob = save({k: v.contiguous() for k, v in state.items()})
     sha = hashlib.sha256(blob).hexdigest()
     return sha, _store(blob, sha, Path(runs_dir))
@@ -133,14 +133,12 @@ def store_backbone(state: dict[str, torch.Tensor], runs_dir: str | Path) -> tupl
 # ----------------------------------------------------------------------------- sources
 
 def _imagenet_cache_file() -> Path:
-    from torchvision.models import ResNet50_Weights
     url = ResNet50_Weights.IMAGENET1K_V2.url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
 def _imagenet_state() -> tuple[dict[str, torch.Tensor] | None, str]:
     """(state, "") when available, else (None, why not). Never blocks for long offline."""
-    from torchvision.models import ResNet50_Weights
     cached = _imagenet_cache_file()
     if not cached.is_file():
         if os.environ.get("POSELAB_OFFLINE") or os.environ.get("PYTEST_CURRENT_TEST"):
@@ -157,8 +155,6 @@ def _imagenet_state() -> tuple[dict[str, torch.Tensor] | None, str]:
 
 def _random_state(seed: int) -> tuple[dict[str, torch.Tensor], bytes, str]:
     if seed not in _random_cache:
-        from safetensors.torch import save
-        from torchvision.models import resnet50
         with torch.random.fork_rng(devices=[]):   # leave the caller's RNG stream untouched
             torch.manual_seed(seed)
             state = {k: v.contiguous() for k, v in resnet50(weights=None).state_dict().items()}
@@ -183,7 +179,6 @@ def _from_file(path: Path, runs_dir: Path, seed: int) -> tuple[dict[str, torch.T
     if not {"fc.weight", "fc.bias"} <= set(state):
         # Backbone-only checkpoints (self-supervised ones) lack the ImageNet fc: complete it
         # from the seeded init and store the result, which now exists nowhere else.
-        from safetensors.torch import save
         rnd, _, _ = _random_state(seed)
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         state = {**state, "fc.weight": rnd["fc.weight"], "fc.bias": rnd["fc.bias"]}
@@ -218,7 +213,6 @@ def _read_weights_file(path: Path, error: type) -> dict[str, torch.Tensor]:
 
 
 def _load_safetensors(path: Path, error: type) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
     try:
         return load_file(str(path))
     except Exception as e:
@@ -226,7 +220,6 @@ def _load_safetensors(path: Path, error: type) -> dict[str, torch.Tensor]:
 
 
 def _check_resnet50(state: dict[str, torch.Tensor], path: Path, error: type) -> None:
-    from torchvision.models import resnet50
     with torch.device("meta"):                     # shapes only: no memory, no init time
         ref = resnet50(weights=None).state_dict()
     ref_body = {k for k in ref if not k.startswith("fc.")}

@@ -53,8 +53,8 @@ from typing import Any
 
 import numpy as np
 
-from core.images import read_image_size
 from core.errors import DataError
+from core.images import read_image_size
 from core.keypoints import COCO17
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")

@@ -1,4 +1,4 @@
-"""The feature cache: the classifier's main speed lever (DESIGN.md §5).
+"""The feature cache: the classifier's main speed lever (docs/ARCHITECTURE.md, "Caches").
 
 Every paper preset trains only what sits after ResNet-50's pooled 2048-d features. With
 the backbone frozen, in eval mode, and no augmentation, those features are a fixed
@@ -10,17 +10,31 @@ Cache file: ``<runs_dir>/_cache/features/<data fingerprint>-<backbone id>-<image
 holding, row-aligned, ``features`` (M, 2048) float32, ``keypoints`` (M, 17, 3) and
 ``labels`` (M,), with the sample ids in the metadata. Rows are looked up by sample id,
 so one file serves every split, seed and preset of that dataset + backbone; samples not
-in it yet are computed and the file is rewritten atomically.
+in it yet are computed and added.
+
+Several processes may train on one dataset at once (two grids, a grid and the dashboard's
+demo). Adding rows therefore takes an exclusive lock on ``<file>.lock``, reads the file
+again, appends only the rows it still lacks and replaces the file atomically: no process
+ever drops rows another one wrote, and readers never see a half-written file.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
+from safetensors import safe_open
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from core import distributed as D
+from core import engine
+from core.runs import save_weights
 
 CACHE_DIR = "_cache/features"
 
@@ -39,6 +53,19 @@ class FeatureSet(Dataset):
     def __getitem__(self, i: int) -> dict:
         return {"features": self.features[i], "keypoints": self.keypoints[i],
                 "label": self.labels[i], "index": i}
+
+    def get_batch(self, indices: np.ndarray, device: torch.device | str = "cpu") -> dict:
+        """Rows ``indices`` as one batch (the trainer's ``Batches`` gathers with it)."""
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+        return {"features": self.features[idx], "keypoints": self.keypoints[idx],
+                "label": self.labels[idx], "index": idx}
+
+    def rows(self, start: int, stop: int) -> "FeatureSet":
+        return FeatureSet(self.features[start:stop], self.keypoints[start:stop], self.labels[start:stop])
+
+    def cat(self, other: "FeatureSet") -> "FeatureSet":
+        return FeatureSet(torch.cat([self.features, other.features]),
+                          torch.cat([self.keypoints, other.keypoints]), torch.cat([self.labels, other.labels]))
 
 
 def feature_cache_path(runs_dir: str | Path, fingerprint: str, backbone_id: str, image_size: int,
@@ -63,9 +90,6 @@ def compute_features(model, dataset: Dataset, *, device: torch.device, batch_siz
                      on_progress: Callable[[float, str], None] | None = None) -> FeatureSet:
     """Run ``model.forward_features`` over ``dataset`` (PoseDataset items) once, in eval mode.
     ``on_progress(fraction, message)`` follows the pass (the demo's progress bar)."""
-    from tqdm.auto import tqdm
-
-    from core.classification.train import autocast_for
     was_training = model.training
     model.eval()
     if hasattr(dataset, "batches"):
@@ -80,7 +104,7 @@ def compute_features(model, dataset: Dataset, *, device: torch.device, batch_siz
         # channels_last on every device: ResNet-50 inference is ~1.4x faster on CPU too
         # (measured side by side on the 2-core box), and the maths is the same.
         images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with autocast_for(device):
+        with engine.autocast(device):
             f = model.forward_features(images)                          # (B, 2048)
         feats.append(f.float())      # stays on the device: a .cpu() per batch would stall it
         kps.append(batch["keypoints"].float())
@@ -111,32 +135,53 @@ def cached_features(model, samples: Sequence, make_dataset: Callable[[Sequence],
     if todo:
         # Under torchrun each rank computes its contiguous shard and the shards are gathered
         # in rank order, so every rank holds the full set (one process: the whole list).
-        from core import distributed as D
         lo, hi = D.shard_range(len(todo))
         part = compute_features(model, make_dataset(todo[lo:hi]), device=device, batch_size=batch_size,
                                 num_workers=num_workers, progress=progress,
                                 desc=f"features ({hi - lo} new)", on_progress=on_progress)
         new = FeatureSet(*(D.all_gather_cat(t) for t in (part.features, part.keypoints, part.labels)))
-        new_keys = [sample_key(s) for s in todo]
-        if cached is None:
-            cached = new
-        else:
-            cached = FeatureSet(torch.cat([cached.features, new.features]),
-                                torch.cat([cached.keypoints, new.keypoints]),
-                                torch.cat([cached.labels, new.labels]))
-        cached_keys = cached_keys + new_keys
         if D.is_main_process():
-            _write(path, cached_keys, cached)
+            cached_keys, cached = _add(path, [sample_key(s) for s in todo], new)
+        else:
+            cached_keys, cached = cached_keys + [sample_key(s) for s in todo], (
+                new if cached is None else cached.cat(new))
         row = {k: i for i, k in enumerate(cached_keys)}
     idx = torch.tensor([row[k] for k in keys], dtype=torch.long)
     return FeatureSet(cached.features[idx], cached.keypoints[idx], cached.labels[idx])
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes for read-modify-write of ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _add(path: Path, keys: list[str], new: FeatureSet) -> tuple[list[str], FeatureSet]:
+    """Add rows to the cache file under the lock; returns every row the file now holds
+    (including rows other processes added meanwhile)."""
+    with _locked(path):
+        have_keys, have = _read(path)
+        seen = set(have_keys)
+        keep = [i for i, k in enumerate(keys) if k not in seen]
+        if keep:
+            idx = torch.tensor(keep, dtype=torch.long)
+            fresh = FeatureSet(new.features[idx], new.keypoints[idx], new.labels[idx])
+            have_keys = have_keys + [keys[i] for i in keep]
+            have = fresh if have is None else have.cat(fresh)
+            _write(path, have_keys, have)
+    return have_keys, have
 
 
 def _read(path: Path) -> tuple[list[str], FeatureSet | None]:
     """A cache file, or nothing: an unreadable cache is a miss (it is rebuilt), not an error."""
     if not path.is_file():
         return [], None
-    from safetensors import safe_open
     try:
         with safe_open(str(path), framework="pt") as f:
             keys = json.loads(f.metadata()["sample_ids"])
@@ -149,6 +194,5 @@ def _read(path: Path) -> tuple[list[str], FeatureSet | None]:
 
 
 def _write(path: Path, keys: list[str], fs: FeatureSet) -> None:
-    from core.runs import save_weights
     save_weights(path, {"features": fs.features, "keypoints": fs.keypoints, "labels": fs.labels},
                  metadata={"sample_ids": json.dumps(keys)})

@@ -26,15 +26,23 @@ import json
 import multiprocessing as mp
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
+from tqdm.auto import tqdm
 
+from core import distributed as D
+from core.classification.crops import crop_box, load_crop, model_keypoints
 from core.errors import DataError
+from core.images import IMAGENET_MEAN_RGB8, open_image
 from core.io import write_json
+from core.runs import RunInfo
 
 CACHE_DIR = "_cache/images"
 CHUNK = 64                 # samples per pool task: big enough to amortise IPC, small for balance
@@ -58,9 +66,7 @@ def image_cache_dir(runs_dir: str | Path) -> Path:
 
 def decode_crop(sample, image_size: int, margin: float, scene=None) -> np.ndarray:
     """One sample as PoseDataset sees it before normalisation: (S, S, 3) uint8."""
-    from PIL import Image
 
-    from core.classification.crops import load_crop
     crop = load_crop(sample, margin, image=scene)
     if crop.size != (image_size, image_size):      # same call as images.image_to_tensor
         crop = crop.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
@@ -73,7 +79,6 @@ _JOB: dict = {}
 
 def _decode_chunk(bounds: tuple[int, int]) -> tuple[int, str | None]:
     """Worker: decode samples [lo, hi) straight into the memory-mapped output file."""
-    from core.images import open_image
     lo, hi = bounds
     samples, size, margin = _JOB["samples"], _JOB["image_size"], _JOB["margin"]
     out = np.load(_JOB["tmp"], mmap_mode="r+")
@@ -96,7 +101,6 @@ def _decode_chunk(bounds: tuple[int, int]) -> tuple[int, str | None]:
 def decode_rate(samples: Sequence, *, image_size: int, margin: float = 0.15, n: int | None = None) -> float:
     """One core's decode + crop + resize rate, samples/s, over the first ``n`` samples
     (what a cache build on k cores should approach k times)."""
-    from core.images import open_image
     chosen = list(samples[: n or len(samples)])
     t0 = time.perf_counter()
     last_path, scene = None, None
@@ -129,7 +133,6 @@ def is_jpeg(path: str | Path) -> bool:
 def _decode_jpegs(paths: Sequence[str], device: torch.device) -> list[torch.Tensor]:
     """(3, H, W) uint8 RGB per file (EXIF orientation applied, like ``open_image``), on
     ``device``; DataError names the first file that cannot be decoded."""
-    import warnings
     with warnings.catch_warnings():
         # torchvision 0.29 marks its image codecs deprecated in favour of TorchCodec; they
         # are what the pinned torchvision ships (nvJPEG included) until TorchCodec is pinned.
@@ -138,7 +141,6 @@ def _decode_jpegs(paths: Sequence[str], device: torch.device) -> list[torch.Tens
 
 
 def _decode_jpegs_unwarned(paths: Sequence[str], device: torch.device) -> list[torch.Tensor]:
-    from torchvision.io import ImageReadMode, decode_jpeg, read_file
     datas, orientations = [], []
     for p in paths:
         try:
@@ -173,7 +175,6 @@ def _decode_jpegs_unwarned(paths: Sequence[str], device: torch.device) -> list[t
 
 def exif_orientation(path: str | Path) -> int:
     """The EXIF orientation tag (1-8) of an image file, 1 when absent; header only."""
-    from PIL import Image
     try:
         with Image.open(path) as im:
             o = int(im.getexif().get(0x0112, 1))
@@ -199,7 +200,6 @@ def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
 def crop_resize_tensor(image: torch.Tensor, box: tuple[int, int, int, int], image_size: int) -> torch.Tensor:
     """``crop_padded`` + bilinear resize of a (3, H, W) uint8 tensor on its device ->
     (S, S, 3) uint8. The box may run past the borders: padded with the ImageNet mean."""
-    from core.images import IMAGENET_MEAN_RGB8
     x0, y0, x1, y1 = box
     _, h, w = image.shape
     canvas = image.new_empty((3, y1 - y0, x1 - x0))
@@ -218,7 +218,6 @@ def crop_resize_tensor(image: torch.Tensor, box: tuple[int, int, int, int], imag
 def _build_torchvision(samples: Sequence, out: np.ndarray, *, image_size: int, margin: float,
                        device: torch.device, batch: int, bar) -> None:
     """Fill ``out`` (N, S, S, 3) with every sample's crop, decoding ``batch`` scenes per call."""
-    from core.classification.crops import crop_box
     rows: dict[str, list[int]] = {}                  # scene -> its samples, first-seen order
     for i, s in enumerate(samples):
         rows.setdefault(str(s.image_path), []).append(i)
@@ -351,7 +350,6 @@ class CachedPoseDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, cache: ImageCache, samples: Sequence):
-        from core.classification.crops import model_keypoints
         self.cache = cache
         self.samples = list(samples)
         self.rows = cache.rows(self.samples)
@@ -374,50 +372,19 @@ class CachedPoseDataset(torch.utils.data.Dataset):
             yield {"image": images, "label": self.labels[start:end],
                    "keypoints": self.keypoints[start:end], "index": torch.arange(start, end)}
 
+    def get_batch(self, indices: np.ndarray, device: torch.device | str) -> dict:
+        """Items ``indices`` as one batch: one fancy-indexed read of the memory-mapped crops;
+        uint8 crosses to the device (pinned on CUDA) and is normalised there, channels-last.
+        Nothing is decoded: that happened once, when the cache was built."""
+        device = torch.device(device)
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+        u8 = self.cache.uint8_batch(self.rows[idx.numpy()])                  # (B, S, S, 3)
+        if device.type == "cuda":
+            u8 = u8.pin_memory()
+        return {"image": normalize_uint8(u8.to(device, non_blocking=True), channels_last=True),
+                "label": self.labels[idx], "keypoints": self.keypoints[idx], "index": idx}
 
-class CachedLoader:
-    """A DataLoader stand-in over a CachedPoseDataset for training and evaluation through
-    the backbone (presets that fine-tune it, or ``--no-feature-cache``).
 
-    Each batch is one fancy-indexed read of the memory-mapped crops; uint8 crosses to the
-    device (pinned on CUDA) and is normalised there, channels-last. No worker processes:
-    there is nothing left to decode. Batches are drawn like ``DataLoader(ds, batch_size,
-    shuffle, generator)`` draws them (the same RandomSampler permutation from
-    ``generator``, which ``core.classification.train.fit`` reseeds every epoch), or by ``batch_sampler``
-    (``core.distributed.ShardedBatchSampler`` under torchrun).
-    """
-
-    def __init__(self, ds: CachedPoseDataset, *, batch_size: int, device: torch.device | str,
-                 shuffle: bool = False, generator: torch.Generator | None = None, batch_sampler=None):
-        self.dataset, self.device = ds, torch.device(device)
-        self.generator = generator
-        if batch_sampler is None:
-            base = (torch.utils.data.RandomSampler(ds, generator=generator) if shuffle
-                    else torch.utils.data.SequentialSampler(ds))
-            batch_sampler = torch.utils.data.BatchSampler(base, batch_size, drop_last=False)
-        self.batch_sampler = batch_sampler
-
-    def __len__(self) -> int:
-        return len(self.batch_sampler)
-
-    def __iter__(self) -> Iterator[dict]:
-        if self.generator is not None:
-            # A DataLoader draws its workers' base seed from the generator as soon as an
-            # iterator is made (tqdm.auto makes one more than it uses); drawing it here,
-            # eagerly too, gives exactly a DataLoader's batches, so a preset trains on the
-            # same batches through the backbone as on cached features (tested).
-            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-        return self._batches()
-
-    def _batches(self) -> Iterator[dict]:
-        ds, cuda = self.dataset, self.device.type == "cuda"
-        for idx in self.batch_sampler:
-            idx = torch.as_tensor(idx, dtype=torch.int64)
-            u8 = ds.cache.uint8_batch(ds.rows[idx.numpy()])                  # (B, S, S, 3)
-            if cuda:
-                u8 = u8.pin_memory()
-            yield {"image": normalize_uint8(u8.to(self.device, non_blocking=True), channels_last=True),
-                   "label": ds.labels[idx], "keypoints": ds.keypoints[idx], "index": idx}
 
 
 # ----------------------------------------------------------------------------- building
@@ -493,7 +460,6 @@ def build_image_cache(samples: Sequence, *, fingerprint: str, image_size: int, m
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, image_size, image_size, 3))
     del arr                                          # workers reopen it; header is written
     try:
-        from tqdm.auto import tqdm
         if decoder == "torchvision":
             workers = 0                               # the decoder batches; no pool
             dev = torch.device(device or "cpu")
@@ -529,14 +495,13 @@ def build_image_cache(samples: Sequence, *, fingerprint: str, image_size: int, m
     return out
 
 
-def image_cache_of_run(run_path: str | Path, run_info: dict) -> ImageCache | None:
+def image_cache_of_run(run_path: str | Path, info: RunInfo) -> ImageCache | None:
     """The image cache a classifier run's features were computed from, when it is still in
     the run's runs folder (``<runs>/_cache/images``), else None. Its rows are exactly the
     model's input pixels, so the dashboard reads crops from it instead of decoding scenes."""
-    data = run_info.get("data") or {}
-    train = (run_info.get("config") or {}).get("train") or {}
-    fingerprint = data.get("fingerprint")
-    decoder = run_info.get("image_decoder", "pil")
+    train = info.config.get("train") or {}
+    fingerprint = info.data.fingerprint
+    decoder = info.image_decoder or "pil"
     if not fingerprint or decoder not in DECODERS:
         return None
     return ImageCache.load(image_cache_dir(Path(run_path).parent), fingerprint=str(fingerprint),
@@ -575,7 +540,6 @@ def cached_pose_dataset(samples: Sequence, *, all_samples: Sequence, fingerprint
     """``samples`` as a CachedPoseDataset, building the cache of ``all_samples`` (the whole
     dataset, so one build serves every split) when it is missing. Under torchrun rank 0
     builds it with every core while the other ranks wait, then they all read it."""
-    from core import distributed as D
     with D.main_process_first():
         cache = build_image_cache(all_samples, fingerprint=fingerprint, image_size=image_size,
                                   margin=margin, cache_dir=image_cache_dir(runs_dir),

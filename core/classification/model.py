@@ -19,6 +19,9 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torchvision.models import resnet50
+
+from core.errors import RunError
 
 FEATURE_DIM = 2048      # ResNet-50 pooled features
 FC_DIM = 1000           # ResNet-50's own fc outputs (ImageNet classes)
@@ -102,7 +105,6 @@ class PoseClassifier(nn.Module):
         """``init_backbone=False`` leaves backbone + fc on the meta device (no memory, no
         init time) for a caller that loads real weights next (``build_classifier``)."""
         super().__init__()
-        from torchvision.models import resnet50
         self.cfg = cfg
         if init_backbone:
             resnet = resnet50(weights=None)
@@ -194,27 +196,10 @@ def load_backbone_weights(model: PoseClassifier, state: dict[str, torch.Tensor])
     set_trainable(model, model.cfg)      # assign=True replaced the parameters
 
 
-def rebuild_from_run(run, device: str | torch.device = "cpu") -> PoseClassifier:
-    """Model of a finished classifier run: config from run.json, frozen backbone from its
-    recorded source, trained parts from weights.safetensors. Used by core.runs.load_model."""
-    from core.classification.backbones import load_backbone
-    from core.errors import RunError
-    from core.runs import RUN_JSON, WEIGHTS, load_weights
-
-    try:
-        cfg = ClassifierConfig.from_dict(run.info["config"]["model"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise RunError(run.path / RUN_JSON, f"no usable classifier config ({e})") from None
-    backbone = load_backbone(run.info.get("backbone") or {}, runs_dir=run.path.parent,
-                             where=run.path / RUN_JSON)
-    model = build_classifier(cfg, backbone)
-    load_trained_weights(model, load_weights(run.path / WEIGHTS), run.path / WEIGHTS)
-    return model.to(device).eval()
 
 
 def load_trained_weights(model: PoseClassifier, state: dict[str, torch.Tensor], path) -> None:
     """Load a run's trained parts; any key or shape mismatch is one RunError naming the file."""
-    from core.errors import RunError
     expected = model.trainable_state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))

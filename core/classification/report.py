@@ -18,31 +18,26 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageDraw
 
+from core.classification.crops import crop_box, crop_padded
+from core.classification.model import PAPER_TEST_ACC, PRESETS
 from core.errors import DataError, RunError
+from core.images import open_image, read_image_size
 from core.keypoints import COCO17_SKELETON
+from core.metrics import confusion_matrix, per_class_report
 
-# ------------------------------------------------------------------ the paper (§5)
+# ------------------------------------------------------------------ the paper
 
-# "An Exploration of ResNet Fine-tuning for Fitness Pose Classification", Tables 1-2:
-# test accuracy in percent on InfiniteForm with ImageNet weights. The paper's text gives
-# no test losses we could copy reliably, so the loss column shows ours only.
-PAPER_TEST_ACC: dict[str, float] = {
-    "baseline": 6.90, "model1": 19.30, "model2": 31.98, "model3": 59.00,
-    "model4": 96.55, "model5": 64.50, "model6": 79.31,
-}
 
-# What each preset is (DESIGN.md §5), so the table reads without the paper at hand.
-PAPER_PRESETS: dict[str, dict[str, str]] = {
-    "baseline": {"table": "1", "fc": "frozen", "keypoints": "no", "head": "Linear (untrained)"},
-    "model1": {"table": "1", "fc": "frozen", "keypoints": "no", "head": "Linear"},
-    "model2": {"table": "1", "fc": "trainable", "keypoints": "no", "head": "Linear"},
-    "model3": {"table": "2", "fc": "frozen", "keypoints": "yes", "head": "Linear"},
-    "model4": {"table": "2", "fc": "trainable", "keypoints": "yes", "head": "Linear"},
-    "model5": {"table": "2", "fc": "trainable", "keypoints": "yes", "head": "512-ReLU-Dropout-Linear"},
-    "model6": {"table": "2", "fc": "trainable", "keypoints": "yes",
-               "head": "512-ReLU-Dropout-256-ReLU-Dropout-Linear"},
-}
+def preset_description(name: str) -> dict[str, str]:
+    """What a paper preset is (its table, fc, keypoints, head), read off its config, so the
+    table reads without the paper at hand."""
+    cfg = PRESETS[name]
+    head = "-".join([f"{w}-ReLU-Dropout" for w in cfg.hidden] + ["Linear"])
+    return {"table": "2" if cfg.use_keypoints else "1", "fc": "trainable" if cfg.train_fc else "frozen",
+            "keypoints": "yes" if cfg.use_keypoints else "no",
+            "head": head if cfg.trained else f"{head} (untrained)"}
 
 
 # ------------------------------------------------------------------ runs
@@ -60,9 +55,9 @@ def runs_table(runs: Sequence) -> pd.DataFrame:
     """
     rows = []
     for r in runs:
-        info = r.info or {}
-        data = info.get("data") or {}
-        backbone = info.get("backbone") or {}
+        info = r.info
+        data = info.data if info else None
+        backbone = info.backbone if info else None
         head = r.headline if r.metrics else None
         rows.append({
             "run_id": r.id,
@@ -72,20 +67,22 @@ def runs_table(runs: Sequence) -> pd.DataFrame:
             "headline": head[0] if head else None,
             "value": _num(head[1]) if head else math.nan,
             "best_epoch": (r.metrics or {}).get("best_epoch"),
-            "data": str(data.get("root") or ""),
-            "num_train": data.get("num_train"),
-            "num_test": data.get("num_test"),
-            "backbone": backbone.get("source") or ("" if r.kind != "classifier" else "?"),
-            "backbone_warning": backbone.get("warning"),
-            "device": info.get("device"),
-            "processes": int((info.get("distributed") or {}).get("world_size") or 1),
-            "started_at": info.get("started_at"),
-            "seconds": sum(_num(v) for v in (info.get("phase_seconds") or {}).values()) or math.nan,
+            "data": data.root if data else "",
+            "num_train": data.num_train if data else None,
+            "num_test": data.num_test if data else None,
+            "keypoints": (data.keypoint_source or "annotation") if data and r.kind == "classifier" else None,
+            "backbone": backbone.label if backbone else ("" if r.kind != "classifier" else "?"),
+            "backbone_source": backbone.source if backbone else None,
+            "backbone_warning": backbone.warning if backbone else None,
+            "device": info.device if info else None,
+            "processes": info.world_size if info else 1,
+            "started_at": info.started_at if info else None,
+            "seconds": sum(_num(v) for v in (info.phase_seconds if info else {}).values()) or math.nan,
             "problem": r.problem if r.status != "finished" else None,
         })
     cols = ["run_id", "kind", "name", "status", "headline", "value", "best_epoch", "data",
-            "num_train", "num_test", "backbone", "backbone_warning", "device", "processes",
-            "started_at", "seconds", "problem"]
+            "num_train", "num_test", "keypoints", "backbone", "backbone_source", "backbone_warning",
+            "device", "processes", "started_at", "seconds", "problem"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -105,14 +102,13 @@ def paper_table(runs: Sequence) -> pd.DataFrame:
         m = (r.metrics or {}) if r is not None else {}
         ours = _num(m.get("test_acc")) * 100
         rows.append({
-            "table": PAPER_PRESETS[preset]["table"], "preset": preset,
-            "fc": PAPER_PRESETS[preset]["fc"], "keypoints": PAPER_PRESETS[preset]["keypoints"],
-            "head": PAPER_PRESETS[preset]["head"],
+            **{"table": preset_description(preset)["table"], "preset": preset},
+            **{k: preset_description(preset)[k] for k in ("fc", "keypoints", "head")},
             "paper_test_acc_%": paper_acc,
             "our_test_acc_%": ours,
             "our_test_loss": _num(m.get("test_loss")),
             "difference_pp": ours - paper_acc,
-            "backbone": ((r.info.get("backbone") or {}).get("source") if r is not None else None),
+            "backbone": (r.info.backbone.label if r is not None and r.info.backbone else None),
             "run_id": r.id if r is not None else None,
         })
     return pd.DataFrame(rows)
@@ -148,7 +144,7 @@ SORT_ORDERS = ("most confidently wrong", "least confident", "most confident", "s
 
 def run_classes(run) -> list[str]:
     """Class names of a classifier run, from run.json (raises RunError when absent)."""
-    classes = ((run.info or {}).get("data") or {}).get("classes")
+    classes = run.info.data.classes if run.info else None
     if not classes or not isinstance(classes, list):
         raise RunError(run.path / "run.json", "has no data.classes list")
     return [str(c) for c in classes]
@@ -237,7 +233,6 @@ def confusion(preds: pd.DataFrame, num_classes: int, normalize: bool = False) ->
     ``normalize`` divides each row by its total (recall on the diagonal); a class with
     no test sample gives a row of NaN rather than pretending 0.
     """
-    from core.metrics import confusion_matrix
     cm = np.asarray(confusion_matrix(preds["pred"].to_numpy(), preds["label"].to_numpy(),
                                      num_classes), dtype=np.int64)
     return normalize_rows(cm) if normalize else cm
@@ -296,7 +291,6 @@ def most_confused_pairs(cm: np.ndarray, classes: Sequence[str], top: int = 10) -
 
 def per_class_table(preds: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
     """Per-class precision / recall / F1 / support (core.metrics), one row per class."""
-    from core.metrics import per_class_report
     rep = per_class_report(confusion(preds, len(classes)))
     df = pd.DataFrame({k: np.asarray(rep[k]) for k in ("precision", "recall", "f1", "support")})
     df.insert(0, "class", list(classes))
@@ -337,7 +331,6 @@ def resolve_inside(root: str | Path, rel: str | Path) -> Path:
 def draw_skeleton(img, keypoints: np.ndarray, edges=COCO17_SKELETON, radius: int | None = None):
     """Draw keypoints (K, 3: x, y in ``img`` pixels, visibility) and the skeleton on a
     copy of the PIL image; joints with visibility 0 are skipped."""
-    from PIL import ImageDraw
     img = img.convert("RGB").copy()
     draw = ImageDraw.Draw(img)
     kp = np.asarray(keypoints, dtype=float).reshape(-1, 3)
@@ -363,10 +356,7 @@ def sample_picture(root: str | Path, row: pd.Series | dict, *, margin: float = 0
     ``cache``: the run's ``core.classification.image_cache.ImageCache``; when it holds this sample at
     ``size`` px or more, the crop comes from it and the scene file's header alone is read
     (for the crop's place in the scene), instead of decoding the whole scene."""
-    from PIL import Image
 
-    from core.images import open_image, read_image_size
-    from core.classification.crops import crop_box, crop_padded
     path = resolve_inside(root, str(row["image_path"]))
     bbox = row.get("bbox") if hasattr(row, "get") else None
     has_box = bbox is not None and len(bbox) == 4
@@ -396,7 +386,6 @@ def sample_picture(root: str | Path, row: pd.Series | dict, *, margin: float = 0
 
 def placeholder_picture(size: int = 192, text: str = "image missing"):
     """Grey square with a short message, shown where an image cannot be read."""
-    from PIL import Image, ImageDraw
     img = Image.new("RGB", (size, size), (60, 60, 60))
     d = ImageDraw.Draw(img)
     d.line([(0, 0), (size, size)], fill=(90, 90, 90), width=2)

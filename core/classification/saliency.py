@@ -34,6 +34,8 @@ keypoint's (x, y, mask) is zeroed, i.e. marked missing.
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -41,6 +43,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from captum import attr as ca
+from PIL import Image
+
+from core.classification.crops import load_crop, model_keypoints
+from core.classification.dataset import Sample
+from core.classification.image_cache import normalize_uint8
+from core.classification.report import resolve_inside
+from core.errors import DataError
+from core.images import image_to_tensor, open_image, read_image_size, tensor_to_image
+from core.runs import RunInfo
 
 METHODS: dict[str, str] = {
     "gradient": "Vanilla gradient (the paper's)",
@@ -108,7 +120,6 @@ def compute_saliency(model: torch.nn.Module, image: torch.Tensor, keypoints: tor
     of METHODS; opts: see DEFAULT_OPTIONS (unknown options raise, so a typo is not
     silently ignored).
     """
-    from captum import attr as ca
 
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose from {list(METHODS)}")
@@ -238,7 +249,6 @@ def overlay(image: np.ndarray, m: np.ndarray, opacity: float = 0.5,
     image: (H, W, 3) uint8; m: (h, w) in [0, 1], resized bilinearly to (H, W) when it
     differs; opacity in [0, 1] (0 = the image, 1 = the map). Returns (H, W, 3) uint8.
     """
-    from PIL import Image
 
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -254,9 +264,7 @@ def overlay(image: np.ndarray, m: np.ndarray, opacity: float = 0.5,
 
 def to_png(image: np.ndarray) -> bytes:
     """PNG bytes of an (H, W, 3) uint8 image (for a download button)."""
-    import io
 
-    from PIL import Image
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
@@ -275,18 +283,18 @@ class SaliencyInput:
     name: str                           # for captions and file names
 
 
-def run_image_settings(run_info: dict) -> tuple[int, float]:
+def run_image_settings(info: RunInfo) -> tuple[int, float]:
     """(image_size, margin) a classifier run was trained with (config.train), with the
     paper's defaults for runs that do not record them."""
-    train = ((run_info.get("config") or {}).get("train") or {})
+    train = info.config.get("train") or {}
     return int(train.get("image_size", 224)), float(train.get("margin", 0.15))
 
 
-def run_uses_keypoints(run_info: dict) -> bool:
-    return bool(((run_info.get("config") or {}).get("model") or {}).get("use_keypoints", False))
+def run_uses_keypoints(info: RunInfo) -> bool:
+    return bool((info.config.get("model") or {}).get("use_keypoints", False))
 
 
-def sample_input(run_info: dict, row, *, use_keypoints: bool, cache=None) -> SaliencyInput:
+def sample_input(info: RunInfo, row, *, use_keypoints: bool, cache=None) -> SaliencyInput:
     """A test sample of a classifier run (one predictions.parquet row) as model input.
 
     The image path is resolved inside the run's data root (a path that leaves it is a
@@ -295,15 +303,9 @@ def sample_input(run_info: dict, row, *, use_keypoints: bool, cache=None) -> Sal
     cached crop -- the very pixels the run was evaluated on -- and only the scene's
     header is read.
     """
-    from core.images import image_to_tensor, open_image, read_image_size, tensor_to_image
-    from core.classification.image_cache import normalize_uint8
-    from core.classification.dataset import Sample
-    from core.classification.crops import load_crop, model_keypoints
-    from core.errors import DataError
-    from core.classification.report import resolve_inside
 
-    size, margin = run_image_settings(run_info)
-    root = (run_info.get("data") or {}).get("root")
+    size, margin = run_image_settings(info)
+    root = info.data.root
     if not root:
         raise DataError(None, "run.json has no data.root: cannot find the test images")
     path = resolve_inside(root, str(row["image_path"]))
@@ -339,9 +341,7 @@ def parse_keypoints_json(text: str, width: int, height: int, name: str = "keypoi
     """17 COCO keypoints [x, y, v] in the image's pixels (JSON list of 17 triples, or an
     object {"keypoints": [...]} with 17 triples or 51 numbers) -> the model's (17, 3)
     [x/W, y/H, mask]; mask = v > 0, and x = y = 0 where v = 0, as in training."""
-    import json
 
-    from core.errors import DataError
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -374,7 +374,6 @@ def upload_input(data: bytes, *, name: str, image_size: int, keypoints_json: str
     like ``image_to_tensor`` (keypoints as fractions of the image stay right).
     ``keypoints_json``: 17 [x, y, v] in the upright upload's pixels (see
     ``parse_keypoints_json``), or None for no keypoints."""
-    from core.images import image_to_tensor, open_image, tensor_to_image
     kw = {} if max_pixels is None else {"max_pixels": max_pixels}
     img = open_image(data, name=name, **kw)
     kpt = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class Camera:
     """Pinhole camera. Camera frame: x right, y down, z forward (OpenCV), so image

@@ -50,12 +50,12 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from core.synthetic import poses
-from core.synthetic.render import PersonRender, RenderResult, render_scene
-from core.synthetic.scene import Person, Scene, sample_scene
 from core.errors import DataError
 from core.io import atomic_write, write_json
 from core.keypoints import BODY_JOINTS, COCO17, COCO17_SKELETON
+from core.synthetic import poses
+from core.synthetic.render import PersonRender, RenderResult, render_scene
+from core.synthetic.scene import Person, Scene, sample_scene
 
 SPLITS = ("train", "test")
 SPLIT_CODE = {"train": 0, "test": 1}  # enters each image's seed: (seed, SPLIT_CODE[split], index)

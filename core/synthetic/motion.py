@@ -31,10 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.synthetic import body
-from core.synthetic import camera
-from core.synthetic import poses
 from core.keypoints import TEMPORAL25, TEMPORAL25_FROM_BODY
+from core.synthetic import body, camera, poses
 
 EXERCISES: tuple[str, ...] = ("squat", "jumping_jack", "bicep_curl", "lunge", "pushup",
                               "overhead_press", "crunch", "bridge", "superman", "bird_dog")

@@ -13,9 +13,19 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from core.synthetic.body import (JOINT_INDEX, BodyShape, Pose, axis_angle_matrix, euler_to_matrix,
-                                 forward_kinematics, mirror_pose, mirror_rotation, pose_from_degrees,
-                                 pose_to_array)
+from core.synthetic.body import (
+    JOINT_INDEX,
+    BodyShape,
+    Pose,
+    axis_angle_matrix,
+    euler_to_matrix,
+    forward_kinematics,
+    mirror_pose,
+    mirror_rotation,
+    pose_from_degrees,
+    pose_to_array,
+)
+
 
 class PoseSample(NamedTuple):
     pose: Pose                # joint angles (radians)

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from core.keypoints import BODY_JOINTS
 from core.synthetic import body as B
 from core.synthetic.camera import Camera, project
 from core.synthetic.scene import Person, Prop, Scene
-from core.keypoints import BODY_JOINTS
 
 # --------------------------------------------------------------------------- background
 

@@ -13,12 +13,13 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 
 from core.errors import DataError
 from core.io import read_json
 from core.keypoints import COCO17, TEMPORAL25
 from core.synthetic.estimator import simulate_estimator
-from core.temporal.videos import K, WINDOW, Video, check
+from core.temporal.videos import WINDOW, K, Video, check
 
 # Penn Action's 13 joints, in its order, and where each goes in TEMPORAL25 (head -> nose).
 PENN_JOINTS = ("head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
@@ -47,7 +48,8 @@ def _simulated_video(vid: str, kp: np.ndarray, mask: np.ndarray, image_size, *, 
     kp[..., 2] = np.where(mask[None], kp[..., 2], 0)
     return Video(id=vid, heatmaps=hm, boxes=pred_boxes, keypoints=kp.astype(np.float32),
                  joint_mask=mask, image_size=(int(image_size[0]), int(image_size[1])),
-                 source=source, path=Path(path).resolve(), split=split, first_frame=first_frame)
+                 source=source, path=Path(path).resolve(), split=split, first_frame=first_frame,
+                 estimator="simulated")
 
 
 def _stable_seed(seed: int, name: str) -> int:
@@ -65,7 +67,6 @@ def load_penn_action(mat_path: str | Path, *, heatmap: int = 64, noise: float = 
     -1 = test; kept as the video's split). Coordinates are 1-based MATLAB pixels: 1 is
     subtracted. The 13 joints map into TEMPORAL25; the other 12 are masked.
     """
-    import scipy.io
     path = Path(mat_path)
     try:
         mat = scipy.io.loadmat(path)

@@ -1,6 +1,6 @@
 """Tables behind the PCK-comparison and Sequences pages (pure pandas/numpy, no streamlit).
 
-Inputs are the temporal run files of DESIGN.md §4:
+Inputs are the temporal run files (docs/ARCHITECTURE.md, "A run on disk"):
 
 * ``pck.csv``: one row per TEMPORAL25 keypoint (column ``keypoint`` = name) with
   ``pck@a`` and ``identity_pck@a`` fractions and ``n_visible``, then one row
@@ -28,16 +28,21 @@ Conventions used throughout (and the reasons):
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from core.errors import DataError, RunError
 from core.keypoints import TEMPORAL25, side_merged_name
+from core.metrics import PCK_THRESHOLDS, pool
+from core.temporal.heatmaps import normalize_heatmaps
+from core.temporal.videos import load_video
 
-THRESHOLDS: tuple[float, ...] = (0.05, 0.1, 0.2)
 THRESHOLD_ROW = "threshold_px"      # the pck.csv row holding mean a*s in heatmap pixels
 IDENTITY = "identity"               # label of the baseline column / row
 ALL = "all"                         # label of the pooled row
@@ -62,8 +67,8 @@ def check_pck_table(df: pd.DataFrame, source: str | Path = "pck.csv") -> pd.Data
     Raises RunError naming ``source`` when a column or keypoint is missing, so a page can
     show one line instead of a traceback.
     """
-    need = ["keypoint", "n_visible"] + [pck_col(a) for a in THRESHOLDS] \
-        + [f"{IDENTITY}_{pck_col(a)}" for a in THRESHOLDS]
+    need = ["keypoint", "n_visible"] + [pck_col(a) for a in PCK_THRESHOLDS] \
+        + [f"{IDENTITY}_{pck_col(a)}" for a in PCK_THRESHOLDS]
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise RunError(source, f"missing columns {missing}")
@@ -78,13 +83,6 @@ def _keypoint_rows(t: pd.DataFrame) -> pd.DataFrame:
     return t.loc[list(TEMPORAL25)]
 
 
-def _pooled(values: pd.Series, counts: pd.Series) -> float:
-    """Weighted mean over rows with a value (NaN = keypoint never visible)."""
-    ok = values.notna() & (counts > 0)
-    n = counts[ok].sum()
-    return float((values[ok] * counts[ok]).sum() / n) if n > 0 else float("nan")
-
-
 def _pooled_groups(frame: pd.DataFrame) -> pd.Series:
     """Pooled value per group of a frame with columns v (value), n (count), g (group)."""
     ok = frame["v"].notna() & (frame["n"] > 0)
@@ -94,7 +92,7 @@ def _pooled_groups(frame: pd.DataFrame) -> pd.Series:
 
 
 def summary_table(tables: dict[str, pd.DataFrame],
-                  thresholds: tuple[float, ...] = THRESHOLDS) -> pd.DataFrame:
+                  thresholds: tuple[float, ...] = PCK_THRESHOLDS) -> pd.DataFrame:
     """Runs x PCK@a (pooled over all keypoints), with the identity baseline and the
     mean threshold distance.
 
@@ -110,8 +108,8 @@ def summary_table(tables: dict[str, pd.DataFrame],
     identities: list[tuple[str, list[float]]] = []
     for label, t in tables.items():
         kp = _keypoint_rows(t)
-        rows[label] = [_pooled(kp[c], kp["n_visible"]) for c in cols]
-        ident = [_pooled(kp[f"{IDENTITY}_{c}"], kp["n_visible"]) for c in cols]
+        rows[label] = [pool(kp[c], kp["n_visible"]) for c in cols]
+        ident = [pool(kp[f"{IDENTITY}_{c}"], kp["n_visible"]) for c in cols]
         if not any(np.allclose(ident, other, equal_nan=True) for _, other in identities):
             identities.append((label, ident))
     base = baseline_label(tables)
@@ -146,7 +144,7 @@ def keypoint_table(tables: dict[str, pd.DataFrame], threshold: float, *, merged:
         frame = pd.DataFrame({"v": pd.to_numeric(kp[c], errors="coerce").to_numpy(),
                               "n": kp["n_visible"].to_numpy(), "g": groups})
         pooled = _pooled_groups(frame).reindex(order)
-        pooled.loc[ALL] = _pooled(frame["v"], frame["n"])
+        pooled.loc[ALL] = pool(frame["v"], frame["n"])
         out[label] = pooled
         if counts is None:
             counts = frame.groupby("g", sort=False)["n"].sum().reindex(order)
@@ -172,7 +170,8 @@ def difference_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
 PRED_COLUMNS = ("video", "frame", "keypoint", "visible", "norm", "error_px", "input_error_px")
 
 
-def check_predictions(df: pd.DataFrame, source: str | Path = "predictions.parquet") -> pd.DataFrame:
+def check_frame_predictions(df: pd.DataFrame, source: str | Path = "predictions.parquet") -> pd.DataFrame:
+    """Validate a temporal run's predictions.parquet (one row per frame x keypoint)."""
     missing = [c for c in PRED_COLUMNS if c not in df.columns]
     if missing:
         raise RunError(source, f"missing columns {missing}")
@@ -193,7 +192,7 @@ def _units(df: pd.DataFrame, unit: str, k: int) -> pd.Series:
     raise ValueError(f"unit must be 'frame', 'window' or 'video', not {unit!r}")
 
 
-def unit_counts(df: pd.DataFrame, thresholds: tuple[float, ...] = THRESHOLDS, *,
+def unit_counts(df: pd.DataFrame, thresholds: tuple[float, ...] = PCK_THRESHOLDS, *,
                 unit: str = "frame", k: int = 5, source: str = "pred"
                 ) -> tuple[pd.Index, np.ndarray, np.ndarray]:
     """Reduce predictions to per-unit counts.
@@ -202,7 +201,7 @@ def unit_counts(df: pd.DataFrame, thresholds: tuple[float, ...] = THRESHOLDS, *,
     25 keypoints in TEMPORAL25 order, A = len(thresholds). ``source`` 'pred' scores the
     run's refined keypoints (``error_px``), 'input' the estimator's (``input_error_px``).
     """
-    df = check_predictions(df)
+    df = check_frame_predictions(df)
     err_col = {"pred": "error_px", "input": "input_error_px"}[source]
     u = _units(df, unit, k)
     codes, units = pd.factorize(u, sort=True)
@@ -248,7 +247,7 @@ def _group_matrix(merged: bool) -> tuple[list[str], np.ndarray]:
     return order + [ALL], M
 
 
-def bootstrap_pck(preds: dict[str, pd.DataFrame], *, thresholds: tuple[float, ...] = THRESHOLDS,
+def bootstrap_pck(preds: dict[str, pd.DataFrame], *, thresholds: tuple[float, ...] = PCK_THRESHOLDS,
                   merged: bool = False, unit: str = "frame", n_boot: int = 1000, seed: int = 0,
                   k: int = 5, identity: bool = True) -> Bootstrap:
     """Bootstrap PCK replicates for each run (and the identity baseline of the first).
@@ -363,9 +362,6 @@ def resolve_video_file(data_root: str | Path, video: str) -> tuple[Path, slice |
     ``<root>/<video>.npz`` (a folder of .npz, id = relative path); a single-video
     dataset split in time, whose ids read ``name[a:b]``. Raises DataError otherwise.
     """
-    import json
-    import re
-
     root = Path(data_root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(root, "the run's data folder does not exist (moved or deleted?)")
@@ -402,8 +398,6 @@ def resolve_video_file(data_root: str | Path, video: str) -> tuple[Path, slice |
 def load_run_video(data_root: str | Path, video: str):
     """The test video's heatmaps and boxes, as ``core.temporal.sequences.Video`` cut to
     the frames the run's predictions number from 0."""
-    from core.temporal.videos import load_video
-
     path, sl = resolve_video_file(data_root, video)
     v = load_video(path, min_frames=1)
     if sl is not None:
@@ -417,9 +411,6 @@ def frame_heatmap(video, frame: int) -> np.ndarray:
     """(H, W) float32 in [0, 1]: the estimator's heatmaps of one frame, preprocessed as
     the models see them (negatives to 0, each map summed to 255), max over keypoints,
     scaled by the frame's peak for display."""
-    import torch
-
-    from core.temporal.heatmaps import normalize_heatmaps
     if not 0 <= frame < video.heatmaps.shape[0]:
         raise DataError(video.path, f"frame {frame} outside 0..{video.heatmaps.shape[0] - 1}")
     hm = normalize_heatmaps(torch.from_numpy(np.asarray(video.heatmaps[frame], np.float32)))  # (K, H, W)

@@ -30,7 +30,7 @@ from core.errors import DataError
 from core.io import fingerprint_files, read_json, write_json
 from core.keypoints import TEMPORAL25
 from core.temporal.external import _is_brace, load_brace, load_penn_action
-from core.temporal.videos import K, WINDOW, Video, check, load_video, save_video
+from core.temporal.videos import WINDOW, K, Video, check, load_video, save_video
 
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 
@@ -61,6 +61,12 @@ class SequenceIndex:
             if videos:
                 return videos[0].heatmap_size
         raise DataError(self.root, "no videos")
+
+    @property
+    def estimator(self) -> str:
+        """What made the videos' heatmaps (run.json ``data.estimator``): "simulated",
+        "blazepose ..." or "unknown" (an .npz that does not say), joined when mixed."""
+        return ", ".join(sorted({v.estimator or "unknown" for vs in self.splits.values() for v in vs}))
 
 
 def _cut(groups: list[str], seed: int, fractions: tuple[float, ...]) -> list[list[str]]:
@@ -152,6 +158,7 @@ def _read_index(index: Path) -> tuple[list[Video], list[Path]]:
         v.source = str(entry.get("source", "npz"))
         v.group = entry.get("group")
         v.first_frame = int(entry.get("first_frame", 0))
+        v.estimator = entry.get("estimator", v.estimator)
         videos.append(v)
         files.append(file)
     check(bool(videos), index, "lists no videos")
@@ -259,6 +266,8 @@ def write_dataset(out: str | Path, videos: list[Video], *, meta: dict | None = N
                 entry["group"] = v.group
             if v.first_frame:
                 entry["first_frame"] = v.first_frame
+            if v.estimator:
+                entry["estimator"] = v.estimator
             entries.append(entry)
         size = videos[0].heatmap_size if videos else None
         write_json(tmp / INDEX, {"format": FORMAT, "version": 1, "keypoints": list(TEMPORAL25),

@@ -13,8 +13,9 @@ from core.errors import DataError
 from core.synthetic.estimator import simulate_estimator
 from core.synthetic.motion import animate, movement_for
 from core.temporal.sequences import _check_out, write_dataset
-from core.temporal.videos import K, WINDOW, Video
+from core.temporal.videos import WINDOW, K, Video
 from core.temporal.windows import identity_pck
+
 
 def write_sequence_dataset(out: str | Path, *, videos: int = 40, frames: int = 60, seed: int = 0,
                            heatmap: int = 64, noise: float = 1.0, progress: bool = True) -> dict:
@@ -40,7 +41,8 @@ def write_sequence_dataset(out: str | Path, *, videos: int = 40, frames: int = 6
         vid = f"{i:04d}_{movement}"
         counts[movement] = counts.get(movement, 0) + 1
         made.append(Video(id=vid, heatmaps=hm, boxes=boxes, keypoints=clip.keypoints.astype(np.float32),
-                          joint_mask=np.ones(K, bool), image_size=clip.image_size, source="synthetic"))
+                          joint_mask=np.ones(K, bool), image_size=clip.image_size, source="synthetic",
+                          estimator="simulated"))
     pck = identity_pck(made)
     meta = {"generator": {"videos": videos, "frames": frames, "seed": seed, "heatmap": heatmap,
                           "noise": noise}}

@@ -24,6 +24,7 @@ joint_mask      (25,) bool         optional: the joints this dataset annotates (
 image_size      (2,) int           optional: frame width, height (default: the extent of
                                    the boxes).
 frame_paths     (T,) str           optional: image file per frame (relative to the file).
+estimator       () str             optional: what made the heatmaps, e.g. "simulated".
 ==============  =================  ==========================================================
 """
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Video:
     split: str | None = None          # split requested by the index/dataset, if any
     first_frame: int = 0              # frame number of heatmaps[0] in the original video
     group: str | None = None          # recording it belongs to; splits never cut a group
+    estimator: str | None = None      # what made the heatmaps ("simulated", "blazepose ..."), if known
 
     @property
     def num_frames(self) -> int:
@@ -140,8 +142,13 @@ def load_video(path: str | Path, *, min_frames: int = WINDOW) -> Video:
         fp = arrays["frame_paths"]
         check(fp.shape == (t,) and fp.dtype.kind == "U", path, f"frame_paths must be ({t},) strings")
         frame_paths = tuple(str(p) for p in fp)
+    estimator = None
+    if "estimator" in arrays:
+        est = arrays["estimator"]
+        check(est.shape == () and est.dtype.kind == "U", path, "estimator must be one string")
+        estimator = str(est)
     return Video(id=path.stem, heatmaps=hm, boxes=boxes, keypoints=keypoints, joint_mask=joint_mask,
-                 image_size=image_size, frame_paths=frame_paths, path=path.resolve())
+                 image_size=image_size, frame_paths=frame_paths, path=path.resolve(), estimator=estimator)
 
 
 def save_video(path: str | Path, video: Video) -> None:
@@ -153,5 +160,7 @@ def save_video(path: str | Path, video: Video) -> None:
         arrays["keypoints"] = video.keypoints.astype(np.float32)
     if video.frame_paths is not None:
         arrays["frame_paths"] = np.asarray(video.frame_paths, dtype=str)
+    if video.estimator:
+        arrays["estimator"] = np.asarray(video.estimator, dtype=str)
     with atomic_write(path, "wb") as f:
         np.savez(f, **arrays)

@@ -9,17 +9,22 @@ scored); ``WindowBatches`` is the loader the trainer uses.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from core import distributed as D
 from core.keypoints import TEMPORAL25
-from core.temporal.heatmaps import (bbox_norm, clamp_to_heatmap, decode_heatmaps,
-                                    gaussian_heatmaps, image_to_heatmap, normalize_heatmaps)
-from core.temporal.videos import K, WINDOW, Video
+from core.temporal.heatmaps import (
+    bbox_norm,
+    clamp_to_heatmap,
+    decode_heatmaps,
+    gaussian_heatmaps,
+    image_to_heatmap,
+    normalize_heatmaps,
+)
+from core.temporal.videos import WINDOW, K, Video
+
 
 def identity_pck(videos: list[Video], thresholds=(0.05, 0.1, 0.2)) -> dict[str, float]:
     """The estimator's own PCK (decoded input vs ground truth) over all frames, pooled
@@ -189,7 +194,6 @@ def _dtype(a: np.ndarray):
 def make_window_datasets(index, *, k: int = 5, train_stride: int = 1) -> dict:
     """WindowDatasets of the three splits (val/test non-overlapping). Building one
     precomputes targets and decoded peaks per video, so the grid builds them once."""
-    from core.temporal.windows import WindowDataset
     return {
         "train": WindowDataset(index.splits["train"], k=k, stride=train_stride),
         "val": WindowDataset(index.splits["val"], k=k, stride=k),
@@ -202,54 +206,33 @@ class WindowBatches:
 
     ``WindowDataset.get_batch`` gathers a whole batch in one indexing op (and, after
     ``ds.to("cuda")``, on the GPU), which per-item DataLoader collation cannot match:
-    the data half measured ~4x more windows/s on CPU, and thousands/s on a GPU.
-    ``set_epoch`` reseeds the shuffle, so epoch e always sees the same order (resume).
-
-    Under torchrun (``world`` > 1) it yields this rank's part of the single-process
-    batches, as ``core.distributed.ShardedBatchSampler`` does for images:
-    ``shuffle=True`` (training): the same global batches of ``batch_size``, rank r taking
-    its contiguous slice of each (a rank whose slice is empty gets one window with no
-    visible keypoint and ``samples`` = 0, so it adds nothing); ``shuffle=False``
-    (evaluation): a contiguous share of all windows (``sharded``), gathered in rank
-    order by ``evaluate``; with fewer windows than ranks every rank takes them all.
+    the data half measured ~4x more windows/s on CPU, and thousands/s on a GPU. The order
+    is ``core.distributed.GlobalBatches``: ``set_epoch`` reseeds the shuffle (so epoch e
+    always sees the same order, resumed or not), and under torchrun each rank yields its
+    slice of the single-process batches; a padding share is one window with no visible
+    keypoint and ``samples`` = 0, so it adds nothing. Evaluation batches (``shuffle``
+    False) are ``sharded`` under torchrun and gathered in rank order by ``evaluate``.
     """
 
     def __init__(self, ds, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 rank: int = 0, world: int = 1):
-        self.ds, self.batch_size, self.shuffle, self.seed = ds, batch_size, shuffle, seed
-        self.rank, self.world = rank, world
-        self.sharded = world > 1 and not shuffle and len(ds) >= world
-        self.epoch = 0
+                 rank: int | None = None, world: int | None = None):
+        self.ds = ds
+        self.order = D.GlobalBatches(len(ds), batch_size, shuffle=shuffle, seed=seed, rank_=rank, world=world)
+
+    @property
+    def sharded(self) -> bool:
+        return self.order.sharded
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _shard(self) -> tuple[int, int]:
-        return D.shard_range(len(self.ds), self.rank, self.world) if self.sharded else (0, len(self.ds))
+        self.order.set_epoch(epoch)
 
     def __len__(self) -> int:
-        if self.shuffle or not self.sharded:
-            return math.ceil(len(self.ds) / self.batch_size)
-        lo, hi = self._shard()
-        return math.ceil((hi - lo) / self.batch_size)
+        return len(self.order)
 
     def __iter__(self):
-        if not self.shuffle:
-            lo, hi = self._shard()
-            for a in range(lo, hi, self.batch_size):
-                yield self.ds.get_batch(np.arange(a, min(a + self.batch_size, hi)))
-            return
-        order = np.random.default_rng(self.seed * 100_003 + self.epoch).permutation(len(self.ds))
-        for a in range(0, len(order), self.batch_size):
-            global_batch = order[a:a + self.batch_size]
-            if self.world == 1:
-                yield self.ds.get_batch(global_batch)
-                continue
-            lo, hi = D.shard_range(len(global_batch), self.rank, self.world)
-            if hi > lo:
-                yield self.ds.get_batch(global_batch[lo:hi])
-            else:                       # DDP needs every rank in every step
-                batch = self.ds.get_batch(global_batch[:1])
+        for idx, padding in self.order:
+            batch = self.ds.get_batch(idx)
+            if padding:                 # DDP needs every rank in every step
                 batch["visible"] = torch.zeros_like(batch["visible"])
                 batch["samples"] = 0
-                yield batch
+            yield batch

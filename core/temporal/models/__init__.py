@@ -6,7 +6,7 @@ coordinates (B, T, K, 2) in heatmap pixels. ``model.output_kind`` says which
 One small config dataclass per model (in its file); ``ARCHS`` maps the names used on the
 command line to their default config. A run stores ``config_to_dict(cfg)`` under
 run.json ``config.model`` and the weights in weights.safetensors, which is all
-``rebuild_from_run`` needs.
+``core.models.load_model`` needs.
 """
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from torch import nn
 from core.errors import RunError
 from core.temporal.models.conv3d import Conv3DConfig, Conv3DRefiner
 from core.temporal.models.convlstm import BiConvLSTMRefiner, ConvLSTMConfig
-from core.temporal.models.deciwatch import (DeciWatch, DeciWatchConfig, deciwatch_loss,
-                                            deciwatch_loss_terms)
+from core.temporal.models.deciwatch import DeciWatch, DeciWatchConfig, deciwatch_loss, deciwatch_loss_terms
 from core.temporal.models.identity import Identity, IdentityConfig
 
 TemporalConfig = Conv3DConfig | DeciWatchConfig | ConvLSTMConfig | IdentityConfig
@@ -74,17 +73,6 @@ def build_temporal(cfg: TemporalConfig) -> nn.Module:
     return _MODELS[type(cfg)](cfg)
 
 
-def rebuild_from_run(run, device: str = "cpu") -> nn.Module:
-    """The run's model with its trained weights, on ``device`` (eval mode set by the caller)."""
-    from core.runs import WEIGHTS, load_weights
-    try:
-        cfg = config_from_dict(run.info["config"]["model"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise RunError(run.path / "run.json", f"no usable temporal model config ({e})") from None
-    model = build_temporal(cfg)
-    if any(p.numel() for p in model.parameters()):   # identity has nothing to load
-        load_state(model, load_weights(run.path / WEIGHTS), run.path / WEIGHTS)
-    return model.to(device)
 
 
 def load_state(model: nn.Module, state: dict, source) -> None:
@@ -98,5 +86,5 @@ def load_state(model: nn.Module, state: dict, source) -> None:
 
 __all__ = ["Identity", "ARCHS", "TRAINABLE_ARCHS", "TemporalConfig", "Conv3DConfig", "DeciWatchConfig",
            "ConvLSTMConfig", "IdentityConfig", "make_config", "config_to_dict", "config_from_dict",
-           "build_temporal", "rebuild_from_run", "load_state", "deciwatch_loss",
+           "build_temporal", "load_state", "deciwatch_loss",
            "deciwatch_loss_terms"]

@@ -1,10 +1,11 @@
 """Shared UI helpers for every dashboard page: where runs live, cached loaders, the
-sidebar run picker, error display, the sample gallery, and the demo-building job.
+sidebar run picker, error display and the sample gallery.
 
-Pages import this module (``from pages import common``). Compute lives in ``core/``;
-here are only Streamlit calls and the caching around core functions.
+Pages import this module (``from core import ui``); nothing else in ``core`` does, so the
+library stays usable without Streamlit. Here are only Streamlit calls and the caching
+around core functions; compute lives in the rest of ``core``.
 
-Caching (DESIGN.md §8): tables with ``st.cache_data`` keyed by the run folder and the
+Caching: tables with ``st.cache_data`` keyed by the run folder and the
 file's mtime (a re-trained run folder invalidates itself); models with
 ``st.cache_resource`` keyed by run id, shared by every session (models are read-only
 in eval mode and write no state in forward, so sharing is safe).
@@ -17,22 +18,22 @@ Session-state keys other pages rely on:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pandas as pd
+import plotly.express as px
 import streamlit as st
 
 from core.classification import report
+from core.classification.image_cache import image_cache_of_run
+from core.demo import DemoJob
 from core.errors import DataError, PoseLabError
+from core.keypoints import COCO17
+from core.models import load_model
 from core.runs import Run, default_runs_dir, list_runs, load_run
 
-REPO = Path(__file__).resolve().parent.parent
 SIDEBAR_DRAWN = "_sidebar_drawn"   # set by dashboard.py while it runs a page
 
 
@@ -44,7 +45,9 @@ def runs_dir() -> Path:
     return default_runs_dir()
 
 
-def _stamp(path: Path) -> float:
+def stamp(path: Path) -> float:
+    """Part of cache keys: a file's mtime (0 when it is missing), so a re-written file
+    invalidates whatever was computed from it."""
     try:
         return path.stat().st_mtime_ns
     except OSError:
@@ -59,7 +62,7 @@ def _runs_stamp(root: Path) -> tuple:
     out = []
     for p in sorted(root.iterdir()):
         if p.is_dir() and p.name[:1] not in "._":
-            out.append((p.name, _stamp(p / "run.json"), _stamp(p / "metrics.json")))
+            out.append((p.name, stamp(p / "run.json"), stamp(p / "metrics.json")))
     return tuple(out)
 
 
@@ -68,31 +71,32 @@ def _cached_runs(root: str, stamp: tuple) -> list[Run]:
     return list_runs(root)
 
 
-def ensure_navigation() -> None:
-    """Route a page file that Streamlit ran on its own back through dashboard.py.
-
-    Streamlit treats a ``pages/`` folder beside the main script as a v1 multipage app
-    until the first run calls ``st.navigation``. When a server's very first request is
-    a deep link (``/confusion``), it runs pages/confusion.py alone, with a navigation
-    that lists every file (common.py too) and without the page config. Flipping the
-    flag that ``st.navigation`` itself flips and rerunning sends that request through
-    dashboard.py. AppTest resets the flag before every run and runs page files on
-    their own by design, so nothing is done there.
-    """
-    from streamlit import config   # AppTest patches config.get_option, not st.get_option
-    from streamlit.runtime.pages_manager import PagesManager
-    if (PagesManager.uses_pages_directory and not st.session_state.get(SIDEBAR_DRAWN)
-            and not config.get_option("global.appTest")):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def all_runs(kind: str | None = None) -> list[Run]:
     """Every run (finished, unfinished, broken), newest first; cached."""
-    ensure_navigation()
     root = runs_dir()
     runs = _cached_runs(str(root), _runs_stamp(root))
+    st.session_state[_DRAWN_WITH] = _finished_stamp(runs)
     return [r for r in runs if kind is None or r.kind == kind]
+
+
+_DRAWN_WITH = "_finished_runs_drawn"
+
+
+def _finished_stamp(runs: list[Run]) -> tuple:
+    return tuple(sorted(r.id for r in runs if r.finished))
+
+
+def runs_changed() -> bool:
+    """Whether a run finished since this page last read the runs: a fragment following
+    the demo build reruns the whole page then, so each page fills in as runs finish."""
+    root = runs_dir()
+    return st.session_state.get(_DRAWN_WITH) != _finished_stamp(_cached_runs(str(root), _runs_stamp(root)))
+
+
+def auto_demo() -> bool:
+    """Whether an empty runs folder starts the demo build by itself (``$POSELAB_AUTO_DEMO``,
+    default on; the tests turn it off)."""
+    return os.environ.get("POSELAB_AUTO_DEMO", "1") != "0"
 
 
 def finished_runs(kind: str | None = None) -> list[Run]:
@@ -133,7 +137,7 @@ def _read_pck(path: str, mtime: float) -> pd.DataFrame:
 
 def predictions(run: Run) -> pd.DataFrame:
     """predictions.parquet of a run (cached per file mtime; st.cache_data hands out a copy)."""
-    return _read_predictions(str(run.path), _stamp(run.file("predictions.parquet")))
+    return _read_predictions(str(run.path), stamp(run.file("predictions.parquet")))
 
 
 def classifier_predictions(run: Run) -> tuple[pd.DataFrame, list[str]]:
@@ -144,27 +148,25 @@ def classifier_predictions(run: Run) -> tuple[pd.DataFrame, list[str]]:
 
 
 def history(run: Run) -> pd.DataFrame:
-    return _read_history(str(run.path), _stamp(run.file("history.csv")))
+    return _read_history(str(run.path), stamp(run.file("history.csv")))
 
 
 def pck(run: Run) -> pd.DataFrame:
-    return _read_pck(str(run.path), _stamp(run.file("pck.csv")))
+    return _read_pck(str(run.path), stamp(run.file("pck.csv")))
 
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=4)
 def _load_model(path: str, mtime: float, device: str):
-    from core.runs import load_model
     return load_model(path, device=device)
 
 
 def cached_model(run: Run, device: str = "cpu"):
     """The run's model in eval mode, shared by all sessions (keyed by run + weights mtime)."""
-    return _load_model(str(run.path), _stamp(run.file("weights.safetensors")), device)
+    return _load_model(str(run.path), stamp(run.file("weights.safetensors")), device)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _image_cache(path: str, stamp: float):
-    from core.classification.image_cache import image_cache_of_run
     return image_cache_of_run(path, load_run(Path(path)).info)
 
 
@@ -173,7 +175,7 @@ def image_cache(run: Run):
     crops, memory-mapped) or None; shared by all sessions, keyed by run + run.json mtime."""
     if run.kind != "classifier":
         return None
-    return _image_cache(str(run.path), _stamp(run.file("run.json")))
+    return _image_cache(str(run.path), stamp(run.file("run.json")))
 
 
 # ------------------------------------------------------------------ sidebar / errors
@@ -188,7 +190,6 @@ def sidebar(kind: str | None = None) -> Run | None:
     SIDEBAR_DRAWN, so the page's call only returns the run; when a page file runs on
     its own (AppTest treats pages/ as a v1 multipage folder) the page draws it.
     """
-    ensure_navigation()
     if st.session_state.get(SIDEBAR_DRAWN):
         return selected_run(kind)
     root = runs_dir()
@@ -239,13 +240,26 @@ def guard() -> Iterator[None]:
 
 
 def need_run(kind: str) -> Run:
-    """Draw the sidebar; return the page's run, or stop with a how-to when there is none."""
+    """Draw the sidebar; return the page's run, or stop with a how-to when there is none
+    (while the demo builds: its progress, and the page fills in when a run finishes)."""
     run = sidebar(kind)
     if run is None:
-        st.info(f"No finished {kind} run in `{runs_dir()}`. Go to **Home** to build the "
-                "demo runs, or train one with `python -m core train ...`.")
+        state = demo_job().state()
+        if state is not None and state.running:
+            st.info(f"The demo is building ({state.fraction:.0%}: {state.message}); this page "
+                    f"fills in when its first {kind} run finishes.", icon=":material/hourglass_top:")
+            _wait_for_runs()
+        else:
+            st.info(f"No finished {kind} run in `{runs_dir()}`. Go to **Home** to build the "
+                    "demo runs, or train one with `python -m core train ...`.")
         st.stop()
     return run
+
+
+@st.fragment(run_every=2.0)
+def _wait_for_runs() -> None:
+    if runs_changed():
+        st.rerun(scope="app")
 
 
 # ------------------------------------------------------------------ pictures + gallery
@@ -267,7 +281,7 @@ def _picture(root: str, image_path: str, bbox: tuple | None, keypoints: tuple | 
 def picture(run: Run, row: pd.Series, *, skeleton: bool, size: int = 192):
     """(PIL image, problem or None) for one prediction row; never raises for a bad image.
     Crops come from the run's image cache when it is there (no scene decode)."""
-    root = ((run.info.get("data") or {}).get("root")) or ""
+    root = run.info.data.root
     bbox = row.get("bbox")
     kps = row.get("keypoints")
     cache = image_cache(run)
@@ -286,7 +300,6 @@ def open_saliency(run_id: str, sample_id) -> None:
 
 def sample_detail(run: Run, row: pd.Series, classes: list[str], key: str) -> None:
     """Detail view of one sample: image with keypoints, class probabilities, metadata."""
-    import plotly.express as px
     with st.container(border=True):
         top = st.columns([6, 1, 1])
         top[0].subheader(f"Sample {row['sample_id']}")
@@ -318,7 +331,6 @@ def sample_detail(run: Run, row: pd.Series, classes: list[str], key: str) -> Non
                         hide_index=True, width="stretch")
         kps = row.get("keypoints")
         if kps is not None and len(kps) == 51:
-            from core.keypoints import COCO17
             kp = pd.DataFrame([list(kps[i:i + 3]) for i in range(0, 51, 3)], columns=["x", "y", "v"])
             kp.insert(0, "keypoint", COCO17)
             with right.expander("keypoints (scene pixels)"):
@@ -361,84 +373,18 @@ def gallery(run: Run, rows: pd.DataFrame, classes: list[str], *, key: str,
                    "placeholders); is the run's data folder still there?")
 
 
-# ------------------------------------------------------------------ demo job
-# The demo trains models, so it runs as a separate `python -m core demo` process
-# (DESIGN.md §2): a closed tab or a rerun cannot leave half-written runs, and the page
-# only follows the `progress <fraction> <message>` lines it prints to its log.
-
-DEMO_LOG = "_demo.log"
-DEMO_PID = "_demo.pid"
-_PROCS: dict[str, subprocess.Popen] = {}   # runs_dir -> live Popen of this server process
+def demo_job(root: Path | None = None) -> DemoJob:
+    """The demo build of the runs folder (``core.demo.DemoJob``)."""
+    return DemoJob(root or runs_dir())
 
 
-def demo_command(root: Path) -> list[str]:
-    return [sys.executable, "-m", "core", "demo", "--runs", str(root),
-            "--data-dir", str(root / "_demo_data")]
-
-
-def start_demo(root: Path) -> int:
-    """Start the demo build in the background; returns its pid."""
-    root.mkdir(parents=True, exist_ok=True)
-    log = open(root / DEMO_LOG, "w")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "POSELAB_RUNS": str(root)}
-    proc = subprocess.Popen(demo_command(root), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-    log.close()   # the child holds its own descriptor
-    _PROCS[str(root)] = proc
-    from core.io import write_json
-    write_json(root / DEMO_PID, {"pid": proc.pid, "started_at": time.time()})
-    return proc.pid
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:   # a reused pid that is not our demo does not count
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        return b"core" in cmd and b"demo" in cmd
-    except OSError:
-        return True
-
-
-def demo_state(root: Path) -> dict | None:
-    """None when no demo was started here; else {running, returncode, fraction,
-    message, elapsed_s, log_tail}. Works across reruns and sessions (pid file + log),
-    and reaps the child when this server process started it."""
-    pid_file = root / DEMO_PID
-    if not pid_file.exists():
-        return None
-    try:
-        meta = json.loads(pid_file.read_text())
-        pid, started = int(meta["pid"]), float(meta.get("started_at", 0))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    proc = _PROCS.get(str(root))
-    if proc is not None and proc.pid == pid:
-        rc = proc.poll()
-        running = rc is None
+def backbone_note(run: Run) -> None:
+    """One line under a classifier run's title: which backbone it had; a warning for a
+    random one, whose accuracies and saliency maps mean little."""
+    b = run.info.backbone
+    if b is None:
+        return
+    if b.source == "random":
+        st.warning(f"Backbone: **{b.label}** ({b.weights}). {b.warning or ''}", icon=":material/warning:")
     else:
-        running, rc = _pid_alive(pid), None
-    fraction, message, lines = 0.0, "starting...", []
-    with contextlib.suppress(OSError):
-        lines = (root / DEMO_LOG).read_text(errors="replace").splitlines()
-    for line in reversed(lines):
-        parts = line.split(maxsplit=2)
-        if len(parts) >= 2 and parts[0] == "progress":
-            with contextlib.suppress(ValueError):
-                fraction = min(1.0, max(0.0, float(parts[1])))
-                message = parts[2] if len(parts) > 2 else ""
-                break
-    if not running and rc is None:   # started by another server process: judge by the log
-        rc = 1 if any(line.startswith(("error", "Traceback")) for line in lines) else 0
-    return {"running": running, "returncode": rc, "fraction": fraction, "message": message,
-            "elapsed_s": max(0.0, time.time() - started) if started else None,
-            "log_tail": "\n".join(l for l in lines[-15:] if not l.startswith("progress "))}
-
-
-def clear_demo_state(root: Path) -> None:
-    for name in (DEMO_PID,):
-        with contextlib.suppress(FileNotFoundError):
-            (root / name).unlink()
-    _PROCS.pop(str(root), None)
+        st.caption(f"Backbone: **{b.label}** · `{b.weights}`")

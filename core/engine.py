@@ -1,0 +1,282 @@
+"""The training machinery both trainers share: device and autocast, the epoch seeding rule,
+the finite-loss check, the resume checkpoint, best-epoch tracking and the epoch loop.
+
+What differs between the tasks -- losses, evaluation, predictions -- stays in
+``core.classification.train`` and ``core.temporal.train``; both call ``fit`` here with a
+``train_epoch`` and an ``evaluate`` of their own. See docs/ARCHITECTURE.md ("Training").
+
+Determinism: every epoch reseeds torch's RNG (dropout) and the batch order from
+``epoch_seed(seed, epoch)``, so epoch e of a resumed run sees exactly the batches and
+dropout masks of an unbroken run's epoch e.
+
+Resume checkpoint (``last.safetensors`` in an unfinished run folder): the trainable weights
+as ``model.<name>``, the optimizer's tensors as ``optim.<param id>.<name>``, and as JSON
+metadata (``poselab_resume``) the epoch, optimizer hyper-parameters and scalars, scheduler
+state, fit bookkeeping and history. safetensors + JSON, so resuming never unpickles
+anything; the best weights live in ``weights.safetensors`` meanwhile.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import safe_open
+from tqdm.auto import tqdm
+
+from core import distributed as D
+from core.errors import RunError, TrainingError
+from core.runs import WEIGHTS, RunWriter, load_weights, save_weights
+
+RESUME_KEY = "poselab_resume"
+RESUME_SCHEMA = 2
+
+
+# ----------------------------------------------------------------------------- device
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" = CUDA when there is one; asking for CUDA without one is a RunError."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunError(None, "--device cuda asked for, but no CUDA device is available")
+    return device
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA (no loss scaling needed), nothing elsewhere: CPU bf16 is slower
+    than float32 on the machines this runs on."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------- seeding
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The one seeding rule: epoch ``epoch`` of a run with ``seed``."""
+    return seed * 100_003 + epoch
+
+
+def seed_epoch(seed: int, epoch: int, batches=None) -> None:
+    """Seed torch's RNG (dropout) and the training batches' order for one epoch."""
+    torch.manual_seed(epoch_seed(seed, epoch))
+    if hasattr(batches, "set_epoch"):           # GlobalBatches-based; a plain DataLoader keeps its order
+        batches.set_epoch(epoch)
+
+
+# ----------------------------------------------------------------------------- finite loss
+
+class FiniteLoss:
+    """Stops training when the loss becomes NaN or infinite.
+
+    On a CPU every step is checked at once (reading a scalar costs nothing there), so the
+    bad step is never applied. On a GPU a flag accumulates on the device and is read every
+    ``every`` steps and by ``check`` at the end of the epoch, so the GPU never waits for
+    the host; a bad step may then be applied before the error, but the epoch it spoils is
+    never saved (the error comes before its checkpoint)."""
+
+    def __init__(self, device: torch.device, where: str, every: int = 50):
+        self.device, self.where, self.every = device, where, every
+        self.steps = 0
+        self._bad = torch.zeros((), dtype=torch.bool, device=device)
+        self._first = torch.zeros((), dtype=torch.float32, device=device)
+
+    def update(self, loss: torch.Tensor) -> None:
+        value = loss.detach().float()
+        self.steps += 1
+        if self.device.type != "cuda":
+            if not math.isfinite(float(value)):
+                self._raise(float(value), self.steps)
+            return
+        bad = ~torch.isfinite(value)
+        self._first = torch.where(bad & ~self._bad, value, self._first)
+        self._bad |= bad
+        if self.steps % self.every == 0:
+            self.check()
+
+    def check(self) -> None:
+        if self.device.type == "cuda" and bool(self._bad):
+            self._raise(float(self._first), None)
+
+    def _raise(self, value: float, step: int | None) -> None:
+        at = f" at step {step}" if step is not None else ""
+        raise TrainingError(f"{self.where}: loss became {value}{at} (diverged); lower --lr, "
+                            "or check the data for bad values")
+
+
+# ----------------------------------------------------------------------------- fit
+
+@dataclass
+class FitState:
+    """Where a training stands after an epoch: all that a resume needs besides tensors."""
+    epoch: int = 0                                  # last finished epoch (0 = none)
+    best_epoch: int = 0
+    best_score: float = -math.inf                   # validation score of best_epoch
+    best_weights: dict[str, torch.Tensor] | None = None   # trainable state of best_epoch (CPU)
+    since_best: int = 0                             # epochs without a new best
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)   # one row per finished epoch
+    optimizer: dict | None = None                   # optimizer.state_dict() to continue from
+    scheduler: dict | None = None                   # scheduler.state_dict() to continue from
+
+    def improve(self, epoch: int, score: float, weights: Callable[[], dict]) -> bool:
+        """Record epoch ``epoch``'s validation ``score`` (higher is better); True when it is
+        the new best. ">" keeps the earliest of equal epochs; a NaN score (no validation
+        data to judge by) always counts, so the last epoch is kept."""
+        improved = math.isnan(score) or score > self.best_score or self.best_weights is None
+        if improved:
+            self.best_epoch, self.best_score = epoch, score
+            self.best_weights = {k: v.detach().cpu().clone() for k, v in weights().items()}
+            self.since_best = 0
+        else:
+            self.since_best += 1
+        return improved
+
+
+def step_scheduler(scheduler, val_loss: float) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(val_loss)
+    else:
+        scheduler.step()
+
+
+def fit(*, optimizer: torch.optim.Optimizer, scheduler, train_epoch: Callable[[int], dict],
+        evaluate: Callable[[int], dict], weights: Callable[[], dict], epochs: int, seed: int,
+        metric: str, batches=None, state: FitState | None = None,
+        early_stop_patience: int | None = None,
+        on_epoch: Callable[[FitState, bool], None] | None = None, progress: bool = True) -> FitState:
+    """Train epochs ``state.epoch + 1 .. epochs``; the best epoch is the one with the
+    highest validation ``metric`` (``FitState.improve``).
+
+    ``train_epoch(epoch)`` and ``evaluate(epoch)`` return {"loss", metric} (``evaluate``
+    also "count", the samples it scored: a non-finite loss over a non-empty validation set
+    stops training as a TrainingError); ``weights()``
+    the trainable state to keep for the best epoch. Each epoch is seeded by
+    ``seed_epoch`` (``batches.set_epoch`` reorders the training batches), the scheduler
+    steps on the validation loss when it is a ReduceLROnPlateau, and ``on_epoch(state,
+    improved)`` persists the epoch (``EpochWriter``) before the next begins. With
+    ``early_stop_patience``, training stops after that many epochs without a new best.
+    """
+    state = state or FitState()
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+    todo = range(state.epoch + 1, epochs + 1)
+    for epoch in tqdm(todo, desc="epochs", disable=not progress or not len(todo), leave=False):
+        if early_stop_patience is not None and state.since_best >= early_stop_patience:
+            state.stopped_early = True
+            break
+        t0 = time.perf_counter()
+        seed_epoch(seed, epoch, batches)
+        lr = optimizer.param_groups[0]["lr"]
+        tr = train_epoch(epoch)
+        va = evaluate(epoch)
+        if va.get("count", 1) > 0 and not math.isfinite(va["loss"]):
+            raise TrainingError(f"epoch {epoch} validation: loss became {va['loss']} (diverged); lower --lr")
+        step_scheduler(scheduler, va["loss"])
+        improved = state.improve(epoch, va[metric], weights)
+        state.epoch = epoch
+        state.optimizer, state.scheduler = optimizer.state_dict(), scheduler.state_dict()
+        state.history.append({"epoch": epoch, "train_loss": tr["loss"], f"train_{metric}": tr[metric],
+                              "val_loss": va["loss"], f"val_{metric}": va[metric], "lr": lr,
+                              "seconds": round(time.perf_counter() - t0, 3)})
+        if on_epoch is not None:
+            on_epoch(state, improved)
+    return state
+
+
+class EpochWriter:
+    """``fit``'s ``on_epoch`` for a run folder: best weights first (the checkpoint points
+    at them), then the resume checkpoint, then history.csv."""
+
+    def __init__(self, writer: RunWriter, columns: list[str], model_state: Callable[[], dict],
+                 after: Callable[[FitState], None] | None = None, metadata: dict[str, str] | None = None):
+        self.writer, self.columns, self.model_state = writer, columns, model_state
+        self.after, self.metadata = after, metadata
+
+    def __call__(self, state: FitState, improved: bool) -> None:
+        if improved:
+            self.writer.write_weights(state.best_weights, self.metadata)
+        save_resume(self.writer.last, self.model_state(), state)
+        self.writer.write_history(state.history, self.columns)
+        if self.after is not None:
+            self.after(state)
+
+
+# ----------------------------------------------------------------------------- resume checkpoint
+
+@dataclass
+class Resume:
+    """A resume checkpoint read back: the FitState to continue and the model's weights."""
+    state: FitState
+    model: dict[str, torch.Tensor]
+
+
+def save_resume(path: Path, model_state: dict[str, torch.Tensor], state: FitState) -> None:
+    """last.safetensors: see the module docstring."""
+    tensors = {f"model.{k}": v for k, v in model_state.items()}
+    scalars: dict[str, Any] = {}
+    for pid, st in state.optimizer["state"].items():
+        for name, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{name}"] = v
+            else:
+                scalars[f"{pid}.{name}"] = v
+    meta = {"schema": RESUME_SCHEMA, "epoch": state.epoch, "best_epoch": state.best_epoch,
+            "best_score": state.best_score, "since_best": state.since_best,
+            "optimizer": {"param_groups": state.optimizer["param_groups"], "scalars": scalars},
+            "scheduler": state.scheduler, "history": state.history}
+    save_weights(path, tensors, metadata={RESUME_KEY: json.dumps(meta)})
+
+
+def load_resume(path: Path, best_weights: Path | None = None) -> Resume:
+    """A resume checkpoint, of this schema or of the two the trainers wrote before it
+    (classifier: ``best_acc`` and scalars in metadata; temporal: ``best_val_pck``,
+    ``param_groups`` at the top). ``best_weights`` defaults to the run's weights file."""
+    best_weights = best_weights or path.parent / WEIGHTS
+    tensors = load_weights(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()[RESUME_KEY])
+    except Exception as e:  # missing or garbled metadata
+        raise RunError(path, f"resume checkpoint cannot be read ({e})") from None
+    try:
+        opt_meta = meta.get("optimizer") or {"param_groups": meta["param_groups"], "scalars": {}}
+        optim: dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, pid, name = k.split(".", 2)
+                optim.setdefault(int(pid), {})[name] = v
+        for k, v in opt_meta.get("scalars", {}).items():
+            pid, name = k.split(".", 1)
+            optim.setdefault(int(pid), {})[name] = v
+        best_score = meta.get("best_score", meta.get("best_acc", meta.get("best_val_pck", -math.inf)))
+        state = FitState(epoch=meta["epoch"], best_epoch=meta["best_epoch"], best_score=best_score,
+                         since_best=meta.get("since_best", 0), history=list(meta["history"]),
+                         optimizer={"state": optim, "param_groups": opt_meta["param_groups"]},
+                         scheduler=meta["scheduler"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(path, f"resume checkpoint has no usable state ({e})") from None
+    if state.best_epoch > 0:
+        state.best_weights = load_weights(best_weights)
+    return Resume(state=state, model={k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+
+
+def resume(writer: RunWriter) -> Resume | None:
+    """The resume checkpoint of a resumed run (read by rank 0, the same on every rank)."""
+    if not writer.resumed:
+        return None
+    found = load_resume(writer.last) if D.is_main_process() else None
+    found = D.broadcast_object(found)
+    if D.is_main_process():
+        print(f"resuming {writer.path.name} after epoch {found.state.epoch}", flush=True)
+    writer.info.resumed_after_epoch.append(found.state.epoch)
+    writer.write_info()
+    return found
