@@ -1,4 +1,4 @@
-"""PoseLab dashboard: `streamlit run dashboard.py` (DESIGN.md §1).
+"""PoseLab dashboard: `streamlit run dashboard.py`.
 
 This file only wires the pages together (st.navigation) and draws the shared sidebar
 (runs folder, run picker). Each page is one file in pages/; compute lives in core/.

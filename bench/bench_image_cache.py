@@ -1,4 +1,4 @@
-"""Image cache build against the decode limit (issue 6: >= 80% of cores x one core's rate).
+"""Image cache build against the decode limit (target: >= 80% of cores x one core's rate).
 
 Renders N synthetic scenes at --size px, then, in one run and interleaved so machine
 noise hits every variant alike, repeats --repeats times:

@@ -9,7 +9,7 @@ the models, not data loading. One training step = forward + the training loss (t
 autocast on CUDA as in training. Inference = forward + decoding to coordinates, no grad.
 Prints a table and writes bench/results/temporal-<device>-<date>.json.
 
-The study's reference: about 5,600 training windows per epoch; issue 4's target on one
+The study's reference: about 5,600 training windows per epoch; the target on one
 H100 is Conv3D >= 2,000 windows/s (an epoch < 3 s) and no model more than 3x slower.
 """
 from __future__ import annotations

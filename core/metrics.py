@@ -1,4 +1,4 @@
-"""Evaluation metrics, written once (DESIGN.md §7): pure, vectorised numpy functions.
+"""Evaluation metrics, written once: pure, vectorised numpy functions.
 
 Two sections: classification (accuracy, confusion matrix, per-class report) and pose
 (PCK). Functions take numpy arrays (or anything ``np.asarray`` accepts, e.g. CPU

@@ -166,6 +166,8 @@ class RunInfo:
         d["backbone"] = self.backbone.to_dict() if self.backbone is not None else None
         if self.backbone is None and self.kind != "classifier":
             del d["backbone"]
+        if not self.resumed_after_epoch:        # only resumed runs carry it
+            del d["resumed_after_epoch"]
         return {"run_id": d.pop("run_id"), **d, **self.extra}
 
     def identity(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""PCK against tiny hand-computed cases (DESIGN.md §7 conventions)."""
+"""PCK against tiny hand-computed cases (the conventions of core/metrics.py)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""End-to-end classifier training on tiny data: run folders per DESIGN.md §4, the
+"""End-to-end classifier training on tiny data: run folders in the contract format, the
 feature cache equal to training through the frozen backbone, resume after a kill,
 NaN loss, bad input. CPU, 48 px scenes, 32 px crops, 1-2 epochs. The grid runs once per
 module; other tests start from a copy of its feature cache (hard links), so only the
@@ -287,3 +287,36 @@ def test_demo_classifier_part_prints_progress_protocol_and_is_idempotent(tmp_pat
     again = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
                                        report=demo.progress)
     assert again == paths and len(R.list_runs(tmp_path / "runs")) == 7
+
+
+def _add_rows(path: str, tag: str, start) -> None:
+    """One process adding 20 rows to a feature cache, one at a time (the cache's writer)."""
+    from core.classification.features import FeatureSet, _add
+    start.wait()
+    for i in range(20):
+        key = f"{tag}:{i}"
+        value = float(hash(key) % 1000)
+        _add(Path(path), [key], FeatureSet(torch.full((1, 2048), value), torch.zeros(1, 17, 3),
+                                           torch.tensor([i])))
+
+
+def test_two_processes_extending_one_feature_cache_lose_no_rows(tmp_path):
+    """Two trainings on one dataset at once both add features to the same file: every
+    row either wrote is there afterwards, with its own values."""
+    import multiprocessing as mp
+
+    from core.classification.features import _read
+    path = tmp_path / "features.safetensors"
+    ctx = mp.get_context("fork")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_add_rows, args=(str(path), tag, start)) for tag in ("a", "b")]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    keys, fs = _read(path)
+    assert sorted(keys) == sorted(f"{t}:{i}" for t in "ab" for i in range(20))
+    for k, row in zip(keys, fs.features):
+        assert row[0].item() == float(hash(k) % 1000) and torch.equal(row, row[:1].expand(2048))

@@ -278,6 +278,8 @@ def _collect(coco: _Coco, root: Path, base: Path, id_prefix: str | None
              ) -> tuple[list[dict], Counter, dict[str, int]]:
     """Validate every annotation of one file: (Sample field dicts of the usable ones,
     skip reason -> count, rel_path -> bytes of every image a sample uses)."""
+    # One pass over the annotations with every check in order: the skip reasons are counted once per
+    # annotation, which separate passes could not promise.
     skipped: Counter = Counter()
     file_sizes: dict[str, int] = {}
     finder = _ImageFinder(base, root)

@@ -423,6 +423,8 @@ def build_image_cache(samples: Sequence, *, fingerprint: str, image_size: int, m
     ``stats`` (a dict) receives {"built": bool, "seconds", "images_per_s", "workers", "decoder"}.
     Raises DataError naming the first image that cannot be decoded; nothing is left behind.
     """
+    # Load-or-build in one piece: the temp file, its cleanup on any error and the final rename must
+    # share one try block.
     cache_dir = Path(cache_dir)
     samples = list(samples)
 

@@ -1,5 +1,5 @@
 """ResNet-50 + keypoint head: the seven variants of "An Exploration of ResNet Fine-tuning
-for Fitness Pose Classification" (DESIGN.md §5), plus "beyond the paper" presets.
+for Fitness Pose Classification", plus "beyond the paper" presets.
 
     image (B,3,S,S) -> backbone (ResNet-50 up to the pool) -> (B,2048)   forward_features
     (B,2048) -> fc (ResNet's own 2048->1000) -> (B,1000)
@@ -63,7 +63,7 @@ class ClassifierConfig:
 _M5 = dict(train_fc=True, use_keypoints=True, hidden=(512,))
 _M6 = dict(train_fc=True, use_keypoints=True, hidden=(512, 256))
 
-# The paper's seven (DESIGN.md §5), in its order, then its "future work" (unfrozen backbone).
+# The paper's seven, in its order, then its "future work" (unfrozen backbone).
 PRESETS: dict[str, ClassifierConfig] = {
     "baseline": ClassifierConfig(trained=False),
     "model1": ClassifierConfig(),

@@ -6,7 +6,7 @@ The pages (``pages/home.py``, ``runs.py``, ``samples.py``, ``confusion.py``) onl
 
 Shapes used throughout:
     preds    DataFrame, one row per test sample (the classifier ``predictions.parquet``
-             of DESIGN.md §4: label, pred, confidence, correct, prob_<class> ...)
+             of the run-folder contract: label, pred, confidence, correct, prob_<class> ...)
     classes  list[str] of C class names, in the run's class order
     cm       (C, C) confusion matrix, rows = true class, columns = predicted class
 """

@@ -120,6 +120,8 @@ def compute_saliency(model: torch.nn.Module, image: torch.Tensor, keypoints: tor
     of METHODS; opts: see DEFAULT_OPTIONS (unknown options raise, so a typo is not
     silently ignored).
     """
+    # One dispatch over the methods: each branch is a few captum lines, and the shared set-up (eval
+    # mode, gradients, timing, restoring the model) wraps them all.
 
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose from {list(METHODS)}")

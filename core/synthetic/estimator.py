@@ -8,7 +8,7 @@ keypoint's peak where a real estimator would put it, and renders (T, 25, H, W) h
 Error modes (rates at ``noise=1``; ``noise`` multiplies every magnitude and every rate,
 so ``noise=0`` is a perfect estimator whose decoded peaks are the ground truth).
 Distances are fractions of the body size ``s`` = max side of the visible ground-truth
-keypoints' box in heatmap pixels, the PCK normaliser (DESIGN.md §7):
+keypoints' box in heatmap pixels, the PCK normaliser (docs/ARCHITECTURE.md, "Metrics"):
 
 =================  ======================================================================
 jitter             independent per frame and keypoint: uniform direction, radius
@@ -162,6 +162,9 @@ def simulate_estimator(keypoints: np.ndarray, *, heatmap: int = 64, noise: float
     Returns ``(heatmaps (T, 25, heatmap, heatmap) float16, pred_boxes (T, 4) float32)``;
     the heatmaps cover ``pred_boxes`` (the estimator's own, jittered boxes).
     """
+    # One piece because the error modes act in sequence on the same arrays and draw from one
+    # rng in a fixed order (box, jitter, drift, swaps, misses, second peaks, background):
+    # moving a draw would change every simulated dataset.
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     kp = np.asarray(keypoints, dtype=np.float64)
     t, k = kp.shape[:2]

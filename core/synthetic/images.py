@@ -182,6 +182,8 @@ def write_image_dataset(out: Path, *, n_train: int, n_test: int, seed: int, size
     every image (for the dashboard's demo builder). ``image_format``: "png" (InfiniteForm's)
     or "jpeg" (quality 95, ``{id}.rgb.jpg``: what the GPU decoder reads). Returns a summary
     dict and prints it in two lines."""
+    # Render, write and index a split in one piece: the temp folder, the process pool and the atomic
+    # rename must share one cleanup path.
     out = Path(out)
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:
         raise DataError(out, f"need at least one image (got --train {n_train} --test {n_test})")

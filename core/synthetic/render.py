@@ -54,6 +54,8 @@ def render_background(scene: Scene, width: int, height: int) -> np.ndarray:
     whichever is nearer; patterns are functions of the hit point, so they follow the
     perspective. Work is done on (H, W) scalar fields (tone, brightness) and turned
     into colour once, in float32: this is the renderer's hottest function."""
+    # One per-pixel ray cast: floor, mats, walls and panels share the ray arrays, split they would
+    # be recomputed.
     cam = scene.camera
     f = cam.focal * width / cam.width
     u = ((np.arange(width, dtype=np.float32) + 0.5 - width / 2) / f)[None, :]
@@ -265,6 +267,7 @@ def _dumbbell_primitives(p: Person, pi: int, cam: Camera, scale: float) -> list[
 
 
 def _prop_primitives(pr: Prop, cam: Camera, light: np.ndarray, scale: float) -> list[_Primitive]:
+    # One branch per prop kind, each a handful of shapes.
     f = cam.focal * scale
     col = pr.colour
     if pr.kind == "ball":

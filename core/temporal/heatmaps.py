@@ -1,4 +1,4 @@
-"""Heatmap maths for temporal refinement (DESIGN.md §6-§7).
+"""Heatmap maths for temporal refinement (docs/ARCHITECTURE.md, "Metrics" and "Sequence datasets").
 
 Conventions, used by every function here and by the sequence datasets:
 
@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-HEATMAP_SUM = 255.0  # c in DESIGN.md §6: every non-empty heatmap sums to this
+HEATMAP_SUM = 255.0  # c of the study: every non-empty heatmap sums to this
 
 
 def default_sigma(size: int) -> float:
@@ -90,7 +90,7 @@ def heatmap_to_image(points, boxes, size: tuple[int, int]):
 
 
 def clamp_to_heatmap(points, size: tuple[int, int]):
-    """Move points outside the map onto the nearest border pixel centre (DESIGN.md §6)."""
+    """Move points outside the map onto the nearest border pixel centre, as the study's targets do."""
     h, w = size
     if isinstance(points, torch.Tensor):
         return torch.stack([points[..., 0].clamp(0, w - 1), points[..., 1].clamp(0, h - 1)], -1)

@@ -388,6 +388,8 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
     small, fast models); ``on_epoch(epoch, history row)`` follows training (rank 0);
     ``reuse_finished`` returns a finished run of the identical call instead of training.
     """
+    # The call's steps in the order they happen (data, configs, run folder, training or
+    # evaluation only, the outputs in _finish); each is a line or two, kept in one place.
     t_start = time.perf_counter()
     dev = D.init_distributed(engine.resolve_device(device))   # torchrun: this rank's device
     progress = progress and D.is_main_process()                 # one set of progress bars
@@ -439,17 +441,25 @@ def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, devi
             report(0, state.history[0])
         phases["evaluate_val"] = time.perf_counter() - t0
 
+    return _finish(writer, model, batches, index, state, trained, train_cfg, dev, progress, phases,
+                   t_start=t_start)
+
+
+def _finish(writer: RunWriter, model: nn.Module, batches: dict, index: SequenceIndex, state: engine.FitState,
+            trained: bool, cfg: TrainConfig, dev: torch.device, progress: bool, phases: dict, *,
+            t_start: float) -> Path:
+    """Evaluate the best weights on val and test, write predictions, pck.csv, weights,
+    then finish the run (metrics.json last)."""
     t0 = time.perf_counter()
-    val = evaluate(model, batches["val"], dev, amp=train_cfg.amp, desc="val")
-    test = evaluate(model, batches["test"], dev, amp=train_cfg.amp, progress=progress, desc="test")
+    val = evaluate(model, batches["val"], dev, amp=cfg.amp, desc="val")
+    test = evaluate(model, batches["test"], dev, amp=cfg.amp, progress=progress, desc="test")
     phases["evaluate"] = time.perf_counter() - t0
     names = list(index.keypoints)
     writer.write_table(PREDICTIONS, predictions_frame(test, [v.id for v in index.splits["test"]], names))
     writer.write_table(PCK_CSV, pck_table(_flat(test["pred"]), _flat(test["gt"]), _flat(test["visible"]),
                                           _flat(test["norm"]), identity_pred=_flat(test["input"]), names=names))
-    writer.write_weights(model.state_dict(), metadata={"arch": arch})
-    writer.info.phase_seconds = {**writer.info.phase_seconds, **phases,
-                                 "total": time.perf_counter() - t_start}
+    writer.write_weights(model.state_dict(), metadata={"arch": writer.info.name})
+    writer.info.phase_seconds = {**writer.info.phase_seconds, **phases, "total": time.perf_counter() - t_start}
     return writer.finish(_metrics(val, test, state, trained))
 
 

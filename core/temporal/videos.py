@@ -86,6 +86,8 @@ def check(cond: bool, path, problem: str) -> None:
 
 def load_video(path: str | Path, *, min_frames: int = WINDOW) -> Video:
     """Read and validate one video .npz; any problem -> DataError naming the file."""
+    # The .npz contract checked array by array, top to bottom, each check one line naming the
+    # problem.
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:

@@ -28,7 +28,7 @@ from core.temporal.videos import WINDOW, K, Video
 
 def identity_pck(videos: list[Video], thresholds=(0.05, 0.1, 0.2)) -> dict[str, float]:
     """The estimator's own PCK (decoded input vs ground truth) over all frames, pooled
-    over keypoints; a quick check of the simulated error level (DESIGN.md §7)."""
+    over keypoints; a quick check of the simulated error level."""
     hits = np.zeros(len(thresholds))
     total = 0
     for v in videos:
