@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from core import distributed as D
 from core.keypoints import TEMPORAL25
+from core.metrics import PCK_THRESHOLDS, pooled_pck
 from core.temporal.heatmaps import (
     bbox_norm,
     clamp_to_heatmap,
@@ -26,21 +27,15 @@ from core.temporal.heatmaps import (
 from core.temporal.videos import WINDOW, K, Video
 
 
-def identity_pck(videos: list[Video], thresholds=(0.05, 0.1, 0.2)) -> dict[str, float]:
+def identity_pck(videos: list[Video], thresholds=PCK_THRESHOLDS) -> dict[str, float]:
     """The estimator's own PCK (decoded input vs ground truth) over all frames, pooled
-    over keypoints; a quick check of the simulated error level."""
-    hits = np.zeros(len(thresholds))
-    total = 0
-    for v in videos:
-        if v.keypoints is None:
-            continue
-        f = video_frames(v)
-        d = np.linalg.norm(f["input_keypoints"] - f["keypoints"], axis=-1)  # (T, K)
-        vis = f["visible"]
-        for i, a in enumerate(thresholds):
-            hits[i] += ((d <= a * f["norm"][:, None]) & vis).sum()
-        total += vis.sum()
-    return {str(a): float(hits[i] / total) if total else float("nan") for i, a in enumerate(thresholds)}
+    over keypoints (``core.metrics.pooled_pck``): a quick check of the estimator's error."""
+    frames = [video_frames(v) for v in videos if v.keypoints is not None]
+    if not frames:
+        return {str(a): float("nan") for a in thresholds}
+    cat = {k: np.concatenate([f[k] for f in frames]) for k in ("input_keypoints", "keypoints", "visible", "norm")}
+    pck = pooled_pck(cat["input_keypoints"], cat["keypoints"], cat["visible"], cat["norm"], thresholds)
+    return {str(a): float(v) for a, v in zip(thresholds, pck)}
 
 
 def video_frames(video: Video, *, norm: str = "bbox", sigma: float | None = None,
