@@ -334,6 +334,17 @@ def test_reads_a_video_it_wrote(tmp_path):
         list(open_frames(path, max_frames=4))
 
 
+def test_estimates_a_video_file(bp, tmp_path):
+    frames, truth = render_clip(4, 5)
+    path = tmp_path / "person.mp4"
+    _write_video(path, frames)
+    v = bp.estimate_video(open_frames(path), progress=False)
+    assert len(v) == 5 and v.found.all() and v.image_size == (256, 256)
+    assert v.model_version == bp.version
+    for t in range(5):
+        assert np.median(relative_errors(v.landmarks[t], truth[t])) < 0.06, t
+
+
 def test_rejects_what_is_not_a_video(tmp_path):
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video\n")

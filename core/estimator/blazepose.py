@@ -211,10 +211,11 @@ class VideoPoses:
 
     @classmethod
     def stack(cls, poses: list[Pose], image_size: tuple[int, int], model_version: str = "") -> "VideoPoses":
-        def st(name, dtype):
-            return np.stack([np.asarray(getattr(p, name), dtype=dtype) for p in poses]) if poses else None
         if not poses:
             raise ValueError("no frames")
+
+        def st(name, dtype):
+            return np.stack([np.asarray(getattr(p, name), dtype=dtype) for p in poses])
         return cls(landmarks=st("landmarks", np.float32), visibility=st("visibility", np.float32),
                    presence=st("presence", np.float32), score=st("score", np.float32),
                    found=st("found", bool), box=st("box", np.float32), roi=st("roi", np.float64),
@@ -340,8 +341,8 @@ class BlazePose:
         """
         roi = None
         size = None
-        if total is None and hasattr(frames, "__len__"):
-            total = len(frames)
+        if total is None:
+            total = _length(frames)
         for frame in tqdm(frames, total=total, desc="blazepose", unit="frame",
                           disable=not progress, leave=False):
             frame = _check_image(frame)
@@ -367,28 +368,27 @@ class BlazePose:
 
     def estimate_video(self, frames: Iterable[np.ndarray], *, tracking: bool = True,
                        progress: bool = True, total: int | None = None) -> VideoPoses:
-        """``iter_video`` stacked into arrays (T, ...). Heatmaps take 410 kB a frame."""
-        poses = []
-        size = None
-        for frame, pose in _with_frames(frames, lambda fr: self.iter_video(
-                fr, tracking=tracking, progress=progress, total=total)):
-            size = (frame.shape[1], frame.shape[0])
-            poses.append(pose)
+        """``iter_video`` stacked into arrays (T, ...); heatmaps take 410 kB a frame, so
+        stream ``iter_video`` instead for long videos."""
+        size: list[tuple[int, int]] = []
+
+        def seen():
+            for f in frames:
+                if not size:
+                    size.append((np.shape(f)[1], np.shape(f)[0]))
+                yield f
+        poses = list(self.iter_video(seen(), tracking=tracking, progress=progress,
+                                     total=total if total is not None else _length(frames)))
         if not poses:
             raise ValueError("estimate_video: no frames")
-        return VideoPoses.stack(poses, size, self.version)
+        return VideoPoses.stack(poses, size[0], self.version)
 
 
-def _with_frames(frames: Iterable[np.ndarray], run) -> Iterator[tuple[np.ndarray, Pose]]:
-    """Pair each frame with its pose while ``run`` consumes the same iterator once."""
-    last: list[np.ndarray] = []
-
-    def tap():
-        for f in frames:
-            last[:] = [f]
-            yield f
-    for pose in run(tap()):
-        yield last[0], pose
+def _length(frames) -> int | None:
+    try:
+        return len(frames)
+    except TypeError:           # a generator, or a video whose frame count is unknown
+        return None
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
