@@ -1,6 +1,6 @@
 """BlazePose estimator (``core.estimator``) on this CPU: speed and accuracy on rendered people.
 
-    .venv/bin/python bench/bench_estimator.py [--clips 6] [--frames 15] [--images 80] [--threads 2]
+    .venv/bin/python bench/bench_estimator.py [--clips 10] [--frames 10] [--images 80] [--threads 2]
 
 * **Clips**: ``--clips`` single-person exercise clips of ``--frames`` frames (320 x 320):
   the renderer's room, person and camera fixed, the body moving through the exercise's
@@ -46,7 +46,8 @@ from core.io import write_json  # noqa: E402
 from core.keypoints import COCO17_FROM_BODY, TEMPORAL25_FROM_BODY  # noqa: E402
 from core.metrics import PCK_THRESHOLDS, pck  # noqa: E402
 
-CLIP_CLASSES = ("squat", "jumping_jack", "lunge", "overhead_press", "bicep_curl", "warrior2")
+CLIP_CLASSES = ("squat", "jumping_jack", "lunge", "overhead_press", "bicep_curl", "warrior2", "tree",
+                "pushup", "bird_dog", "crunch")
 
 
 def render_clip(seed: int, frames: int, cls: str, size: int = 320):
@@ -136,10 +137,20 @@ def stage_times(bp: BlazePose, frame: np.ndarray, n: int = 30) -> dict:
             "landmark_crop_warp": med(lambda: G.sample_affine(frame, G.roi_affine(roi, 256), 256, "replicate"))}
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--clips", type=int, default=6)
-    ap.add_argument("--frames", type=int, default=15)
+    ap.add_argument("--clips", type=int, default=10)
+    ap.add_argument("--frames", type=int, default=10)
     ap.add_argument("--images", type=int, default=80)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
@@ -157,7 +168,7 @@ def main() -> None:
     render_s = time.perf_counter() - t0
 
     result: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "device": f"{platform.machine()} CPU, {os.cpu_count()} cores ({platform.processor() or 'unknown'})",
+                    "device": f"{platform.machine()} CPU, {os.cpu_count()} cores ({cpu_name()})",
                     "num_threads": args.threads, "model_version": bp.version,
                     "clips": {"n": args.clips, "frames_each": args.frames, "size": [320, 320],
                               "classes": [CLIP_CLASSES[i % len(CLIP_CLASSES)] for i in range(args.clips)],
