@@ -131,10 +131,11 @@ def stage_times(bp: BlazePose, frame: np.ndarray, n: int = 30) -> dict:
             ts.append(time.perf_counter() - t)
         return round(1000 * float(np.median(ts)), 2)
     h, w = frame.shape[:2]
+    letterbox, crop = G.letterbox_affine(w, h), G.roi_affine(roi, 256)
     return {"detect": med(lambda: bp.detect(frame)),
-            "detector_letterbox_warp": med(lambda: G.sample_affine(frame, G.letterbox_affine(w, h), 224, "zero")),
+            "detector_letterbox_warp": med(lambda: G.sample_affine(frame, letterbox, 224, "zero")),
             "landmarks_in_roi": med(lambda: bp.landmarks_in_roi(frame, roi)),
-            "landmark_crop_warp": med(lambda: G.sample_affine(frame, G.roi_affine(roi, 256), 256, "replicate"))}
+            "landmark_crop_warp": med(lambda: G.sample_affine(frame, crop, 256, "replicate"))}
 
 
 def cpu_name() -> str:

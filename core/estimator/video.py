@@ -55,7 +55,7 @@ class FrameSource:
     kind: str                         # "video" or "frames"
     size: tuple[int, int]             # (width, height) of every frame, upright
     fps: float | None                 # frames per second; None when unknown
-    frame_count: int | None           # exact for a folder; the container's count (may be None or off) for a video
+    frame_count: int | None           # exact for a folder; a video's container count (None, or off)
     max_frames: int = DEFAULT_MAX_FRAMES
     max_pixels: int = DEFAULT_MAX_PIXELS
     frame_paths: list[Path] = field(default_factory=list)   # a folder's images, in order
