@@ -302,12 +302,14 @@ def test_empty_pose_has_the_full_shapes():
 
 # ------------------------------------------------------------------------ frame readers
 
-def _write_video(path, frames, fps=25):
+def _write_video(path, frames, fps=25, rotation=0):
     import av
 
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        if rotation:
+            s.set_display_rotation(rotation)    # counter-clockwise, like a phone's metadata
         s.options = {"crf": "0"}       # lossless luma: colours survive the round trip
         for f in frames:
             for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
@@ -332,6 +334,19 @@ def test_reads_a_video_it_wrote(tmp_path):
     assert arr.shape == (6, 48, 64, 3) and fps == 25
     with pytest.raises(DataError, match="more than"):
         list(open_frames(path, max_frames=4))
+
+
+def test_video_display_rotation_is_applied(tmp_path):
+    frames = np.zeros((2, 48, 64, 3), np.uint8)
+    frames[:, :24, :32] = 255                        # white top-left quadrant
+    path = tmp_path / "phone.mp4"
+    _write_video(path, frames, rotation=90)
+    src = open_frames(path)
+    assert src.size == (48, 64)                      # upright: portrait
+    f = next(iter(src))
+    assert f.shape == (64, 48, 3)
+    # turned 90 degrees counter-clockwise: the top-left quadrant is now bottom-left
+    assert f[40:, :20].mean() > 200 and f[:24, :20].mean() < 50 and f[40:, 28:].mean() < 50
 
 
 def test_estimates_a_video_file(bp, tmp_path):
