@@ -37,14 +37,15 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.data import body as B  # noqa: E402
-from core.data.render import render_scene, sample_scene  # noqa: E402
 from core.estimator import geometry as G  # noqa: E402
-from core.estimator.blazepose import (BlazePose, COCO17_FROM_BLAZEPOSE,  # noqa: E402
-                                      temporal25_from_blazepose)
+from core.estimator.blazepose import COCO17_FROM_BLAZEPOSE, BlazePose, temporal25_from_blazepose  # noqa: E402
 from core.io import write_json  # noqa: E402
 from core.keypoints import COCO17_FROM_BODY, TEMPORAL25_FROM_BODY  # noqa: E402
 from core.metrics import PCK_THRESHOLDS, pck  # noqa: E402
+from core.synthetic import body as B  # noqa: E402
+from core.synthetic.poses import sample_pose  # noqa: E402
+from core.synthetic.render import render_scene
+from core.synthetic.scene import sample_scene  # noqa: E402
 
 CLIP_CLASSES = ("squat", "jumping_jack", "lunge", "overhead_press", "bicep_curl", "warrior2", "tree",
                 "pushup", "bird_dog", "crunch")
@@ -58,7 +59,7 @@ def render_clip(seed: int, frames: int, cls: str, size: int = 320):
     person_seed = int(rng.integers(2 ** 31))
     images, truth = [], []
     for t in range(frames):
-        s = B.sample_pose(cls, np.random.default_rng(person_seed), phase=t / frames,
+        s = sample_pose(cls, np.random.default_rng(person_seed), phase=t / frames,
                           variation=person.variation, shape=person.shape)
         joints = B.pose_body(person.shape, s.pose, s.root_rotation, (0.0, 0.0), person.heading)
         scene.people[0] = dataclasses.replace(person, joints=joints)

@@ -11,26 +11,35 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from core.errors import DataError, PoseLabError
 from core.estimator import geometry as G
 from core.estimator.blazepose import (
-    COCO17_FROM_BLAZEPOSE, BlazePose, Pose, coco17_from_blazepose, model_paths, model_version,
-    refine_from_heatmap, temporal25_from_blazepose)
+    COCO17_FROM_BLAZEPOSE,
+    BlazePose,
+    Pose,
+    coco17_from_blazepose,
+    model_paths,
+    model_version,
+    refine_from_heatmap,
+    temporal25_from_blazepose,
+)
 from core.estimator.video import natural_key, open_frames, read_frames
 from core.keypoints import BLAZEPOSE_INDICES, COCO17, TEMPORAL25, TEMPORAL25_FROM_BODY
-
+from core.synthetic import body as B
+from core.synthetic.poses import sample_pose
+from core.synthetic.render import render_scene
+from core.synthetic.scene import sample_scene
 
 # --------------------------------------------------------------------- rendered people
 
 def render_clip(seed: int, frames: int, *, size: int = 256, cls: str = "jumping_jack"):
     """One person of class ``cls`` in a rendered room, moving through ``frames`` phases
     of the exercise (room, look and camera fixed) -> (T, H, W, 3) uint8, (T, 25, 3) GT."""
-    from core.data import body as B
-    from core.data.render import render_scene, sample_scene
-
     rng = np.random.default_rng(seed)
     scene = sample_scene(rng, size=size, people_max=1, classes=(cls,))
     person = scene.people[0]
@@ -38,7 +47,7 @@ def render_clip(seed: int, frames: int, *, size: int = 256, cls: str = "jumping_
     images, truth = [], []
     for t in range(frames):
         phase = 0.8 * t / (frames - 1) if frames > 1 else None
-        s = B.sample_pose(cls, np.random.default_rng(person_seed), phase=phase,
+        s = sample_pose(cls, np.random.default_rng(person_seed), phase=phase,
                           variation=person.variation, shape=person.shape)
         joints = B.pose_body(person.shape, s.pose, s.root_rotation, (0.0, 0.0), person.heading)
         scene.people[0] = dataclasses.replace(person, joints=joints)
@@ -303,7 +312,6 @@ def test_empty_pose_has_the_full_shapes():
 # ------------------------------------------------------------------------ frame readers
 
 def _write_video(path, frames, fps=25, rotation=0):
-    import av
 
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=fps)
@@ -373,7 +381,6 @@ def test_rejects_what_is_not_a_video(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         open_frames(tmp_path / "missing.mp4")
     # a file FFmpeg opens, without a video stream
-    import av
     wav = tmp_path / "sound.wav"
     with av.open(str(wav), "w") as c:
         s = c.add_stream("pcm_s16le", rate=8000)
@@ -386,7 +393,6 @@ def test_rejects_what_is_not_a_video(tmp_path):
 
 
 def test_reads_a_folder_of_frames_in_natural_order(tmp_path):
-    from PIL import Image
 
     for i in (1, 2, 10):
         Image.fromarray(np.full((8, 12, 3), i * 20, np.uint8)).save(tmp_path / f"frame{i}.png")

@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from PIL import Image
 
 # --------------------------------------------------------------------------- anchors
 
@@ -282,7 +283,6 @@ def sample_affine(image: np.ndarray, affine: np.ndarray, size: int, border: str)
     one pixel wider on every side, and outside the image filled by the border rule. So
     PIL never samples beyond its patch and the border is exactly the one asked for.
     """
-    from PIL import Image
 
     h, w = image.shape[:2]
     a = np.asarray(affine, dtype=np.float64)

@@ -16,7 +16,7 @@ turned upright when the stream carries a display rotation (phone videos), as EXI
 orientation is applied to photos.
 
 A folder: every file with an image suffix, in natural order (``frame2`` before
-``frame10``), read with ``core.data.images.open_image`` (EXIF, 16-bit, alpha handled);
+``frame10``), read with ``core.images.open_image`` (EXIF, 16-bit, alpha handled);
 its frame rate is whatever the caller says (``fps``), None when unknown.
 
 Errors mean bad input and are ``DataError(path, problem)`` with one line: a missing
@@ -37,6 +37,7 @@ from typing import Iterator
 import numpy as np
 
 from core.errors import DataError
+from core.images import open_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 DEFAULT_MAX_FRAMES = 10_000
@@ -71,7 +72,6 @@ class FrameSource:
         return self.frame_count
 
     def _iter_images(self) -> Iterator[np.ndarray]:
-        from core.data.images import open_image
 
         for p in self.frame_paths:
             a = np.asarray(open_image(p, max_pixels=self.max_pixels))
@@ -113,7 +113,6 @@ def open_frames(path: str | Path, *, fps: float | None = None,
             raise DataError(path, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         if len(files) > max_frames:
             raise DataError(path, f"{len(files):,} images is more than the limit of {max_frames:,} frames")
-        from core.data.images import open_image
 
         first = open_image(files[0], max_pixels=max_pixels)
         return FrameSource(path, "frames", first.size, fps, len(files), max_frames, max_pixels, files)
