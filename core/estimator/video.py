@@ -34,6 +34,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
+import av
 import numpy as np
 
 from core.errors import DataError
@@ -118,7 +119,6 @@ def open_frames(path: str | Path, *, fps: float | None = None,
         return FrameSource(path, "frames", first.size, fps, len(files), max_frames, max_pixels, files)
     if path.stat().st_size == 0:
         raise DataError(path, "empty file (0 bytes)")
-    av = _av()
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -154,15 +154,6 @@ def read_frames(path: str | Path, **kwargs) -> tuple[np.ndarray, float | None]:
 
 # --------------------------------------------------------------------------- PyAV
 
-def _av():
-    try:
-        import av
-    except ImportError:
-        from core.errors import PoseLabError
-        raise PoseLabError("reading video needs PyAV: pip install -r requirements.txt") from None
-    return av
-
-
 def _reason(e: BaseException) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
@@ -172,7 +163,6 @@ def _reason(e: BaseException) -> str:
 
 def _decode(path: Path) -> Iterator:
     """Decoded video frames of ``path`` (PyAV VideoFrame), errors as DataError."""
-    av = _av()
     n = 0
     try:
         with av.open(str(path)) as container:
