@@ -47,6 +47,11 @@ class Clip:
     keypoints: np.ndarray         # (T, 25, 3) image px x, y, visibility 0/1/2 (TEMPORAL25)
     image_size: tuple[int, int]   # (width, height)
     world: np.ndarray             # (T, 25, 3) joint positions, metres (y up)
+    skeleton: np.ndarray          # (T, len(ALL_JOINTS), 3) every joint, for the renderer
+    cameras: list                 # (T,) core.synthetic.camera.Camera, one per frame
+    shape: body.BodyShape         # the person's body
+    variation: str | None = None  # the exercise's variation (None for climbing)
+    heading: float = 0.0          # radians about y the body faces
 
 
 def movement_for(i: int) -> str:
@@ -86,8 +91,8 @@ def _limb_angles(kind: str, side: str, e: np.ndarray) -> dict[str, np.ndarray]:
             for j in low}
 
 
-def climb_world(frames: int, rng: np.random.Generator) -> np.ndarray:
-    """(T, len(BODY_JOINTS), 3) world positions of a climber going up a wall at z ~ 0.35 m."""
+def climb_world(frames: int, rng: np.random.Generator) -> tuple[np.ndarray, body.BodyShape]:
+    """((T, len(ALL_JOINTS), 3) world positions, body) of a climber going up a wall at z ~ 0.35 m."""
     shape = body.sample_shape(rng)
     period = rng.uniform(24, 44)  # frames per four-beat cycle
     rise = rng.uniform(0.28, 0.4) * shape.height / 1.72  # metres climbed per cycle
@@ -106,8 +111,7 @@ def climb_world(frames: int, rng: np.random.Generator) -> np.ndarray:
     angles[:, body.JOINT_INDEX["neck"], 0] = np.radians(-25.0)  # looking up the wall
     lean = body.euler_to_matrix(np.radians(np.array([12.0, 0.0, 0.0])))
     root = np.stack([0.06 * sway, 0.9 + rise * (cycle - cycle[0]), np.zeros(frames)], -1)
-    pos = body.all_joint_positions(shape, angles, root_position=root, root_rotation=lean)
-    return pos[..., body.BODY_FROM_ALL, :]
+    return body.all_joint_positions(shape, angles, root_position=root, root_rotation=lean), shape
 
 
 def _follow(values: np.ndarray, lag: float) -> np.ndarray:
@@ -121,8 +125,10 @@ def _follow(values: np.ndarray, lag: float) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- exercises
 
-def exercise_world(name: str, frames: int, rng: np.random.Generator) -> np.ndarray:
-    """(T, len(BODY_JOINTS), 3) world positions of repetitions of one exercise."""
+def exercise_world(name: str, frames: int, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, body.BodyShape, str, float]:
+    """((T, len(ALL_JOINTS), 3) world positions, body, variation, heading) of repetitions
+    of one exercise."""
     shape = body.sample_shape(rng)
     variation = poses.POSE_CLASSES[name].variations[int(rng.integers(len(poses.POSE_CLASSES[name].variations)))]
     person_seed = int(rng.integers(2 ** 31))
@@ -131,7 +137,7 @@ def exercise_world(name: str, frames: int, rng: np.random.Generator) -> np.ndarr
     rate = 1 + _slow(rng, tn, 0.25)  # tempo varies smoothly around the mean
     phase = np.cumsum(rate) / rate.sum() * reps + rng.uniform(0, 1)
     heading = rng.uniform(-math.pi, math.pi)
-    out = np.empty((frames, len(body.BODY_JOINTS), 3))
+    out = np.empty((frames, len(body.ALL_JOINTS), 3))
     for i, ph in enumerate(np.mod(phase, 1.0)):
         # same rng seed every frame: the person's own angle noise stays fixed, only the
         # repetition phase moves (poses.sample_pose's contract)
@@ -140,16 +146,17 @@ def exercise_world(name: str, frames: int, rng: np.random.Generator) -> np.ndarr
         pos = body.pose_body(shape, s.pose, s.root_rotation, heading=heading)
         if name == "jumping_jack":
             pos[:, 1] += 0.08 * poses.repetition(float(ph))
-        out[i] = pos[body.BODY_FROM_ALL]
-    return out
+        out[i] = pos
+    return out, shape, variation, float(heading)
 
 
 # ---------------------------------------------------------------------------- filming
 
 def film(world: np.ndarray, rng: np.random.Generator, *, yaw_centre: float, yaw_spread: float,
          pitch_range: tuple[float, float], fill_range: tuple[float, float],
-         lag: float = 0.0, image_size: tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
-    """Project (T, J, 3) world joints with a slowly moving camera -> (T, J, 3) x, y, vis."""
+         lag: float = 0.0, image_size: tuple[int, int] = IMAGE_SIZE) -> tuple[np.ndarray, list]:
+    """Project (T, J, 3) world joints with a slowly moving camera -> ((T, J, 3) x, y, vis,
+    the T cameras)."""
     frames = len(world)
     w, h = image_size
     tn = np.linspace(0, 1, frames)
@@ -164,34 +171,40 @@ def film(world: np.ndarray, rng: np.random.Generator, *, yaw_centre: float, yaw_
     distance = distance * (1 + _slow(rng, tn, 0.06))
     roll = rng.normal(0, 2.0)
     out = np.empty(world.shape[:2] + (3,))
+    cameras = []
     for i in range(frames):  # one small camera per frame
         cam = camera.look_at_camera(target[i], yaw_deg=float(yaw[i]), pitch_deg=float(pitch[i]),
                                   distance=float(distance[i]), roll_deg=roll, fov_deg=fov,
                                   width=w, height=h)
+        cameras.append(cam)
         uv, depth = camera.project(cam, world[i])
         inside = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
         # far side of the body: deeper than the body's centre by more than 8 cm
         far = depth > np.median(depth) + 0.08
         out[i, :, :2] = np.where(inside[:, None], uv, 0.0)
         out[i, :, 2] = np.where(inside, np.where(far, 1, 2), 0)
-    return out
+    return out, cameras
 
 
 def animate(movement: str, frames: int, rng: np.random.Generator,
             image_size: tuple[int, int] = IMAGE_SIZE) -> Clip:
     """One clip of ``movement`` ("climb" or one of EXERCISES), ``frames`` long."""
+    variation, heading = None, 0.0
     if movement == "climb":
-        world = climb_world(frames, rng)
-        kp = film(world, rng, yaw_centre=180.0, yaw_spread=40.0, pitch_range=(-12.0, 15.0),
-                  fill_range=(0.8, 1.05), lag=0.85, image_size=image_size)
+        skeleton, shape = climb_world(frames, rng)
+        world = skeleton[:, body.BODY_FROM_ALL]
+        kp, cams = film(world, rng, yaw_centre=180.0, yaw_spread=40.0, pitch_range=(-12.0, 15.0),
+                        fill_range=(0.8, 1.05), lag=0.85, image_size=image_size)
     elif movement in EXERCISES:
-        world = exercise_world(movement, frames, rng)
-        kp = film(world, rng, yaw_centre=0.0, yaw_spread=180.0, pitch_range=(0.0, 25.0),
-                  fill_range=(0.75, 1.05), image_size=image_size)
+        skeleton, shape, variation, heading = exercise_world(movement, frames, rng)
+        world = skeleton[:, body.BODY_FROM_ALL]
+        kp, cams = film(world, rng, yaw_centre=0.0, yaw_spread=180.0, pitch_range=(0.0, 25.0),
+                        fill_range=(0.75, 1.05), image_size=image_size)
     else:
         raise ValueError(f"unknown movement {movement!r}; known: {', '.join(MOVEMENTS)}")
     sel = TEMPORAL25_FROM_BODY
-    return Clip(movement, kp[:, sel].astype(np.float32), image_size, world[:, sel])
+    return Clip(movement, kp[:, sel].astype(np.float32), image_size, world[:, sel], skeleton=skeleton,
+                cameras=cams, shape=shape, variation=variation, heading=heading)
 
 
 assert len(TEMPORAL25_FROM_BODY) == len(TEMPORAL25)

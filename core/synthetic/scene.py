@@ -54,7 +54,7 @@ AMBIENT = (0.45, 0.65)        # share of light that does not depend on orientati
 SENSOR_NOISE = (0.5, 3.0)     # std of the sensor noise, 8-bit levels
 
 
-def _hsv_colour(rng: np.random.Generator, s_range=(0.3, 0.9), v_range=(0.25, 0.95)) -> np.ndarray:
+def hsv_colour(rng: np.random.Generator, s_range=(0.3, 0.9), v_range=(0.25, 0.95)) -> np.ndarray:
     h = rng.uniform(0, 1)
     s = rng.uniform(*s_range)
     v = rng.uniform(*v_range)
@@ -125,12 +125,12 @@ def sample_look(rng: np.random.Generator, class_name: str) -> dict:
     return dict(
         skin=np.clip(skin, 0, 255),
         hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))],
-        shirt=_hsv_colour(rng), pants=_hsv_colour(rng, (0.05, 0.7), (0.1, 0.7)),
-        shoes=_hsv_colour(rng, (0.0, 0.6), (0.2, 1.0)),
+        shirt=hsv_colour(rng), pants=hsv_colour(rng, (0.05, 0.7), (0.1, 0.7)),
+        shoes=hsv_colour(rng, (0.0, 0.6), (0.2, 1.0)),
         long_sleeves=bool(rng.random() < LONG_SLEEVES), shorts=bool(rng.random() < SHORTS),
         dumbbells=class_name in DUMBBELL_CLASSES and bool(rng.random() < DUMBBELL_SHARE),
         dumbbell_colour=(np.array([55, 55, 60.0]) if rng.random() < 0.6
-                         else _hsv_colour(rng, (0.5, 0.9), (0.3, 0.7))))
+                         else hsv_colour(rng, (0.5, 0.9), (0.3, 0.7))))
 
 
 def sample_person(rng: np.random.Generator, class_name: str, position_xz, heading: float) -> Person:
@@ -206,7 +206,7 @@ def sample_mats(rng: np.random.Generator, people: list[Person]) -> list:
             xz = p.joints[:, [0, 2]] - pel[[0, 2]]
             ext = xz[np.argmax(np.linalg.norm(xz, axis=1))]
             yaw = math.atan2(ext[1], ext[0]) if np.linalg.norm(ext) > 0.4 else p.heading
-            mats.append((pel[[0, 2]].copy(), yaw, _hsv_colour(rng, (0.3, 0.8), (0.3, 0.9))))
+            mats.append((pel[[0, 2]].copy(), yaw, hsv_colour(rng, (0.3, 0.8), (0.3, 0.9))))
     return mats
 
 
@@ -232,7 +232,7 @@ def sample_props(rng: np.random.Generator, people: list[Person], cam: Camera) ->
         if cam_xz < 0.8 or not _footprint_clear(pos[None], people, size_m + 0.15):
             continue
         props.append(Prop(kind, pos, float(size_m),
-                          _hsv_colour(rng, (0.4, 1.0), (0.4, 1.0)), float(rng.uniform(0, math.pi))))
+                          hsv_colour(rng, (0.4, 1.0), (0.4, 1.0)), float(rng.uniform(0, math.pi))))
     return props
 
 
@@ -242,7 +242,7 @@ def sample_room(rng: np.random.Generator, centre: np.ndarray, radius: float, cam
     The room is a box around ``centre`` big enough to hold every camera position given
     ((3,) or (T, 3): a camera outside would see the walls' backs)."""
     style = FLOOR_STYLES[int(rng.integers(len(FLOOR_STYLES)))]
-    base = _hsv_colour(rng, (0.05, 0.45), (0.35, 0.85))
+    base = hsv_colour(rng, (0.05, 0.45), (0.35, 0.85))
     if style == "wood":
         base = np.array([150, 105, 65]) * rng.uniform(0.7, 1.3)
     floor_colours = np.clip(np.stack([base, base * rng.uniform(0.7, 0.92)]), 0, 255)
@@ -255,7 +255,7 @@ def sample_room(rng: np.random.Generator, centre: np.ndarray, radius: float, cam
             colour = np.array([215, 230, 245.0]) * rng.uniform(0.9, 1.05)
             y0, y1 = rng.uniform(0.8, 1.1), rng.uniform(2.0, 2.5)
         else:                    # a poster or a picture
-            colour = _hsv_colour(rng, (0.2, 0.9), (0.2, 0.95))
+            colour = hsv_colour(rng, (0.2, 0.9), (0.2, 0.95))
             y0 = rng.uniform(1.1, 1.6)
             y1 = y0 + rng.uniform(0.4, 0.9)
         panels.append((int(rng.integers(4)), float(rng.uniform(-3, 3)), float(rng.uniform(0.5, 1.6)),
@@ -266,7 +266,7 @@ def sample_room(rng: np.random.Generator, centre: np.ndarray, radius: float, cam
     room_half = float(max(4.0, radius + 2.5, cam_off + 0.5) + rng.uniform(0, 2))
     floor_scale = float(rng.uniform(0.3, 0.8) if style != "wood" else rng.uniform(0.12, 0.22))
     return dict(floor_style=style, floor_colours=floor_colours, floor_scale=floor_scale,
-                wall_colour=_hsv_colour(rng, (0.0, 0.35), (0.55, 0.95)),
+                wall_colour=hsv_colour(rng, (0.0, 0.35), (0.55, 0.95)),
                 room_half=room_half, room_centre=room_centre, light=light,
                 ambient=float(rng.uniform(*AMBIENT)), wall_panels=panels,
                 noise=float(rng.uniform(*SENSOR_NOISE)))

@@ -37,6 +37,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.estimator.geometry import apply_affine, invert_affine
+
 HEATMAP_SUM = 255.0  # c of the study: every non-empty heatmap sums to this
 
 
@@ -87,6 +89,51 @@ def heatmap_to_image(points, boxes, size: tuple[int, int]):
     x = (points[..., 0] + 0.5) / w * (x1 - x0) + x0
     y = (points[..., 1] + 0.5) / h * (y1 - y0) + y0
     return _stack(points, x, y)
+
+
+def box_affines(boxes, size: tuple[int, int]) -> np.ndarray:
+    """(..., 2, 3) affine maps of ``heatmap_to_image`` for axis-aligned ``boxes`` (..., 4):
+    heatmap pixel (u, v, 1) -> image pixel, the form a rotated crop's mapping also takes."""
+    h, w = size
+    boxes = np.asarray(boxes, np.float64)
+    x0, y0, x1, y1 = (boxes[..., i] for i in range(4))
+    sx, sy = (x1 - x0) / w, (y1 - y0) / h
+    zero = np.zeros_like(sx)
+    return np.stack([np.stack([sx, zero, x0 + 0.5 * sx], -1), np.stack([zero, sy, y0 + 0.5 * sy], -1)], -2)
+
+
+def to_image(points, affines) -> np.ndarray:
+    """Heatmap pixels (..., K, 2) -> image pixels through per-frame ``affines`` (..., 2, 3)."""
+    return apply_affine(np.asarray(points, np.float64), affines)
+
+
+def to_heatmap(points, affines) -> np.ndarray:
+    """Image pixels (..., K, 2) -> heatmap pixels: the inverse of ``to_image``. Not clamped."""
+    return apply_affine(np.asarray(points, np.float64), invert_affine(np.asarray(affines, np.float64)))
+
+
+def affine_scale(affines) -> np.ndarray:
+    """Image pixels per heatmap pixel of each map (..., 2, 3) -> (...): sqrt |det|."""
+    a = np.asarray(affines, np.float64)
+    return np.sqrt(np.abs(a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]))
+
+
+def pool_heatmaps(heatmaps: np.ndarray, affines: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Average-pool (T, K, H, W) heatmaps by ``factor`` and adapt their (T, 2, 3) affines:
+    pooled pixel u' covers pixels factor*u' .. factor*u' + factor - 1, whose centre is
+    u = factor*u' + (factor - 1) / 2."""
+    if factor == 1:
+        return heatmaps, affines
+    t, k, h, w = heatmaps.shape
+    if h % factor or w % factor:
+        raise ValueError(f"heatmaps of {h}x{w} cannot be pooled by {factor}")
+    pooled = heatmaps.reshape(t, k, h // factor, factor, w // factor, factor).mean(axis=(3, 5))
+    a = np.asarray(affines, np.float64)
+    shift = (factor - 1) / 2
+    out = a.copy()
+    out[..., :2] = a[..., :2] * factor
+    out[..., 2] = a[..., 2] + shift * (a[..., 0] + a[..., 1])
+    return pooled.astype(heatmaps.dtype), out
 
 
 def clamp_to_heatmap(points, size: tuple[int, int]):

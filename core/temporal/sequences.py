@@ -245,15 +245,24 @@ def _is_index(path: Path) -> bool:
         return False
 
 
-def write_dataset(out: str | Path, videos: list[Video], *, meta: dict | None = None) -> Path:
-    """Write videos as a dataset folder (``videos/<id>.npz`` + index.json), atomically.
-
-    Built in a temporary sibling folder and renamed into place, so an interrupted write
-    leaves any previous dataset at ``out`` untouched. Returns the index.json path.
-    """
+def staging_folder(out: str | Path) -> Path:
+    """A new temporary folder beside ``out`` to build a dataset in (frames first), then
+    hand to ``write_dataset(..., staged=)``; removed by the caller on error."""
     out = _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+
+def write_dataset(out: str | Path, videos: list[Video], *, meta: dict | None = None,
+                  staged: Path | None = None) -> Path:
+    """Write videos as a dataset folder (``videos/<id>.npz`` + index.json), atomically.
+
+    Built in a temporary sibling folder (``staged``, from ``staging_folder``, when the
+    caller has already put the frames there) and renamed into place, so an interrupted
+    write leaves any previous dataset at ``out`` untouched. Returns the index.json path.
+    """
+    out = _check_out(out)
+    tmp = staged if staged is not None else staging_folder(out)
     try:
         entries = []
         for v in videos:

@@ -25,6 +25,14 @@ image_size      (2,) int           optional: frame width, height (default: the e
                                    the boxes).
 frame_paths     (T,) str           optional: image file per frame (relative to the file).
 estimator       () str             optional: what made the heatmaps, e.g. "simulated".
+heatmap_affine  (T, 2, 3) float    optional: heatmap pixel (u, v) -> image pixel (x, y), for
+                                   an estimator whose crop is rotated (BlazePose): x, y =
+                                   A @ (u, v, 1), pixel centres at integer u, v. When given
+                                   it replaces the box mapping; ``boxes`` is then the
+                                   person's box for display.
+found           (T,) bool          optional: frames where the estimator found a person
+                                   (default all). The heatmaps of the others are zeros and
+                                   their box/affine repeat the nearest found frame's.
 ==============  =================  ==========================================================
 """
 from __future__ import annotations
@@ -38,6 +46,7 @@ import numpy as np
 from core.errors import DataError
 from core.io import atomic_write
 from core.keypoints import TEMPORAL25
+from core.temporal.heatmaps import box_affines
 
 K = len(TEMPORAL25)
 WINDOW = 5  # k: frames per window of the temporal models
@@ -59,6 +68,8 @@ class Video:
     first_frame: int = 0              # frame number of heatmaps[0] in the original video
     group: str | None = None          # recording it belongs to; splits never cut a group
     estimator: str | None = None      # what made the heatmaps ("simulated", "blazepose ..."), if known
+    heatmap_affine: np.ndarray | None = None   # (T, 2, 3) heatmap px -> image px; None = box mapping
+    found: np.ndarray | None = None   # (T,) bool, frames where the estimator found a person
 
     @property
     def num_frames(self) -> int:
@@ -71,11 +82,18 @@ class Video:
     def frames(self, start: int, stop: int, *, id: str | None = None) -> "Video":
         """Frames ``start:stop`` as a video of their own (arrays are views)."""
         sl = slice(start, stop)
+        part = lambda a: None if a is None else a[sl]   # noqa: E731
         return replace(self, id=id or f"{self.id}[{start}:{stop}]", heatmaps=self.heatmaps[sl],
-                       boxes=self.boxes[sl],
-                       keypoints=None if self.keypoints is None else self.keypoints[sl],
-                       frame_paths=None if self.frame_paths is None else self.frame_paths[sl],
+                       boxes=self.boxes[sl], keypoints=part(self.keypoints), frame_paths=part(self.frame_paths),
+                       heatmap_affine=part(self.heatmap_affine), found=part(self.found),
                        first_frame=self.first_frame + start)
+
+    def affines(self) -> np.ndarray:
+        """(T, 2, 3) heatmap pixel -> image pixel, for every frame (from the boxes when the
+        video has no ``heatmap_affine``)."""
+        if self.heatmap_affine is not None:
+            return self.heatmap_affine
+        return box_affines(self.boxes, self.heatmap_size)
 
 
 def check(cond: bool, path, problem: str) -> None:
@@ -149,8 +167,20 @@ def load_video(path: str | Path, *, min_frames: int = WINDOW) -> Video:
         est = arrays["estimator"]
         check(est.shape == () and est.dtype.kind == "U", path, "estimator must be one string")
         estimator = str(est)
+    affine = None
+    if "heatmap_affine" in arrays:
+        affine = arrays["heatmap_affine"].astype(np.float64)
+        check(affine.shape == (t, 2, 3), path, f"heatmap_affine must be ({t}, 2, 3), got {affine.shape}")
+        check(bool(np.isfinite(affine).all()), path, "heatmap_affine contains NaN or infinite values")
+        det = affine[:, 0, 0] * affine[:, 1, 1] - affine[:, 0, 1] * affine[:, 1, 0]
+        check(bool((np.abs(det) > 1e-9).all()), path, "heatmap_affine has a frame that maps to a line")
+    found = None
+    if "found" in arrays:
+        found = arrays["found"]
+        check(found.shape == (t,) and found.dtype == bool, path, f"found must be ({t},) bool")
     return Video(id=path.stem, heatmaps=hm, boxes=boxes, keypoints=keypoints, joint_mask=joint_mask,
-                 image_size=image_size, frame_paths=frame_paths, path=path.resolve(), estimator=estimator)
+                 image_size=image_size, frame_paths=frame_paths, path=path.resolve(), estimator=estimator,
+                 heatmap_affine=affine, found=found)
 
 
 def save_video(path: str | Path, video: Video) -> None:
@@ -164,5 +194,9 @@ def save_video(path: str | Path, video: Video) -> None:
         arrays["frame_paths"] = np.asarray(video.frame_paths, dtype=str)
     if video.estimator:
         arrays["estimator"] = np.asarray(video.estimator, dtype=str)
+    if video.heatmap_affine is not None:
+        arrays["heatmap_affine"] = np.asarray(video.heatmap_affine, dtype=np.float32)
+    if video.found is not None:
+        arrays["found"] = np.asarray(video.found, dtype=bool)
     with atomic_write(path, "wb") as f:
         np.savez(f, **arrays)

@@ -17,12 +17,14 @@ from core import distributed as D
 from core.keypoints import TEMPORAL25
 from core.metrics import PCK_THRESHOLDS, pooled_pck
 from core.temporal.heatmaps import (
+    affine_scale,
     bbox_norm,
     clamp_to_heatmap,
     decode_heatmaps,
     gaussian_heatmaps,
     image_to_heatmap,
     normalize_heatmaps,
+    to_heatmap,
 )
 from core.temporal.videos import WINDOW, K, Video
 
@@ -63,9 +65,14 @@ def video_frames(video: Video, *, norm: str = "bbox", sigma: float | None = None
         visible = np.zeros((t, K), bool)
         n = np.zeros(t, np.float32)
     else:
-        raw = image_to_heatmap(video.keypoints[..., :2].astype(np.float32), video.boxes, size)
+        xy = video.keypoints[..., :2].astype(np.float32)
         visible = (video.keypoints[..., 2] > 0) & video.joint_mask[None]
-        n = bbox_norm(raw, visible)
+        if video.heatmap_affine is None:
+            raw = image_to_heatmap(xy, video.boxes, size)
+            n = bbox_norm(raw, visible)
+        else:   # a rotated crop: the box is measured in the image, so rotation cannot change it
+            raw = to_heatmap(xy, video.heatmap_affine).astype(np.float32)
+            n = bbox_norm(xy, visible) / affine_scale(video.heatmap_affine)
         if norm == "torso":
             ls, rh = TEMPORAL25.index("left_shoulder"), TEMPORAL25.index("right_hip")
             torso = np.linalg.norm(raw[:, ls] - raw[:, rh], axis=-1)

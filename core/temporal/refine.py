@@ -1,0 +1,171 @@
+"""``python -m core refine``: a finished temporal run refines every frame of a dataset.
+
+Each video is cut into windows of the run's k frames that cover it exactly once: windows
+at 0, k, 2k, ... and, when T is not a multiple of k, one last window ending at the last
+frame, of which only the frames not yet refined are kept (a video shorter than k frames
+is padded with its last frame). Every frame therefore gets exactly one refined location
+per keypoint, computed with as much context as the run was trained with.
+
+Heatmap sizes: a run trained on S-px heatmaps refines S-px heatmaps; larger maps whose
+side is a multiple of S (BlazePose's 64 for a run trained on 32) are average-pooled first,
+their affines adapted, as ``python -m core synth sequences --heatmap`` pools them.
+
+Outputs: a CSV with one row per (video, frame): ``video, frame, found`` then ``<keypoint>_x,
+<keypoint>_y`` for the 25 TEMPORAL25 keypoints in image pixels, and an ``.npz`` beside it
+with ``refined`` and ``estimator`` (N, 25, 2) image pixels, ``video`` and ``frame`` (N,),
+``found`` (N,) and the run's id.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from core.errors import DataError, RunError
+from core.io import atomic_path, atomic_write
+from core.keypoints import TEMPORAL25
+from core.models import load_model
+from core.runs import Run, load_run
+from core.temporal.heatmaps import decode_heatmaps, pool_heatmaps, to_image
+from core.temporal.sequences import INDEX, _read_index
+from core.temporal.videos import Video, load_video
+from core.temporal.windows import video_frames
+
+
+@dataclass
+class Refined:
+    """One video refined: image-pixel locations per frame."""
+    video: str
+    refined: np.ndarray          # (T, 25, 2) the run's output
+    estimator: np.ndarray        # (T, 25, 2) the estimator's own peaks
+    found: np.ndarray            # (T,) bool
+
+
+def read_videos(path: str | Path) -> list[Video]:
+    """Every video of a sequence dataset (folder or index.json), a folder of .npz, or one
+    .npz, unsplit."""
+    path = Path(path).expanduser()
+    if path.is_dir() and (path / INDEX).is_file():
+        path = path / INDEX
+    if path.is_file() and path.name == INDEX:
+        return _read_index(path)[0]
+    if path.is_file() and path.suffix == ".npz":
+        return [load_video(path, min_frames=1)]
+    if path.is_dir():
+        files = sorted(path.rglob("*.npz"))
+        if files:
+            return [load_video(p, min_frames=1) for p in files]
+    raise DataError(path, "expected a sequence dataset folder, its index.json, or .npz videos")
+
+
+def window_starts(num_frames: int, k: int) -> list[int]:
+    """Starts of windows of k frames that cover ``num_frames`` frames, each frame once
+    through ``keep_from``: 0, k, 2k, ... and T - k last when k does not divide T."""
+    if num_frames <= k:
+        return [0]
+    starts = list(range(0, num_frames - k + 1, k))
+    if starts[-1] + k < num_frames:
+        starts.append(num_frames - k)
+    return starts
+
+
+def _matching(video: Video, size: tuple[int, int] | None) -> Video:
+    """``video`` with its heatmaps pooled to the run's ``size`` (None: as they are)."""
+    if size is None or tuple(size) == video.heatmap_size:
+        return video
+    h, w = video.heatmap_size
+    factor = h // size[0]
+    if factor < 1 or h != factor * size[0] or w != factor * size[1]:
+        raise DataError(video.path, f"heatmaps are {h}x{w}; the run was trained on {size[0]}x{size[1]} "
+                                    "and only larger maps with a multiple of its side can be pooled to it")
+    maps, affines = pool_heatmaps(np.asarray(video.heatmaps, np.float32), video.affines(), factor)
+    return Video(**{**video.__dict__, "heatmaps": maps, "heatmap_affine": affines})
+
+
+@torch.no_grad()
+def refine_video(model: torch.nn.Module, video: Video, *, k: int, size: tuple[int, int] | None = None,
+                 batch_size: int = 16) -> Refined:
+    """Refine every frame of ``video`` (see the module docstring)."""
+    video = _matching(video, size)
+    frames = video_frames(video)                                    # input (T, K, H, W) float16
+    x = torch.from_numpy(frames["input"].astype(np.float32))
+    t = x.shape[0]
+    if t < k:                                                       # pad with the last frame
+        x = torch.cat([x, x[-1:].expand(k - t, *x.shape[1:])])
+    starts = window_starts(t, k)
+    out = np.zeros((max(t, k), x.shape[1], 2), np.float32)
+    for a in range(0, len(starts), batch_size):
+        chunk = starts[a:a + batch_size]
+        windows = torch.stack([x[s:s + k] for s in chunk])          # (B, k, K, H, W)
+        y = model(windows)
+        pts = y if getattr(model, "output_kind", "heatmaps") == "coords" else decode_heatmaps(y.float())[0]
+        for s, p in zip(chunk, pts.float().numpy()):                 # (k, K, 2)
+            keep = s if s == 0 else max(s, (starts[starts.index(s) - 1] + k) if starts.index(s) else 0)
+            out[keep:s + k] = p[keep - s:]
+    affines = video.affines()
+    refined = to_image(out[:t], affines).astype(np.float32)
+    estimator = to_image(frames["input_keypoints"], affines).astype(np.float32)
+    found = video.found if video.found is not None else np.ones(t, bool)
+    return Refined(video.id, refined, estimator, np.asarray(found, bool))
+
+
+def refine_dataset(*, run: str | Path, data: str | Path, out: str | Path | None = None,
+                   progress: bool = True) -> Path:
+    """``python -m core refine``: every frame of every video in ``data`` refined by the
+    finished temporal ``run``; writes ``out`` (CSV, default ``<data>/refined-<run id>.csv``)
+    and the ``.npz`` beside it. Returns the CSV's path."""
+    r = load_run(run, require_finished=True)
+    if r.kind != "temporal":
+        raise RunError(r.path, f"is a {r.kind} run; refine needs a temporal one")
+    videos = read_videos(data)
+    if not videos:
+        raise DataError(data, "holds no video")
+    model = load_model(r)
+    k = int(r.info.config["model"].get("frames", 5))
+    size = _run_heatmap_size(r)
+    results = [refine_video(model, v, k=k, size=size) for v in tqdm(videos, desc="refine", unit="video",
+                                                                    disable=not progress)]
+    data_dir = Path(data) if Path(data).is_dir() else Path(data).parent
+    out = Path(out) if out is not None else data_dir / f"refined-{r.id}.csv"
+    write_refined(out, results, run_id=r.id)
+    if progress:
+        n = sum(len(x.found) for x in results)
+        print(f"refined {n} frames of {len(results)} video(s) with {r.name} ({r.id}): {out} and {out.with_suffix('.npz')}")
+    return out
+
+
+def _run_heatmap_size(run: Run) -> tuple[int, int] | None:
+    size = run.info.data.extra.get("heatmap_size") or getattr(run.info.data, "heatmap_size", None)
+    return tuple(int(v) for v in size) if size else None
+
+
+def refined_frame(results: list[Refined]) -> pd.DataFrame:
+    """The CSV's rows: one per (video, frame), keypoints as ``<name>_x, <name>_y``."""
+    parts = []
+    for res in results:
+        t = len(res.found)
+        cols = {"video": [res.video] * t, "frame": np.arange(t), "found": res.found}
+        for j, name in enumerate(TEMPORAL25):
+            cols[f"{name}_x"] = res.refined[:, j, 0]
+            cols[f"{name}_y"] = res.refined[:, j, 1]
+        parts.append(pd.DataFrame(cols))
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_refined(out: Path, results: list[Refined], *, run_id: str) -> None:
+    """CSV + .npz, each atomically (see the module docstring)."""
+    if out.suffix.lower() != ".csv":
+        raise DataError(out, "--out must name a .csv file (the .npz is written beside it)")
+    with atomic_path(out) as tmp:
+        refined_frame(results).to_csv(tmp, index=False, float_format="%.2f")
+    with atomic_write(out.with_suffix(".npz")) as f:
+        np.savez(f, refined=np.concatenate([r.refined for r in results]),
+                 estimator=np.concatenate([r.estimator for r in results]),
+                 found=np.concatenate([r.found for r in results]),
+                 video=np.concatenate([[r.video] * len(r.found) for r in results]).astype(str),
+                 frame=np.concatenate([np.arange(len(r.found)) for r in results]),
+                 keypoints=np.asarray(TEMPORAL25), run_id=np.asarray(run_id))
