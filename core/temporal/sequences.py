@@ -6,10 +6,19 @@ A *dataset folder* is ``DIR/index.json`` + ``DIR/videos/<id>.npz`` (one video's 
 [{"id", "file", "split"?, "source"?, "group"?, "first_frame"?}, ...]}`` (``split`` in
 train/val/test is respected when present; videos sharing a ``group`` are never split
 apart). ``load_sequences`` accepts that folder or its index.json, a single ``.npz`` (then
-cut in time into 60/20/20 parts, the only way one video can be trained and tested), or a
-folder of Penn Action ``.mat`` files or BRACE segment ``.json`` files, or both (the study's
-pre-training mix; ``core.temporal.external``); ``convert_dataset`` writes those once as a
-dataset folder, so the estimator is not re-simulated at every run.
+cut in time into 60/20/20 parts, the only way one video can be trained and tested), a
+folder of one's own ``.npz`` videos, or Penn Action and/or BRACE as their downloads unpack
+(the study's pre-training mix; layouts and conventions in ``core.temporal.external``);
+``convert_dataset`` writes those once as a dataset folder, so the estimator is not
+re-simulated at every run.
+
+In a folder, each ``.json`` / ``.npz`` / ``.mat`` file is classified by what it holds
+(``_kind``): an index, a PoseLab video (an .npz with ``heatmaps``), BRACE manual keypoints
+(an .npz with ``coco_joints2d``), a Penn Action label file, a BRACE segment (a JSON object
+keyed by frame ids) or another file; the groups then decide how the folder is loaded.
+Other files of a download (BRACE's ``annotations/``, audio features) are skipped and
+counted; one's own videos mixed with Penn Action / BRACE files are refused (a converted
+dataset inside its own source folder would otherwise be read twice).
 
 Splits are 60/20/20 *by video* (no video in two splits), a seeded permutation of the
 sorted ids, so they are deterministic; pieces of one recording (a BRACE YouTube video's
@@ -21,6 +30,7 @@ import hashlib
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +39,8 @@ import numpy as np
 from core.errors import DataError
 from core.io import fingerprint_files, read_json, write_json
 from core.keypoints import TEMPORAL25
-from core.temporal.external import _is_brace, load_brace, load_penn_action
-from core.temporal.videos import WINDOW, K, Video, check, load_video, save_video
+from core.temporal.external import BRACE_MANUAL_ARRAY, is_brace_segment, read_brace, read_penn_action
+from core.temporal.videos import WINDOW, K, Video, check, load_video, npz_arrays, save_video
 
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 
@@ -53,7 +63,7 @@ class SequenceIndex:
     joint_mask: np.ndarray            # (25,) bool: joints any video annotates
     splits: dict[str, list[Video]]    # "train", "val", "test"
     fingerprint: str                  # changes when any source file changes
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count: skipped, masked or replaced
 
     @property
     def heatmap_size(self) -> tuple[int, int]:
@@ -165,73 +175,148 @@ def _read_index(index: Path) -> tuple[list[Video], list[Path]]:
     return videos, files
 
 
+# What a file holds, told by its content: its suffix, then its arrays or first key.
+# UNKNOWN_JSON: not an object (damaged, or not data); read as a segment among Penn Action /
+# BRACE files, so that a damaged one is named, and ignored beside one's own videos.
+INDEX_FILE, VIDEO, PENN, SEGMENT, MANUAL, OTHER_JSON, UNKNOWN_JSON, OTHER_NPZ = (
+    "index", "video", "penn", "segment", "manual", "other json", "unknown json", "other npz")
+
+
+_SUFFIXES = (".json", ".npz", ".mat")
+
+
+NOT_SEGMENT = "json file that is not a BRACE segment"
+
+
+NOT_DATA_NPZ = "npz file that is neither a PoseLab video nor BRACE manual keypoints"
+
+
+@dataclass
+class _Loaded:
+    """Videos read from one input, before the checks and the split."""
+    videos: list[Video]
+    files: list[Path]                 # files read, for sources and the fingerprint
+    root: Path
+    single: bool = False              # one video: cut in time into train/val/test
+    simulated: bool = False           # simulated heatmaps: their settings enter the fingerprint
+    skipped: Counter = field(default_factory=Counter)
+
+
 def load_sequences(path: str | Path, *, seed: int = 0, heatmap: int = 64, noise: float = 1.0
                    ) -> SequenceIndex:
     """A sequence dataset, split by video. ``path``: a dataset folder or its index.json,
-    one .npz, or a folder (searched recursively) / single file of Penn Action .mat or
-    BRACE .json; for those the estimator is simulated at ``heatmap`` px and ``noise``
-    (deterministic for ``seed``). ``seed`` also drives the split."""
+    one .npz, a Penn Action .mat or BRACE segment .json, or a folder (searched
+    recursively) of one's own .npz videos or of Penn Action and/or BRACE as they unpack
+    (each file's format told by its content). For Penn Action and BRACE the estimator is
+    simulated at ``heatmap`` px and ``noise`` (deterministic for ``seed``). ``seed``
+    also drives the split."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(path, "no such file or folder")
-    skipped: dict[str, int] = {}
-    single = False
-    extra = ""
+    check(path.exists(), path, "no such file or folder")
     if path.is_dir() and (path / INDEX).is_file():
         path = path / INDEX
-    if path.is_file() and path.suffix == ".json" and _is_index(path):
+    sim = dict(heatmap=heatmap, noise=noise, seed=seed)
+    loaded = _load_file(path, sim) if path.is_file() else _load_folder(path, sim)
+    return _index(path, loaded, seed, f"{heatmap}/{noise}/{seed}" if loaded.simulated else "")
+
+
+def _kind(path: Path) -> str | None:
+    if path.suffix == ".mat":
+        return PENN
+    if path.suffix == ".json":
+        if _is_index(path):
+            return INDEX_FILE
+        return {True: SEGMENT, False: OTHER_JSON, None: UNKNOWN_JSON}[is_brace_segment(path)]
+    if path.suffix == ".npz":
+        names = npz_arrays(path)
+        return VIDEO if "heatmaps" in names else MANUAL if BRACE_MANUAL_ARRAY in names else OTHER_NPZ
+    return None
+
+
+def _load_file(path: Path, sim: dict) -> _Loaded:
+    kind = _kind(path)
+    if kind == INDEX_FILE:
         videos, files = _read_index(path)
-        root = path.parent
-    elif path.is_file() and path.suffix == ".npz":
-        videos, files, root, single = [load_video(path)], [path], path.parent, True
-    elif path.is_file() and path.suffix == ".mat":
-        videos, files, root = [load_penn_action(path, heatmap=heatmap, noise=noise, seed=seed)], [path], path.parent
-        videos[0].split, single, extra = None, True, f"{heatmap}/{noise}"
-    elif path.is_file() and path.suffix == ".json":
-        videos, files, root = load_brace(path, heatmap=heatmap, noise=noise, seed=seed), [path], path.parent
-        extra = f"{heatmap}/{noise}"
-    elif path.is_dir():
-        root = path
-        mats, jsons, npzs = (sorted(path.rglob(f"*.{e}")) for e in ("mat", "json", "npz"))
-        if npzs and not mats:  # a folder of one's own .npz (a stray .json is not data)
-            videos, files = [load_video(p) for p in npzs], npzs
-            for v, p in zip(videos, npzs):
-                v.id = str(p.relative_to(path).with_suffix(""))
-        elif mats or jsons:  # Penn Action and/or BRACE, e.g. the study's pre-training mix
-            videos = [load_penn_action(p, heatmap=heatmap, noise=noise, seed=seed) for p in mats]
-            files = list(mats)
-            for p in jsons:
-                if not _is_brace(p):
-                    skipped["json file that is not a BRACE segment"] = skipped.get(
-                        "json file that is not a BRACE segment", 0) + 1
-                    continue
-                got = load_brace(p, heatmap=heatmap, noise=noise, seed=seed)
-                if not got:
-                    skipped["segment shorter than a window"] = skipped.get("segment shorter than a window", 0) + 1
-                videos += got
-                files.append(p)
-            extra = f"{heatmap}/{noise}"
-        else:
-            raise DataError(path, f"no {INDEX}, .npz, Penn Action .mat or BRACE .json files found")
-    else:
-        raise DataError(path, "expected a dataset folder, index.json, .npz, .mat or BRACE .json")
-    if not videos:
-        raise DataError(path, "no video has enough frames for a window")
+        return _Loaded(videos, files, path.parent)
+    if kind in (VIDEO, OTHER_NPZ):  # not a video: load_video names what is missing
+        return _Loaded([load_video(path)], [path], path.parent, single=True)
+    if kind == PENN:
+        read = read_penn_action([path], **sim)
+        read.videos[0].split = None  # one video is cut in time, whatever its flag says
+        return _Loaded(read.videos, read.files, path.parent, single=True, simulated=True, skipped=read.counts)
+    if kind in (SEGMENT, OTHER_JSON, UNKNOWN_JSON):  # read_brace names what a non-segment lacks
+        read = read_brace([path], **sim)
+        return _Loaded(read.videos, read.files, path.parent, simulated=True, skipped=read.counts)
+    if kind == MANUAL:
+        raise DataError(path, "holds BRACE manual keypoints; pass the folder that also holds "
+                        "the segment JSONs (dataset/<year>/<video_id>/*.json)")
+    raise DataError(path, "expected a dataset folder, index.json, .npz, .mat or BRACE .json")
+
+
+def _data_files(root: Path) -> dict[str, list[Path]]:
+    """The folder's .json / .npz / .mat files by kind, sorted; hidden files and macOS
+    archive leftovers (``__MACOSX``, ``._*``) are not data."""
+    by_kind: dict[str, list[Path]] = {k: [] for k in (INDEX_FILE, VIDEO, PENN, SEGMENT, MANUAL,
+                                                     OTHER_JSON, UNKNOWN_JSON, OTHER_NPZ)}
+    found = (p for p in root.rglob("*") if p.suffix in _SUFFIXES)
+    for p in sorted(found):
+        if not any(s.startswith(".") or s == "__MACOSX" for s in p.relative_to(root).parts) and p.is_file():
+            by_kind[_kind(p)].append(p)
+    return by_kind
+
+
+def _load_folder(root: Path, sim: dict) -> _Loaded:
+    files = _data_files(root)
+    external = files[PENN] + files[SEGMENT] + files[MANUAL]
+    own = sorted(files[VIDEO] + files[OTHER_NPZ])  # a stray .json beside them is not data
+    if files[VIDEO] and external:
+        raise DataError(root, f"holds both PoseLab .npz videos ({_rel(files[VIDEO][0], root)}, ...) and "
+                        f"Penn Action / BRACE annotations ({_rel(external[0], root)}, ...); pass one of them")
+    if external or (files[UNKNOWN_JSON] and not own):
+        return _load_external(root, files, sim)
+    if own:
+        videos = [load_video(p) for p in own]
+        for v, p in zip(videos, own):
+            v.id = str(p.relative_to(root).with_suffix(""))
+        return _Loaded(videos, own, root)
+    raise DataError(root, f"no {INDEX}, .npz, Penn Action .mat or BRACE .json files found")
+
+
+def _load_external(root: Path, files: dict[str, list[Path]], sim: dict) -> _Loaded:
+    """Penn Action and/or BRACE (the study's pre-training mix), as the downloads unpack."""
+    check(bool(files[PENN] or files[SEGMENT] or files[UNKNOWN_JSON]), root,
+          f"has {len(files[MANUAL])} BRACE manual keypoint file(s) but no BRACE segment JSONs "
+          "(dataset/<year>/<video_id>/*.json) or Penn Action labels to go with them")
+    penn = read_penn_action(files[PENN], **sim)
+    brace = read_brace(files[SEGMENT] + files[UNKNOWN_JSON], files[MANUAL], **sim)
+    skipped = penn.counts + brace.counts + Counter({NOT_SEGMENT: len(files[OTHER_JSON] + files[INDEX_FILE]),
+                                                    NOT_DATA_NPZ: len(files[OTHER_NPZ])})
+    return _Loaded(penn.videos + brace.videos, penn.files + brace.files, root, simulated=True, skipped=+skipped)
+
+
+def _rel(p: Path, root: Path) -> str:
+    return p.relative_to(root).as_posix()
+
+
+def _index(path: Path, loaded: _Loaded, seed: int, settings: str) -> SequenceIndex:
+    """Checks across videos, the split, the joint mask and the fingerprint."""
+    videos = loaded.videos
+    check(bool(videos), path, "no video has enough frames for a window")
     ids = [v.id for v in videos]
     dup = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
     check(not dup, path, f"video id {dup[0]!r} appears twice; video ids must be unique" if dup else "")
     sizes = {v.heatmap_size for v in videos}
     check(len(sizes) == 1, path, f"videos have different heatmap sizes {sorted(sizes)}")
-    splits = _split_in_time(videos[0], WINDOW) if single else split_videos(videos, seed)
+    splits = _split_in_time(videos[0], WINDOW) if loaded.single else split_videos(videos, seed)
     mask = np.zeros(K, bool)
     for v in videos:
         mask |= v.joint_mask
-    fp = fingerprint_files([Path(f).resolve() for f in files], root.resolve())
-    if extra:  # simulated heatmaps depend on the simulation settings too
-        fp = hashlib.sha256(f"{fp}/{extra}/{seed}".encode()).hexdigest()[:16]
-    return SequenceIndex(root=root.resolve(), sources=[str(Path(f).resolve()) for f in files],
+    root = loaded.root.resolve()
+    fp = fingerprint_files([Path(f).resolve() for f in loaded.files], root)
+    if settings:  # simulated heatmaps depend on the simulation settings too
+        fp = hashlib.sha256(f"{fp}/{settings}".encode()).hexdigest()[:16]
+    return SequenceIndex(root=root, sources=[str(Path(f).resolve()) for f in loaded.files],
                          keypoints=TEMPORAL25, joint_mask=mask, splits=splits, fingerprint=fp,
-                         skipped=skipped)
+                         skipped=dict(loaded.skipped))
 
 
 def _is_index(path: Path) -> bool:

@@ -23,7 +23,8 @@ joint_mask      (25,) bool         optional: the joints this dataset annotates (
                                    treated as zero.
 image_size      (2,) int           optional: frame width, height (default: the extent of
                                    the boxes).
-frame_paths     (T,) str           optional: image file per frame (relative to the file).
+frame_paths     (T,) str           optional: image file per frame (relative to the file,
+                                   or absolute).
 estimator       () str             optional: what made the heatmaps, e.g. "simulated".
 heatmap_affine  (T, 2, 3) float    optional: heatmap pixel (u, v) -> image pixel (x, y), for
                                    an estimator whose crop is rotated (BlazePose): x, y =
@@ -65,7 +66,7 @@ class Video:
     source: str = "npz"               # "synthetic", "npz", "penn_action", "brace"
     path: Path | None = None          # the file it came from
     split: str | None = None          # split requested by the index/dataset, if any
-    first_frame: int = 0              # frame number of heatmaps[0] in the original video
+    first_frame: int = 0              # 0-based position of heatmaps[0] in the original video
     group: str | None = None          # recording it belongs to; splits never cut a group
     estimator: str | None = None      # what made the heatmaps ("simulated", "blazepose ..."), if known
     heatmap_affine: np.ndarray | None = None   # (T, 2, 3) heatmap px -> image px; None = box mapping
@@ -100,6 +101,19 @@ def check(cond: bool, path, problem: str) -> None:
     """DataError(path, problem) unless ``cond``: the readers' one-line validation."""
     if not cond:
         raise DataError(path, problem)
+
+
+def npz_arrays(path: str | Path) -> tuple[str, ...]:
+    """The names of the arrays in an .npz (reads its zip directory, no array data);
+    an unreadable file -> DataError naming it."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return tuple(z.files)
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise DataError(path, f"not a readable .npz of plain arrays ({exc})") from None
 
 
 def load_video(path: str | Path, *, min_frames: int = WINDOW) -> Video:
