@@ -48,14 +48,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--people-max", type=int, default=3, help="most people in one scene")
     p.add_argument("--format", choices=("png", "jpeg"), default="png",
                    help="png (InfiniteForm's) or jpeg (what the GPU JPEG decoder reads)")
-    p = synth.add_parser("sequences", help="videos + a simulated single-frame estimator's heatmaps")
+    p = synth.add_parser("sequences", help="rendered videos + a single-frame estimator's heatmaps")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--videos", type=int, default=40)
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--heatmap", type=int, default=64, help="heatmap side in pixels")
+    p.add_argument("--heatmap", type=int, default=64,
+                   help="heatmap side in pixels (blazepose: 64, or 32 / 16 pooled from its 64)")
+    p.add_argument("--estimator", choices=("blazepose", "simulated"), default="blazepose",
+                   help="blazepose: render every frame and run BlazePose on it; simulated: a noise "
+                        "model on the ground truth, no frames (fast, for tests)")
+    p.add_argument("--frame-size", type=_size, default=(480, 360), metavar="WxH",
+                   help="rendered frame size (default 480x360)")
     p.add_argument("--noise", type=float, default=1.0,
-                   help="estimator error level (1.0 = default, 0 = perfect estimator)")
+                   help="simulated estimator's error level (1.0 = default, 0 = perfect estimator)")
+
+    p = sub.add_parser("estimate", help="BlazePose on your own video: a sequence dataset without ground truth")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", type=Path, help="a video file (anything FFmpeg reads)")
+    src.add_argument("--frames", type=Path, help="a folder of frame images (natural order)")
+    p.add_argument("--out", type=Path, required=True, help="the dataset folder to write")
+    p.add_argument("--fps", type=float, default=None, help="frame rate of a --frames folder (recorded only)")
+    p.add_argument("--heatmap", type=int, default=64, help="heatmap side: 64 (BlazePose's), 32 or 16")
+
+    p = sub.add_parser("refine", help="a finished temporal run refines every frame of a dataset")
+    p.add_argument("--run", type=Path, required=True, help="the temporal run folder")
+    p.add_argument("--data", type=Path, required=True, help="a sequence dataset folder (or .npz)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="CSV to write (default <data>/refined-<run id>.csv; an .npz is written beside it)")
 
     train = sub.add_parser("train", help="train one model").add_subparsers(dest="what", required=True)
     grid = sub.add_parser("grid", help="train every variant").add_subparsers(dest="what", required=True)
@@ -95,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _size(s: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in s.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 480x360, not {s!r}") from None
+    if not (32 <= w <= 4096 and 32 <= h <= 4096):
+        raise argparse.ArgumentTypeError(f"frame size {w}x{h} is outside 32..4096 pixels")
+    return w, h
+
+
 def _split(s: str | None) -> list[str] | None:
     return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
@@ -116,7 +146,18 @@ def _synth_images(args, runs_dir: Path) -> None:
 def _synth_sequences(args, runs_dir: Path) -> None:
     from core.temporal.synth import write_sequence_dataset
     write_sequence_dataset(args.out, videos=args.videos, frames=args.frames, seed=args.seed,
-                           heatmap=args.heatmap, noise=args.noise)
+                           heatmap=args.heatmap, noise=args.noise, estimator=args.estimator,
+                           image_size=args.frame_size)
+
+
+def _estimate(args, runs_dir: Path) -> None:
+    from core.temporal.estimate import estimate_video_file
+    estimate_video_file(out=args.out, video=args.video, frames=args.frames, fps=args.fps, heatmap=args.heatmap)
+
+
+def _refine(args, runs_dir: Path) -> None:
+    from core.temporal.refine import refine_dataset
+    refine_dataset(run=args.run, data=args.data, out=args.out)
 
 
 def _common(args, runs_dir: Path) -> dict:
@@ -162,7 +203,8 @@ def _runs(args, runs_dir: Path) -> None:
 HANDLERS = {("demo", None): _demo, ("synth", "images"): _synth_images, ("synth", "sequences"): _synth_sequences,
             ("train", "classifier"): _classifier, ("grid", "classifier"): _classifier,
             ("train", "temporal"): _temporal, ("grid", "temporal"): _temporal,
-            ("bench", None): _bench, ("runs", None): _runs}
+            ("bench", None): _bench, ("runs", None): _runs, ("estimate", None): _estimate,
+            ("refine", None): _refine}
 
 
 def run_command(args: argparse.Namespace) -> int:

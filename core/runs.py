@@ -79,6 +79,7 @@ class DataInfo:
     keypoints: list[str] | None = None          # temporal: keypoint names (TEMPORAL25)
     videos: dict[str, int] | None = None        # temporal: videos per split
     estimator: str | None = None                # temporal: what made the input heatmaps
+    heatmap_size: list[int] | None = None       # temporal: (H, W) of the heatmaps trained on
     extra: dict[str, Any] = field(default_factory=dict)    # keys this version does not know
 
     @classmethod

@@ -477,7 +477,7 @@ def test_penn_action_as_it_unpacks(tmp_path):
     heatmap space; the frame bounds come from dimensions or the frames; broken frames and
     keypoints outside the frame are masked and counted; frame paths recorded."""
     _penn_tree(tmp_path / "Penn_Action")
-    seq = load_sequences(tmp_path / "Penn_Action", heatmap=16, noise=0.0)
+    seq = load_sequences(tmp_path / "Penn_Action", heatmap=16, noise=0.0, estimator="simulated")
     assert seq.skipped == {OUTSIDE_FRAME: 4, BROKEN_FRAME: 1, PENN_FRAMES_MISMATCH: 1}
     videos = {v.id: v for vs in seq.splits.values() for v in vs}
     assert sorted(videos) == ["0001", "0002", "0003"] and seq.joint_mask.sum() == 12
@@ -504,6 +504,7 @@ def test_penn_action_as_it_unpacks(tmp_path):
     assert not vis[:, NOSE].any()
     # converted once: the masks and the frame paths (absolute) survive the .npz
     back = load_sequences(convert_dataset(tmp_path / "Penn_Action", tmp_path / "converted", heatmap=16,
+                                          estimator="simulated",
                                           noise=0.0).parent)
     (b,) = [b for vs in back.splits.values() for b in vs if b.id == "0001"]
     np.testing.assert_array_equal(b.keypoints, v.keypoints)
@@ -545,7 +546,7 @@ def test_penn_action_and_brace_in_one_folder(tmp_path):
     """Both downloads side by side: one dataset, the nose only from BRACE, Penn's split flag."""
     _penn_tree(tmp_path / "Penn_Action")
     _brace_tree(tmp_path / "brace")
-    seq = load_sequences(tmp_path, heatmap=16, seed=2)
+    seq = load_sequences(tmp_path, heatmap=16, seed=2, estimator="simulated")
     assert seq.skipped == {OUTSIDE_FRAME: 6, BROKEN_FRAME: 2, PENN_FRAMES_MISMATCH: 1, NOT_SEGMENT: 2,
                            MANUAL_USED: 1, MANUAL_UNMATCHED: 1}
     videos = {v.id: (s, v) for s, vs in seq.splits.items() for v in vs}

@@ -51,6 +51,7 @@ Conventions (the first three rest on assumptions no public loader states; tests 
 from __future__ import annotations
 
 import hashlib
+import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -58,12 +59,15 @@ from typing import Iterable, Mapping, NamedTuple
 
 import numpy as np
 import scipy.io
+from tqdm.auto import tqdm
 
 from core.errors import DataError
-from core.images import read_image_size
+from core.estimator.blazepose import BlazePose
+from core.images import open_image, read_image_size
 from core.io import read_json
 from core.keypoints import COCO17, TEMPORAL25
 from core.synthetic.estimator import simulate_estimator
+from core.temporal.blazepose_videos import estimate_frames, heatmap_side_ok, video_from_poses
 from core.temporal.videos import WINDOW, K, Video, check
 
 BRACE_IMAGE_SIZE = (1920, 1080)  # BRACE README: all coordinates are pixels of 1920x1080
@@ -201,7 +205,8 @@ def _penn_image_size(mat: dict, path: Path, frame_paths, x: np.ndarray, y: np.nd
     return max(1, int(np.ceil(x.max()))), max(1, int(np.ceil(y.max())))
 
 
-def _penn_video(path: Path, *, heatmap: int, noise: float, seed: int, min_frames: int) -> tuple[Video, Counter]:
+def _penn_video(path: Path, *, heatmap: int, noise: float, seed: int, min_frames: int,
+                estimator: BlazePose | None) -> tuple[Video | None, Counter]:
     mat = _load_mat(path)
     x, y, v = _penn_joints(mat, path)
     t = len(x)
@@ -220,33 +225,74 @@ def _penn_video(path: Path, *, heatmap: int, noise: float, seed: int, min_frames
     split = None
     if "train" in mat:
         split = "train" if int(np.asarray(mat["train"]).reshape(-1)[0]) == 1 else "test"
+    if estimator is not None and frame_paths is not None:   # the study's setting: a real estimator
+        video = _estimated_video(path, kp, _mask_from(dst), frame_paths, heatmap=heatmap, split=split,
+                                 estimator=estimator)
+        if video is None:
+            return None, counts + masked + Counter({"Penn Action videos in which BlazePose found nobody": 1})
+        return video, counts + masked
     video = _simulated_video(path.stem, kp, _mask_from(dst), image_size, boxes=boxes, heatmap=heatmap,
                              noise=noise, seed=_stable_seed(seed, path.stem), source="penn_action",
                              path=path, split=split, frame_paths=frame_paths)
     return video, counts + masked
 
 
+def _estimated_video(path: Path, kp: np.ndarray, mask: np.ndarray, frame_paths: tuple[str, ...], *,
+                     heatmap: int, split: str | None, estimator: BlazePose) -> Video | None:
+    """A Penn Action video whose heatmaps come from BlazePose on its own frames."""
+    frames = (np.asarray(open_image(f)) for f in frame_paths)
+    poses = estimate_frames(frames, estimator=estimator, total=len(frame_paths))
+    kp = kp.copy()
+    kp[:, ~mask] = 0.0
+    video = video_from_poses(poses, vid=path.stem, heatmap=heatmap, keypoints=kp, frame_paths=frame_paths,
+                             source="penn_action")
+    if video is not None:
+        video.joint_mask, video.path, video.split = mask, path.resolve(), split
+    return video
+
+
 def read_penn_action(mat_paths: Iterable[str | Path], *, heatmap: int = 64, noise: float = 1.0, seed: int = 0,
-                     min_frames: int = WINDOW) -> Read:
-    """Penn Action videos (``labels/NNNN.mat``, conventions in the module docstring)."""
+                     min_frames: int = WINDOW, estimator: str = "auto") -> Read:
+    """Penn Action videos (``labels/NNNN.mat``, conventions in the module docstring).
+
+    ``estimator``: "auto" runs BlazePose on a video's frames when ``frames/NNNN/`` is there
+    (about 20 ms a frame on a CPU: convert the dataset once with ``convert_dataset``) and
+    simulates the heatmaps of a video without frames, saying so once; "simulated" always
+    simulates (``heatmap`` and ``noise`` set the simulation)."""
+    paths = [Path(p) for p in mat_paths]
+    blazepose = None
+    if estimator == "auto" and any(p.parent.parent.joinpath("frames", p.stem).is_dir() for p in paths):
+        if not heatmap_side_ok(heatmap):
+            raise DataError(paths[0], f"BlazePose heatmaps are 64 px: the heatmap size must be 64, 32 or 16, "
+                                      f"not {heatmap}")
+        blazepose = BlazePose()
     videos, files, counts = [], [], Counter()
-    for p in map(Path, mat_paths):
-        video, c = _penn_video(p, heatmap=heatmap, noise=noise, seed=seed, min_frames=min_frames)
-        videos.append(video)
+    for p in tqdm(paths, desc="Penn Action", unit="video", disable=blazepose is None, leave=False):
+        video, c = _penn_video(p, heatmap=heatmap, noise=noise, seed=seed, min_frames=min_frames,
+                               estimator=blazepose)
+        if video is not None:
+            videos.append(video)
         files.append(p)
         counts += c
+    simulated = [v for v in videos if v.estimator == "simulated"]
+    if simulated and estimator == "auto":
+        print(f"Penn Action: {len(simulated)} of {len(videos)} video(s) have no frames/ folder beside labels/: "
+              "their heatmaps are simulated (core.synthetic.estimator), not BlazePose's", file=sys.stderr)
     return Read(videos, files, counts)
 
 
 def load_penn_action(mat_path: str | Path, *, heatmap: int = 64, noise: float = 1.0, seed: int = 0,
-                     min_frames: int = WINDOW) -> Video:
+                     min_frames: int = WINDOW, estimator: str = "simulated") -> Video:
     """One Penn Action video (``labels/NNNN.mat``) with a simulated estimator's heatmaps.
 
     Keypoints are 0-based image px in TEMPORAL25 (12 joints, the head top not read),
     masked outside the frame and in broken frames; ``split`` from ``train``;
     ``frame_paths`` from ``frames/NNNN/`` when it is there (module docstring).
     """
-    return read_penn_action([mat_path], heatmap=heatmap, noise=noise, seed=seed, min_frames=min_frames).videos[0]
+    read = read_penn_action([mat_path], heatmap=heatmap, noise=noise, seed=seed, min_frames=min_frames,
+                            estimator=estimator)
+    check(bool(read.videos), mat_path, "BlazePose found nobody in any frame")
+    return read.videos[0]
 
 
 # ----------------------------------------------------------------------------- BRACE

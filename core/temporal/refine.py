@@ -98,14 +98,15 @@ def refine_video(model: torch.nn.Module, video: Video, *, k: int, size: tuple[in
         x = torch.cat([x, x[-1:].expand(k - t, *x.shape[1:])])
     starts = window_starts(t, k)
     out = np.zeros((max(t, k), x.shape[1], 2), np.float32)
+    covered = 0                                                     # frames refined so far
     for a in range(0, len(starts), batch_size):
         chunk = starts[a:a + batch_size]
         windows = torch.stack([x[s:s + k] for s in chunk])          # (B, k, K, H, W)
         y = model(windows)
         pts = y if getattr(model, "output_kind", "heatmaps") == "coords" else decode_heatmaps(y.float())[0]
-        for s, p in zip(chunk, pts.float().numpy()):                 # (k, K, 2)
-            keep = s if s == 0 else max(s, (starts[starts.index(s) - 1] + k) if starts.index(s) else 0)
-            out[keep:s + k] = p[keep - s:]
+        for s, p in zip(chunk, pts.float().numpy()):                 # p (k, K, 2)
+            out[covered:s + k] = p[covered - s:]                    # only frames not refined yet
+            covered = s + k
     affines = video.affines()
     refined = to_image(out[:t], affines).astype(np.float32)
     estimator = to_image(frames["input_keypoints"], affines).astype(np.float32)
@@ -139,7 +140,8 @@ def refine_dataset(*, run: str | Path, data: str | Path, out: str | Path | None 
 
 
 def _run_heatmap_size(run: Run) -> tuple[int, int] | None:
-    size = run.info.data.extra.get("heatmap_size") or getattr(run.info.data, "heatmap_size", None)
+    """The heatmap size the run was trained on (None for runs that did not record it)."""
+    size = run.info.data.heatmap_size
     return tuple(int(v) for v in size) if size else None
 
 

@@ -202,21 +202,23 @@ class _Loaded:
     skipped: Counter = field(default_factory=Counter)
 
 
-def load_sequences(path: str | Path, *, seed: int = 0, heatmap: int = 64, noise: float = 1.0
-                   ) -> SequenceIndex:
+def load_sequences(path: str | Path, *, seed: int = 0, heatmap: int = 64, noise: float = 1.0,
+                   estimator: str = "auto") -> SequenceIndex:
     """A sequence dataset, split by video. ``path``: a dataset folder or its index.json,
     one .npz, a Penn Action .mat or BRACE segment .json, or a folder (searched
     recursively) of one's own .npz videos or of Penn Action and/or BRACE as they unpack
-    (each file's format told by its content). For Penn Action and BRACE the estimator is
-    simulated at ``heatmap`` px and ``noise`` (deterministic for ``seed``). ``seed``
-    also drives the split."""
+    (each file's format told by its content). Penn Action videos with their ``frames/``
+    get BlazePose's heatmaps (``estimator="auto"``); for BRACE, and for Penn Action
+    without frames (or ``estimator="simulated"``), the estimator is simulated at
+    ``heatmap`` px and ``noise`` (deterministic for ``seed``). ``seed`` also drives the
+    split."""
     path = Path(path).expanduser()
     check(path.exists(), path, "no such file or folder")
     if path.is_dir() and (path / INDEX).is_file():
         path = path / INDEX
-    sim = dict(heatmap=heatmap, noise=noise, seed=seed)
+    sim = dict(heatmap=heatmap, noise=noise, seed=seed, penn_estimator=estimator)
     loaded = _load_file(path, sim) if path.is_file() else _load_folder(path, sim)
-    return _index(path, loaded, seed, f"{heatmap}/{noise}/{seed}" if loaded.simulated else "")
+    return _index(path, loaded, seed, f"{heatmap}/{noise}/{seed}/{estimator}" if loaded.simulated else "")
 
 
 def _kind(path: Path) -> str | None:
@@ -240,11 +242,12 @@ def _load_file(path: Path, sim: dict) -> _Loaded:
     if kind in (VIDEO, OTHER_NPZ):  # not a video: load_video names what is missing
         return _Loaded([load_video(path)], [path], path.parent, single=True)
     if kind == PENN:
-        read = read_penn_action([path], **sim)
+        read = _read_penn([path], sim)
+        check(bool(read.videos), path, "BlazePose found nobody in any frame of this video")
         read.videos[0].split = None  # one video is cut in time, whatever its flag says
         return _Loaded(read.videos, read.files, path.parent, single=True, simulated=True, skipped=read.counts)
     if kind in (SEGMENT, OTHER_JSON, UNKNOWN_JSON):  # read_brace names what a non-segment lacks
-        read = read_brace([path], **sim)
+        read = read_brace([path], **_brace(sim))
         return _Loaded(read.videos, read.files, path.parent, simulated=True, skipped=read.counts)
     if kind == MANUAL:
         raise DataError(path, "holds BRACE manual keypoints; pass the folder that also holds "
@@ -286,11 +289,20 @@ def _load_external(root: Path, files: dict[str, list[Path]], sim: dict) -> _Load
     check(bool(files[PENN] or files[SEGMENT] or files[UNKNOWN_JSON]), root,
           f"has {len(files[MANUAL])} BRACE manual keypoint file(s) but no BRACE segment JSONs "
           "(dataset/<year>/<video_id>/*.json) or Penn Action labels to go with them")
-    penn = read_penn_action(files[PENN], **sim)
-    brace = read_brace(files[SEGMENT] + files[UNKNOWN_JSON], files[MANUAL], **sim)
+    penn = _read_penn(files[PENN], sim)
+    brace = read_brace(files[SEGMENT] + files[UNKNOWN_JSON], files[MANUAL], **_brace(sim))
     skipped = penn.counts + brace.counts + Counter({NOT_SEGMENT: len(files[OTHER_JSON] + files[INDEX_FILE]),
                                                     NOT_DATA_NPZ: len(files[OTHER_NPZ])})
     return _Loaded(penn.videos + brace.videos, penn.files + brace.files, root, simulated=True, skipped=+skipped)
+
+
+def _read_penn(paths: list[Path], sim: dict):
+    return read_penn_action(paths, heatmap=sim["heatmap"], noise=sim["noise"], seed=sim["seed"],
+                            estimator=sim["penn_estimator"])
+
+
+def _brace(sim: dict) -> dict:
+    return {k: v for k, v in sim.items() if k != "penn_estimator"}
 
 
 def _rel(p: Path, root: Path) -> str:
@@ -392,10 +404,11 @@ def _safe_name(vid: str) -> str:
 
 
 def convert_dataset(src: str | Path, out: str | Path, *, heatmap: int = 64, noise: float = 1.0,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, estimator: str = "auto") -> Path:
     """Penn Action / BRACE (or any ``load_sequences`` input) -> a dataset folder of .npz,
-    so the simulated estimator runs once. Splits are recorded in index.json."""
-    index = load_sequences(src, seed=seed, heatmap=heatmap, noise=noise)
+    so the estimator (BlazePose on Penn Action's frames, or the simulated one) runs once.
+    Splits are recorded in index.json."""
+    index = load_sequences(src, seed=seed, heatmap=heatmap, noise=noise, estimator=estimator)
     videos = []
     for s in SPLITS:
         for v in index.splits[s]:

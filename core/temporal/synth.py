@@ -31,7 +31,7 @@ from core.estimator.blazepose import BlazePose
 from core.synthetic.estimator import simulate_estimator
 from core.synthetic.motion import IMAGE_SIZE, animate, movement_for
 from core.synthetic.videos import render_clip
-from core.temporal.estimate import estimate_frames, heatmap_side_ok, saved, video_from_poses
+from core.temporal.blazepose_videos import estimate_frames, heatmap_side_ok, saved, video_from_poses
 from core.temporal.sequences import staging_folder, write_dataset
 from core.temporal.videos import WINDOW, K, Video
 from core.temporal.windows import identity_pck

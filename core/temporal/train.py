@@ -367,7 +367,8 @@ def _run_info(arch: str, model_cfg, train_cfg: TrainConfig, index: SequenceIndex
                     fingerprint=index.fingerprint, keypoints=list(index.keypoints),
                     num_train=len(datasets["train"]), num_val=len(datasets["val"]),
                     num_test=len(datasets["test"]), videos={s: len(v) for s, v in index.splits.items()},
-                    skipped=dict(index.skipped or {}), estimator=index.estimator)
+                    skipped=dict(index.skipped or {}), estimator=index.estimator,
+                    heatmap_size=list(index.heatmap_size))
     return RunInfo(kind="temporal", name=arch, data=data, seed=seed, device=str(device),
                    config={"model": config_to_dict(model_cfg), "train": asdict(train_cfg)},
                    init_from=str(init_run.path) if init_run is not None else None,
