@@ -51,7 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         summary = write_sequence_dataset(Path(tmp) / "seq", videos=args.videos, frames=args.frames,
-                                         seed=0, heatmap=args.heatmap, noise=1.0, progress=False)
+                                         seed=0, heatmap=args.heatmap, noise=1.0, estimator="simulated",
+                                         progress=False)
         rows["synthesis s"] = time.perf_counter() - t0
         index = load_sequences(Path(tmp) / "seq")
         t0 = time.perf_counter()

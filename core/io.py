@@ -110,3 +110,15 @@ def fingerprint_files(paths: list[Path], root: Path) -> str:
     for p in sorted(paths):
         h.update(f"{Path(p).relative_to(root).as_posix()}\0{sha256_file(p)}\n".encode())
     return h.hexdigest()[:16]
+
+
+def resolve_inside(root: str | Path, rel: str | Path) -> Path:
+    """``root/rel`` resolved, refusing anything that escapes ``root`` (``..``, absolute
+    paths, symlinks out). Raises DataError naming the path."""
+    root_r = Path(root).resolve()
+    path = (root_r / rel).resolve()
+    if not path.is_relative_to(root_r):
+        raise DataError(rel, f"image path leaves the run's data folder {root_r}")
+    if not path.is_file():
+        raise DataError(path, "image file is missing")
+    return path

@@ -202,7 +202,7 @@ def sidebar(kind: str | None = None) -> Run | None:
         return None
     ids = [r.id for r in runs]
     chosen = st.session_state.get("selected_run")
-    index = ids.index(chosen) if chosen in ids else 0
+    index = ids.index(chosen) if chosen in ids else ids.index(default_run(runs).id)
     labels = {r.id: run_label(r) for r in runs}
     key = f"_run_picker_{kind or 'any'}"
     if st.session_state.get(key) not in ids or chosen in ids:
@@ -210,7 +210,8 @@ def sidebar(kind: str | None = None) -> Run | None:
         st.session_state[key] = ids[index]
     picked = st.sidebar.selectbox("Run", ids, format_func=labels.get, key=key,
                                   on_change=_picked, args=(key,))
-    st.session_state["selected_run"] = picked
+    # "selected_run" changes only by a pick (_picked) or another page's hand-over, so a
+    # page that merely showed its default does not decide what the next page opens on
     return runs[ids.index(picked)]
 
 
@@ -219,14 +220,24 @@ def _picked(key: str) -> None:
     st.session_state["selected_run"] = st.session_state[key]
 
 
+def default_run(runs: list[Run]) -> Run:
+    """The run a page opens on when none is chosen: the newest, except among temporal runs,
+    where it is the best refinement (highest headline) that is not the identity baseline."""
+    temporal = [r for r in runs if r.kind == "temporal" and r.name != "identity"
+                and isinstance((r.headline or (None, None))[1], (int, float))]
+    if temporal and len(temporal) == len([r for r in runs if r.name != "identity"]):
+        return max(temporal, key=lambda r: r.headline[1])
+    return runs[0]
+
+
 def selected_run(kind: str | None = None) -> Run | None:
-    """The run chosen in the sidebar if it is of ``kind``, else the newest of that kind."""
+    """The run chosen in the sidebar if it is of ``kind``, else ``default_run``."""
     runs = finished_runs(kind)
     chosen = st.session_state.get("selected_run")
     for r in runs:
         if r.id == chosen:
             return r
-    return runs[0] if runs else None
+    return default_run(runs) if runs else None
 
 
 @contextlib.contextmanager

@@ -1,13 +1,16 @@
-"""Sequences page: one test video of a temporal run, frame by frame.
+"""Sequences page: a video frame by frame -- the frame itself with the ground truth, the
+estimator's keypoints and the run's refined keypoints on it, the heatmaps as an optional
+overlay, step and play, and the per-frame error when there is ground truth.
 
-The estimator's heatmaps (max over the 25 keypoints, preprocessed as the models see
-them) with the ground truth, the estimator's decoded keypoints and the run's refined
-keypoints on top, a frame slider, and the per-frame mean error of both. Coordinates
-are heatmap pixels throughout (predictions.parquet). Heatmaps are read from the run's
-data folder (``core.temporal.report.load_run_video``: never outside it); when they are gone
-the keypoints are still drawn on an empty canvas.
+Two sources: the run's own test videos (its predictions.parquet, heatmaps and frames read
+from the run's data folder, never outside it), or any sequence dataset folder, e.g. one
+written by ``python -m core estimate`` from your video, which the run refines live. When
+a video's frames are gone the keypoints are drawn in heatmap pixels over the heatmaps.
 """
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,7 @@ from core import ui
 from core.errors import PoseLabError
 from core.keypoints import TEMPORAL25_SKELETON
 from core.temporal import report as pr
+from core.temporal.refine import read_videos, refine_video
 
 LAYERS = {  # name -> (x column, y column, marker)
     "ground truth": ("gt_x", "gt_y", dict(symbol="circle", size=9, color="#2ca02c",
@@ -26,124 +30,234 @@ LAYERS = {  # name -> (x column, y column, marker)
     "refined": ("pred_x", "pred_y", dict(symbol="diamond", size=9, color="#d62728",
                                         line=dict(width=1, color="white"))),
 }
+SOURCES = ("Test videos of the run", "A sequence dataset folder")
+PLAY_DELAY_S = 0.15          # between frames while playing (plus the time to draw one)
 
+
+# ------------------------------------------------------------------ cached reads
 
 @st.cache_resource(show_spinner="Reading heatmaps...", max_entries=8)
-def _video(root: str, video: str):
-    """The video's heatmaps, shared read-only by all sessions (arrays can be large)."""
+def _run_video(root: str, video: str):
+    """A test video's heatmaps, shared read-only by all sessions (arrays can be large)."""
     return pr.load_run_video(root, video)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _rows(run_id: str, mtime: float, video: str) -> pd.DataFrame:
+def _test_rows(run_id: str, stamp: float, video: str) -> pd.DataFrame:
     run = ui.get_run(run_id)
     preds = pr.check_frame_predictions(ui.predictions(run), run.file("predictions.parquet"))
     return pr.video_rows(preds, video)
 
 
+@st.cache_resource(show_spinner="Reading the dataset...", max_entries=4)
+def _dataset(folder: str, stamp: float):
+    return {v.id: v for v in read_videos(folder)}
 
 
-def _frame_figure(hm: np.ndarray | None, pts: pd.DataFrame, layers: list[str], skeleton: bool,
-                  size: tuple[int, int]) -> go.Figure:
+@st.cache_data(show_spinner="Refining every frame...", max_entries=16)
+def _refined_rows(run_id: str, weights_stamp: float, folder: str, stamp: float, video: str) -> pd.DataFrame:
+    run = ui.get_run(run_id)
+    v = _dataset(folder, stamp)[video]
+    k = int(run.info.config["model"].get("frames", 5))
+    size = tuple(run.info.data.heatmap_size) if run.info.data.heatmap_size else None
+    res = refine_video(ui.cached_model(run), v, k=k, size=size)
+    return pr.refined_rows(v, res.refined, res.estimator)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _frame(root: str, video_key: str, frame: int, _video) -> np.ndarray | None:
+    return pr.frame_image(_video, frame, root)
+
+
+# ------------------------------------------------------------------ figures
+
+def frame_figure(background, overlay, pts: pd.DataFrame, layers: list[str], skeleton: bool,
+                 size: tuple[int, int], heatmap_canvas: bool) -> go.Figure:
+    """The frame (or the heatmaps) with the keypoint layers; ``size`` is (W, H)."""
     fig = go.Figure()
-    h, w = size
-    if hm is not None:
-        fig.add_trace(go.Heatmap(z=hm, colorscale="Greys_r", showscale=False, hoverinfo="skip",
+    w, h = size
+    if background is not None and not heatmap_canvas:
+        fig.add_trace(go.Image(z=background, x0=0.5, y0=0.5, hoverinfo="skip"))   # pixel centres at i + .5
+    elif background is not None:
+        fig.add_trace(go.Heatmap(z=background, colorscale="Greys_r", showscale=False, hoverinfo="skip",
                                  x0=0, dx=1, y0=0, dy=1))
+    if overlay is not None:
+        fig.add_trace(go.Image(z=overlay, colormodel="rgba", x0=0.5, y0=0.5, hoverinfo="skip"))
     vis = pts["visible"].astype(bool).to_numpy()
-    if skeleton and "ground truth" in layers:
+    if skeleton:
+        name = "ground truth" if vis.any() and "ground truth" in layers else "refined"
+        xc, yc, marker = LAYERS[name]
         xs, ys = [], []
-        gx, gy = pts["gt_x"].to_numpy(), pts["gt_y"].to_numpy()
-        kp_index = {int(k): i for i, k in enumerate(pts["keypoint"])}
+        px, py = pts[xc].to_numpy(), pts[yc].to_numpy()
+        at = {int(k): i for i, k in enumerate(pts["keypoint"])}
         for a, b in TEMPORAL25_SKELETON:
-            ia, ib = kp_index.get(a), kp_index.get(b)
-            if ia is not None and ib is not None and vis[ia] and vis[ib]:
-                xs += [gx[ia], gx[ib], None]
-                ys += [gy[ia], gy[ib], None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#2ca02c", width=1.5),
+            ia, ib = at.get(a), at.get(b)
+            if ia is not None and ib is not None and (name != "ground truth" or (vis[ia] and vis[ib])):
+                xs += [px[ia], px[ib], None]
+                ys += [py[ia], py[ib], None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=marker["color"], width=1.5),
                                  hoverinfo="skip", showlegend=False))
     for name in layers:
         xc, yc, marker = LAYERS[name]
-        sub = pts if name != "ground truth" else pts[vis]
-        err = sub.get("error_px" if name == "refined" else "input_error_px")
-        text = [f"{n}<br>error {e:.2f} px" if name != "ground truth" and pd.notna(e) else n
-                for n, e in zip(sub["keypoint_name"], err if err is not None else [np.nan] * len(sub))]
+        sub = pts[vis] if name == "ground truth" else pts
+        if sub[xc].isna().all():
+            continue
+        err = sub["error_px" if name == "refined" else "input_error_px"]
+        text = [f"{n}<br>error {e:.1f} px" if name != "ground truth" and pd.notna(e) else n
+                for n, e in zip(sub["keypoint_name"], err)]
         fig.add_trace(go.Scatter(x=sub[xc], y=sub[yc], mode="markers", name=name, marker=marker,
                                  text=text, hovertemplate="%{text}<extra>" + name + "</extra>"))
-    fig.update_xaxes(range=[-0.5, w - 0.5], showgrid=False, zeroline=False, constrain="domain")
-    fig.update_yaxes(range=[h - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x")
+    lo = -0.5 if heatmap_canvas else 0
+    fig.update_xaxes(range=[lo, w + lo], showgrid=False, zeroline=False, constrain="domain", visible=False)
+    fig.update_yaxes(range=[h + lo, lo], showgrid=False, zeroline=False, scaleanchor="x", visible=False)
     fig.update_layout(height=520, margin=dict(l=0, r=0, t=10, b=0), plot_bgcolor="black",
                       legend=dict(orientation="h", y=-0.05))
     return fig
 
 
-st.title("Sequences")
-run = ui.need_run("temporal")
-st.caption(f"Run **{run.name}** · `{run.id}` (choose another in the sidebar)")
+def error_figure(rows: pd.DataFrame, frame: int, name: str, unit: str) -> go.Figure:
+    curve = pr.per_frame_error(rows)
+    fig = go.Figure()
+    fig.add_scatter(x=curve["frame"], y=curve["input_error_px"], name="estimator", line=dict(color="#ff7f0e"))
+    fig.add_scatter(x=curve["frame"], y=curve["error_px"], name=f"refined ({name})", line=dict(color="#d62728"))
+    fig.add_vline(x=frame, line=dict(color="grey", dash="dot"))
+    fig.update_layout(height=300, margin=dict(l=0, r=0, t=30, b=0), title="Mean keypoint error per frame",
+                      xaxis_title="frame", yaxis_title=f"error ({unit})", legend=dict(orientation="h", y=-0.3))
+    return fig
 
-with ui.guard():
-    preds = pr.check_frame_predictions(ui.predictions(run), run.file("predictions.parquet"))
-    videos = pr.list_videos(preds)
-    if not videos:
-        st.info("This run has no test predictions.")
-        st.stop()
-    video = st.selectbox("Test video", videos, key=f"seq_video_{run.id}")
-    rows = _rows(run.id, ui.stamp(run.file("predictions.parquet")), video)
-    frames = sorted(rows["frame"].unique().tolist())
 
-    clip, problem = None, None
-    root = run.info.data.root
-    try:
-        if not root:
-            raise PoseLabError("run.json has no data.root: heatmaps cannot be found")
-        clip = _video(str(root), video)
-    except PoseLabError as e:
-        problem = str(e)
+# ------------------------------------------------------------------ UI pieces
 
-    c1, c2 = st.columns([3, 2])
-    frame = c1.select_slider("Frame", frames, value=frames[0], key=f"seq_frame_{run.id}_{video}") \
-        if len(frames) > 1 else frames[0]
-    layers = c2.multiselect("Show", list(LAYERS), default=list(LAYERS), key="seq_layers")
-    skeleton = c2.toggle("Ground-truth skeleton", value=True, key="seq_skeleton")
+def source_ui(run) -> tuple[str, str | None]:
+    """Where the video comes from: (source, dataset folder for the second source)."""
+    source = st.radio("Videos", SOURCES, horizontal=True, key="seq_source")
+    if source == SOURCES[0]:
+        return source, None
+    folder = st.text_input("Sequence dataset folder", value=run.info.data.root, key="seq_folder",
+                           help="a folder with index.json + videos/*.npz, e.g. what "
+                                "`python -m core estimate --video FILE --out DIR` writes")
+    return source, folder.strip() or None
 
-    pts = pr.frame_points(rows, frame)
-    if clip is not None and frame < clip.heatmaps.shape[0]:
-        hm = pr.frame_heatmap(clip, frame)
-        size = hm.shape
+
+def step_ui(fkey: str, frames: list[int]):
+    """Previous / next / play controls and the frame slider; returns the frame shown.
+    While playing, each fragment rerun advances one frame (before the slider exists,
+    which is when its value may be set)."""
+    current = st.session_state.get(fkey, frames[0])
+    if st.session_state.get(f"{fkey}_play") and current in frames:
+        st.session_state[fkey] = frames[(frames.index(current) + 1) % len(frames)]
+    c = st.columns([1, 1, 1, 9])
+    at = frames.index(st.session_state.get(fkey, frames[0])) if st.session_state.get(fkey) in frames else 0
+    if c[0].button("◀", key=f"{fkey}_prev", help="previous frame"):
+        st.session_state[fkey] = frames[max(0, at - 1)]
+    if c[1].button("▶", key=f"{fkey}_next", help="next frame"):
+        st.session_state[fkey] = frames[min(len(frames) - 1, at + 1)]
+    c[2].toggle("Play", key=f"{fkey}_play")
+    return c[3].select_slider("Frame", frames, key=fkey) if len(frames) > 1 else frames[0]
+
+
+@st.fragment
+def player_ui(key: str, rows_img: pd.DataFrame | None, rows_hm: pd.DataFrame | None, video, root: str,
+              title: str) -> None:
+    """Step and play through the video: the frame figure and the error curve. A
+    fragment: stepping or playing redraws only this part of the page. ``rows_img`` are
+    in image pixels (None when the video's mapping is unknown), ``rows_hm`` in heatmap
+    pixels (None for a dataset refined live)."""
+    any_rows = rows_img if rows_img is not None else rows_hm
+    frames = sorted(any_rows["frame"].unique().tolist())
+    fkey = f"seq_frame_{key}"
+    frame = step_ui(fkey, frames)
+    c = st.columns([6, 2, 2])
+    layers = c[0].multiselect("Show", list(LAYERS), default=list(LAYERS), key="seq_layers")
+    skeleton = c[1].toggle("Skeleton", value=True, key="seq_skeleton")
+    show_heat = c[2].toggle("Heatmaps", value=False, key="seq_heatmaps", disabled=video is None)
+
+    background, overlay, problem = None, None, None
+    if video is not None and rows_img is not None:
+        try:
+            background = _frame(root, f"{video.path}:{video.id}", int(frame), video)
+        except PoseLabError as e:
+            problem = str(e)
+    canvas = background is None and rows_hm is not None       # heatmap pixels over the heatmaps
+    rows = rows_hm if canvas else any_rows
+    if canvas:
+        background = pr.frame_heatmap(video, int(frame)) if video is not None and frame < video.num_frames else None
+        size = (video.heatmap_size[1], video.heatmap_size[0]) if video is not None else _extent(rows)
+    elif background is not None:
+        size = (background.shape[1], background.shape[0])
+        if show_heat:
+            overlay = pr.heatmap_overlay(video, int(frame), size)
     else:
-        hm = None
-        size = clip.heatmap_size if clip is not None else (
-            int(np.ceil(np.nanmax(rows[["gt_y", "input_y", "pred_y"]].to_numpy()))) + 2,
-            int(np.ceil(np.nanmax(rows[["gt_x", "input_x", "pred_x"]].to_numpy()))) + 2)
+        size = tuple(video.image_size) if video is not None else _extent(rows)
     if problem:
-        st.warning(f"Heatmaps not shown: {problem}")
-
-    left, right = st.columns([3, 2])
+        st.warning(f"Frame not shown: {problem}")
+    pts = pr.frame_points(rows, frame)
+    has_gt = bool(rows["visible"].astype(bool).any())
+    left, right = st.columns([3, 2]) if has_gt else (st.container(), None)
     with left:
-        st.plotly_chart(_frame_figure(hm, pts, layers, skeleton, size), width="stretch",
-                        key="seq_frame_fig")
-        st.caption("Heatmap pixels. Background: the estimator's heatmaps (max over keypoints). "
-                   "Green: ground truth; orange ×: the estimator's peaks; red ◆: this run.")
-    with right:
-        curve = pr.per_frame_error(rows)
-        fig = go.Figure()
-        fig.add_scatter(x=curve["frame"], y=curve["input_error_px"], name="estimator",
-                        line=dict(color="#ff7f0e"))
-        fig.add_scatter(x=curve["frame"], y=curve["error_px"], name=f"refined ({run.name})",
-                        line=dict(color="#d62728"))
-        fig.add_vline(x=frame, line=dict(color="grey", dash="dot"))
-        fig.update_layout(height=300, margin=dict(l=0, r=0, t=30, b=0),
-                          title="Mean keypoint error per frame", xaxis_title="frame",
-                          yaxis_title="error (heatmap px)", legend=dict(orientation="h", y=-0.3))
-        st.plotly_chart(fig, width="stretch", key="seq_curve")
-        vis = pts["visible"].astype(bool)
-        m_in = float(pts.loc[vis, "input_error_px"].mean()) if vis.any() else float("nan")
-        m_out = float(pts.loc[vis, "error_px"].mean()) if vis.any() else float("nan")
-        a, b = st.columns(2)
-        a.metric("Estimator error (this frame)", f"{m_in:.2f} px")
-        change = m_out - m_in
-        b.metric("Refined error (this frame)", f"{m_out:.2f} px",
-                 delta=f"{change:+.2f} px" if np.isfinite(change) and abs(change) >= 0.005 else None,
-                 delta_color="inverse")
+        st.plotly_chart(frame_figure(background, overlay, pts, layers, skeleton, size, canvas),
+                        width="stretch", key=f"seq_fig_{key}")
+        st.caption(("Heatmap pixels over the estimator's heatmaps (max over keypoints)." if canvas
+                    else "Image pixels.") + " Green: ground truth; orange ×: the estimator; red ◆: the run.")
+    if right is None:
+        st.caption("This video has no ground truth: the estimator's keypoints and the run's refined ones.")
+    else:
+        with right:
+            st.plotly_chart(error_figure(rows, frame, title, "heatmap px" if canvas else "image px"),
+                            width="stretch", key=f"seq_curve_{key}")
+            vis = pts["visible"].astype(bool)
+            m_in = float(pts.loc[vis, "input_error_px"].mean()) if vis.any() else float("nan")
+            m_out = float(pts.loc[vis, "error_px"].mean()) if vis.any() else float("nan")
+            a, b = st.columns(2)
+            a.metric("Estimator error (this frame)", f"{m_in:.1f} px")
+            change = m_out - m_in
+            b.metric("Refined error (this frame)", f"{m_out:.1f} px",
+                     delta=f"{change:+.1f} px" if np.isfinite(change) and abs(change) >= 0.05 else None,
+                     delta_color="inverse")
     with st.expander("Keypoints of this frame"):
         st.dataframe(pts, hide_index=True, width="stretch")
+    if st.session_state.get(f"{fkey}_play"):
+        time.sleep(PLAY_DELAY_S)
+        st.rerun(scope="fragment")
+
+
+def _extent(rows: pd.DataFrame) -> tuple[int, int]:
+    return (int(np.nanmax(rows[["gt_x", "input_x", "pred_x"]].to_numpy())) + 2,
+            int(np.nanmax(rows[["gt_y", "input_y", "pred_y"]].to_numpy())) + 2)
+
+
+# ------------------------------------------------------------------ page
+
+st.title("Sequences")
+run = ui.need_run("temporal")
+st.caption(f"Run **{run.name}** · `{run.id}` · estimator: {run.info.data.estimator or 'unknown'} "
+           "(choose another run in the sidebar)")
+
+with ui.guard():
+    source, folder = source_ui(run)
+    if source == SOURCES[0]:
+        preds = pr.check_frame_predictions(ui.predictions(run), run.file("predictions.parquet"))
+        videos = pr.list_videos(preds)
+        if not videos:
+            st.info("This run has no test predictions.")
+            st.stop()
+        name = st.selectbox("Test video", videos, key=f"seq_video_{run.id}")
+        rows_hm = _test_rows(run.id, ui.stamp(run.file("predictions.parquet")), name)
+        clip, problem = None, None
+        try:
+            clip = _run_video(run.info.data.root, name)
+        except PoseLabError as e:
+            problem = str(e)
+        if problem:
+            st.warning(f"Frames and heatmaps not shown: {problem}")
+        rows_img = pr.rows_in_image(rows_hm, clip) if clip is not None else None
+        player_ui(f"{run.id}_{name}", rows_img, rows_hm, clip, run.info.data.root, run.name)
+    elif folder:
+        root = Path(folder).expanduser()
+        stamp = ui.stamp(root / "index.json") or ui.stamp(root)
+        dataset = _dataset(str(root), stamp)
+        name = st.selectbox("Video", sorted(dataset), key=f"seq_dvideo_{root}")
+        rows = _refined_rows(run.id, ui.stamp(run.file("weights.safetensors")), str(root), stamp, name)
+        player_ui(f"ds_{run.id}_{name}", rows, None, dataset[name], str(root), run.name)
+    else:
+        st.info("Give a sequence dataset folder, e.g. one `python -m core estimate` wrote.")

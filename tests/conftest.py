@@ -44,7 +44,9 @@ def build_fixture_runs(root: Path) -> Path:
                         progress=False)
     train_classifier_grid(data=root / "images", presets=["baseline", "model1", "model4"],
                           runs_dir=runs_dir, epochs=1, image_size=64, device="cpu", progress=False)
-    write_sequence_dataset(root / "sequences", videos=6, frames=15, seed=0, heatmap=16,
+    # rendered frames through BlazePose (the default estimator), small: the pages then
+    # show the frames, the heatmap overlay and the image-pixel keypoints
+    write_sequence_dataset(root / "sequences", videos=6, frames=15, seed=0, heatmap=16, image_size=(160, 120),
                            progress=False)
     train_temporal_grid(data=root / "sequences", archs=["conv3d"], runs_dir=runs_dir, epochs=1,
                         device="cpu", progress=False)

@@ -211,7 +211,7 @@ def test_samples_detail_view_and_saliency_handover(dashboard_runs):
     assert any(s.value.startswith("Sample ") for s in at.subheader)
     assert len(at.get("plotly_chart")) == 1            # class probabilities
     sample_id = at.session_state["samples_detail"]
-    run_id = at.session_state["selected_run"]
+    run_id = at.sidebar.selectbox(key="_run_picker_classifier").value       # the run the page shows
     next(b for b in at.button if b.label == "Saliency").click().run()
     assert not at.exception
     # we are on the saliency page now, and it took the hand-over

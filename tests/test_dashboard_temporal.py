@@ -115,7 +115,7 @@ def test_sequences_page_shows_heatmaps_points_and_curve(real_runs):
     assert len(charts) == 2
     fig = json.loads(charts[0].proto.spec)
     kinds = [t["type"] for t in fig["data"]]
-    assert kinds[0] == "heatmap" and kinds.count("scatter") >= 3
+    assert kinds[0] == "image" and kinds.count("scatter") >= 3      # the frame under the keypoints
     before = [m.value for m in at.metric]
     slider = at.select_slider[0]
     slider.set_value(slider.options[-1]).run()
@@ -124,6 +124,13 @@ def test_sequences_page_shows_heatmaps_points_and_curve(real_runs):
     at.multiselect(key="seq_layers").set_value(["refined"]).run()
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [t.get("name") for t in fig["data"] if t.get("mode") == "markers"] == ["refined"]
+    at.toggle(key="seq_heatmaps").set_value(True).run()              # the heatmaps over the frame
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["type"] for t in fig["data"]][:2] == ["image", "image"]
+    prev = at.button(key=f"seq_frame_{real_runs['conv3d']}_{at.selectbox[0].value}_prev")   # at the last frame
+    shown = at.select_slider[0].value
+    prev.click().run()
+    assert not at.exception and at.select_slider[0].value != shown
 
 
 def test_sequences_page_without_heatmaps_warns_and_still_draws(real_runs, tmp_path, monkeypatch):
@@ -135,7 +142,7 @@ def test_sequences_page_without_heatmaps_warns_and_still_draws(real_runs, tmp_pa
     (runs / real_runs["conv3d"] / "run.json").write_text(json.dumps(info))
     monkeypatch.setenv("POSELAB_RUNS", str(runs))
     at = _page("pages/sequences.py")
-    assert any("Heatmaps not shown" in w.value for w in at.warning)
+    assert any("Frames and heatmaps not shown" in w.value for w in at.warning)
     assert len(at.get("plotly_chart")) == 2
 
 
@@ -210,3 +217,33 @@ def test_saliency_camera_picture(real_runs):
     assert len(at.image) == 0 and not at.exception
     at.camera_input(key="sal_camera").set_value(("shot.jpg", buf.getvalue(), "image/jpeg")).run()
     assert not at.exception and not _errors(at) and len(at.image) == 2
+
+
+def test_sequences_page_opens_on_the_best_refinement_not_on_identity(real_runs):
+    at = _page("pages/sequences.py")                          # nothing chosen in the sidebar
+    assert not at.exception
+    assert f"`{real_runs['conv3d']}`" in " ".join(c.value for c in at.caption)
+
+
+def test_sequences_page_refines_your_video_without_ground_truth(real_runs, tmp_path):
+    """A dataset written by `python -m core estimate` (no ground truth), refined live:
+    the frame, the estimator's and the run's keypoints, no error curve."""
+    from core import cli
+    from core.synthetic.motion import animate
+    from core.synthetic.videos import render_clip
+    rng = np.random.default_rng(5)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, f in enumerate(render_clip(animate("squat", 7, rng, image_size=(160, 120)), rng)):
+        Image.fromarray(f.image).save(frames / f"f{i}.png")
+    assert cli.main(["estimate", "--frames", str(frames), "--out", str(tmp_path / "mine"), "--heatmap", "16"]) == 0
+    at = _page("pages/sequences.py", selected_run=real_runs["conv3d"])
+    at.radio(key="seq_source").set_value("A sequence dataset folder").run()
+    at.text_input(key="seq_folder").set_value(str(tmp_path / "mine")).run()
+    assert not _errors(at), _errors(at)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1                                   # no ground truth: no error curve
+    fig = json.loads(charts[0].proto.spec)
+    names = [t.get("name") for t in fig["data"] if t.get("mode") == "markers"]
+    assert fig["data"][0]["type"] == "image" and names == ["estimator", "refined"]
+    assert any("no ground truth" in c.value for c in at.caption)

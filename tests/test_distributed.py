@@ -235,7 +235,8 @@ def two_temporal_grids(tmp_path_factory):
     from core.temporal.windows import make_window_datasets
     root = tmp_path_factory.mktemp("ddp_temporal")
     data = root / "data"
-    write_sequence_dataset(data, videos=6, frames=13, seed=0, heatmap=16, noise=1.0, progress=False)
+    write_sequence_dataset(data, videos=6, frames=13, seed=0, heatmap=16, noise=1.0, estimator="simulated",
+                           progress=False)
     n_train = len(make_window_datasets(load_sequences(data))["train"])
     # a batch size that leaves one window in the last global batch: rank 1 then holds
     # a padding share, the case the global loss denominators must get right

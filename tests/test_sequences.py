@@ -288,7 +288,7 @@ def test_brace_reader(tmp_path):
 # ----------------------------------------------------------------------------- synthesis
 
 def test_synthetic_writer_deterministic(tmp_path, capsys):
-    kw = dict(videos=3, frames=8, heatmap=16, noise=1.0, progress=False)
+    kw = dict(videos=3, frames=8, heatmap=16, noise=1.0, estimator="simulated", progress=False)
     s1 = write_sequence_dataset(tmp_path / "a", seed=5, **kw)
     write_sequence_dataset(tmp_path / "b", seed=5, **kw)
     write_sequence_dataset(tmp_path / "c", seed=6, **kw)
@@ -308,7 +308,8 @@ def test_synthetic_writer_deterministic(tmp_path, capsys):
     write_sequence_dataset(tmp_path / "a", seed=6, **kw)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
     with pytest.raises(DataError):
-        write_sequence_dataset(tmp_path / "d", videos=1, frames=3, seed=0, heatmap=16, noise=1.0)
+        write_sequence_dataset(tmp_path / "d", videos=1, frames=3, seed=0, heatmap=16, noise=1.0,
+                               estimator="simulated")
 
 
 def test_motion_is_smooth_and_projected():

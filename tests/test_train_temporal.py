@@ -27,7 +27,8 @@ PRED_COLUMNS = ["video", "frame", "keypoint", "keypoint_name", "gt_x", "gt_y", "
 def seq_data(tmp_path_factory):
     from core.temporal.synth import write_sequence_dataset
     out = tmp_path_factory.mktemp("seq") / "data"
-    write_sequence_dataset(out, videos=6, frames=12, seed=0, heatmap=16, noise=1.0, progress=False)
+    write_sequence_dataset(out, videos=6, frames=12, seed=0, heatmap=16, noise=1.0, estimator="simulated",
+                           progress=False)
     return out
 
 

@@ -22,8 +22,9 @@ from PIL import Image, ImageDraw
 
 from core.classification.crops import crop_box, crop_padded
 from core.classification.model import PAPER_TEST_ACC, PRESETS
-from core.errors import DataError, RunError
+from core.errors import RunError
 from core.images import open_image, read_image_size
+from core.io import resolve_inside
 from core.keypoints import COCO17_SKELETON
 from core.metrics import confusion_matrix, per_class_report
 
@@ -316,16 +317,6 @@ def confusion_difference(preds_a: pd.DataFrame, classes_a: Sequence[str], preds_
 # ------------------------------------------------------------------ images
 
 
-def resolve_inside(root: str | Path, rel: str | Path) -> Path:
-    """``root/rel`` resolved, refusing anything that escapes ``root`` (``..``, absolute
-    paths, symlinks out). Raises DataError naming the path."""
-    root_r = Path(root).resolve()
-    path = (root_r / rel).resolve()
-    if not path.is_relative_to(root_r):
-        raise DataError(rel, f"image path leaves the run's data folder {root_r}")
-    if not path.is_file():
-        raise DataError(path, "image file is missing")
-    return path
 
 
 def draw_skeleton(img, keypoints: np.ndarray, edges=COCO17_SKELETON, radius: int | None = None):

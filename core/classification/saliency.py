@@ -49,9 +49,9 @@ from PIL import Image
 from core.classification.crops import load_crop, model_keypoints
 from core.classification.dataset import Sample
 from core.classification.image_cache import normalize_uint8
-from core.classification.report import resolve_inside
 from core.errors import DataError
 from core.images import image_to_tensor, open_image, read_image_size, tensor_to_image
+from core.io import resolve_inside
 from core.runs import RunInfo
 
 METHODS: dict[str, str] = {

@@ -38,10 +38,12 @@ import pandas as pd
 import torch
 
 from core.errors import DataError, RunError
+from core.images import open_image
+from core.io import resolve_inside
 from core.keypoints import TEMPORAL25, side_merged_name
 from core.metrics import PCK_THRESHOLDS, pool
-from core.temporal.heatmaps import normalize_heatmaps
-from core.temporal.videos import load_video
+from core.temporal.heatmaps import normalize_heatmaps, to_heatmap, to_image
+from core.temporal.videos import Video, load_video
 
 THRESHOLD_ROW = "threshold_px"      # the pck.csv row holding mean a*s in heatmap pixels
 IDENTITY = "identity"               # label of the baseline column / row
@@ -395,16 +397,87 @@ def resolve_video_file(data_root: str | Path, video: str) -> tuple[Path, slice |
                           "(only .npz datasets can be shown)")
 
 
-def load_run_video(data_root: str | Path, video: str):
-    """The test video's heatmaps and boxes, as ``core.temporal.sequences.Video`` cut to
-    the frames the run's predictions number from 0."""
+def load_run_video(data_root: str | Path, video: str) -> Video:
+    """The test video's heatmaps, mapping and frames, as ``core.temporal.videos.Video``
+    cut to the frames the run's predictions number from 0."""
     path, sl = resolve_video_file(data_root, video)
     v = load_video(path, min_frames=1)
-    if sl is not None:
-        v.heatmaps, v.boxes = v.heatmaps[sl], v.boxes[sl]
-        if v.keypoints is not None:
-            v.keypoints = v.keypoints[sl]
-    return v
+    return v.frames(sl.start, sl.stop, id=v.id) if sl is not None else v
+
+
+# ----------------------------------------------------------------------- frames and image pixels
+
+def frame_image(video: Video, frame: int, root: str | Path) -> np.ndarray | None:
+    """(H, W, 3) uint8 frame ``frame`` of ``video``, read only inside ``root`` (the run's
+    or the chosen data folder); None when the video has no frames. DataError for a frame
+    that is missing, unreadable or outside ``root``."""
+    if video.frame_paths is None or not 0 <= frame < len(video.frame_paths):
+        return None
+    base = video.path.parent if video.path is not None else Path(root)
+    rel = Path(video.frame_paths[frame])
+    target = rel if rel.is_absolute() else base / rel
+    return np.asarray(open_image(resolve_inside(root, target)))
+
+
+def heatmap_overlay(video: Video, frame: int, size: tuple[int, int], *, colour=(255, 60, 0)) -> np.ndarray:
+    """(H, W, 4) uint8 RGBA: the frame's heatmaps (max over keypoints, as the models see
+    them) warped into the image of ``size`` (W, H) through the frame's heatmap -> image
+    mapping (a rotated crop for BlazePose), transparent where they are 0."""
+    w, h = size
+    m = frame_heatmap(video, frame)                                     # (hh, hw) in [0, 1]
+    yy, xx = np.mgrid[0:h, 0:w]
+    pix = np.stack([xx + 0.5, yy + 0.5], -1).reshape(1, -1, 2)          # pixel centres
+    uv = to_heatmap(pix, video.affines()[frame:frame + 1])[0]           # (H*W, 2)
+    u, v = np.rint(uv[:, 0]).astype(int), np.rint(uv[:, 1]).astype(int)
+    inside = (u >= 0) & (u < m.shape[1]) & (v >= 0) & (v < m.shape[0])
+    alpha = np.zeros(h * w, np.float32)
+    alpha[inside] = m[v[inside], u[inside]]
+    out = np.zeros((h * w, 4), np.uint8)
+    out[:, :3] = colour
+    out[:, 3] = np.clip(alpha * 255 * 0.8, 0, 255)
+    return out.reshape(h, w, 4)
+
+
+XY = (("gt_x", "gt_y"), ("input_x", "input_y"), ("pred_x", "pred_y"))
+
+
+def rows_in_image(rows: pd.DataFrame, video: Video) -> pd.DataFrame:
+    """predictions rows of one video (heatmap pixels) moved to image pixels through each
+    frame's mapping; ``error_px`` / ``input_error_px`` recomputed in image pixels."""
+    out = rows.copy()
+    affines = video.affines()
+    frames = out["frame"].to_numpy()
+    ok = frames < len(affines)
+    a = affines[np.clip(frames, 0, len(affines) - 1)]                  # (N, 2, 3)
+    for xc, yc in XY:
+        pts = out[[xc, yc]].to_numpy(np.float64)[:, None]               # (N, 1, 2)
+        img = to_image(pts, a)[:, 0]                                    # (N, 2)
+        out[xc], out[yc] = np.where(ok, img[:, 0], np.nan), np.where(ok, img[:, 1], np.nan)
+    vis = out["visible"].astype(bool).to_numpy()
+    for err, (xc, yc) in (("error_px", XY[2]), ("input_error_px", XY[1])):
+        d = np.hypot(out[xc] - out["gt_x"], out[yc] - out["gt_y"])
+        out[err] = np.where(vis, d, np.nan)
+    return out
+
+
+def refined_rows(video: Video, refined: np.ndarray, estimator: np.ndarray) -> pd.DataFrame:
+    """Rows like predictions.parquet's, in image pixels, for a video refined live
+    (``core.temporal.refine.refine_video``): ground truth where the video has it."""
+    t, k = refined.shape[:2]
+    gt = video.keypoints[..., :2] if video.keypoints is not None else np.full((t, k, 2), np.nan)
+    vis = (video.keypoints[..., 2] > 0) & video.joint_mask[None] if video.keypoints is not None \
+        else np.zeros((t, k), bool)
+    rep = lambda a: a.reshape(-1)                                       # noqa: E731
+    df = pd.DataFrame({
+        "frame": np.repeat(np.arange(t), k), "keypoint": np.tile(np.arange(k), t),
+        "keypoint_name": np.tile(np.asarray(TEMPORAL25), t), "visible": rep(vis),
+        "gt_x": rep(gt[..., 0]), "gt_y": rep(gt[..., 1]),
+        "input_x": rep(estimator[..., 0]), "input_y": rep(estimator[..., 1]),
+        "pred_x": rep(refined[..., 0]), "pred_y": rep(refined[..., 1]),
+    })
+    df["error_px"] = np.where(df["visible"], np.hypot(df.pred_x - df.gt_x, df.pred_y - df.gt_y), np.nan)
+    df["input_error_px"] = np.where(df["visible"], np.hypot(df.input_x - df.gt_x, df.input_y - df.gt_y), np.nan)
+    return df
 
 
 def frame_heatmap(video, frame: int) -> np.ndarray:
