@@ -34,9 +34,9 @@ os.environ["POSELAB_AUTO_DEMO"] = "0"
 def build_fixture_runs(root: Path) -> Path:
     """Tiny synthetic datasets + classifier runs (baseline, model1, model4) and temporal
     runs (conv3d + the identity baseline the grid writes). ~30 s on a 2-core CPU."""
-    from core.temporal.synth import write_sequence_dataset
-    from core.synthetic.images import write_image_dataset
     from core.classification.train import train_classifier_grid
+    from core.synthetic.images import write_image_dataset
+    from core.temporal.synth import write_sequence_dataset
     from core.temporal.train import train_temporal_grid
 
     runs_dir = root / "runs"

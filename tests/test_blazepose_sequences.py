@@ -4,9 +4,6 @@ CPU, tiny renders (a few seconds of BlazePose in all)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import av

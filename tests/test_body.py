@@ -6,10 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from core.synthetic import body as B
-from core.synthetic import camera
-from core.synthetic import poses
 from core.keypoints import BODY_JOINTS, flip_permutation
+from core.synthetic import body as B
+from core.synthetic import camera, poses
 
 
 def _random_pose(rng) -> np.ndarray:

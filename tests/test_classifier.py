@@ -8,9 +8,15 @@ import pytest
 import torch
 
 from core.classification import backbones
+from core.classification.model import (
+    PAPER_PRESETS,
+    PRESETS,
+    ClassifierConfig,
+    build_classifier,
+    get_preset,
+    load_trained_weights,
+)
 from core.errors import DataError, RunError
-from core.classification.model import (PAPER_PRESETS, PRESETS, ClassifierConfig, build_classifier,
-                                    get_preset, load_trained_weights)
 
 
 @pytest.fixture(autouse=True)

@@ -90,8 +90,8 @@ def _runs_by_name(runs_dir: Path, kind: str = "classifier") -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def two_grids(tmp_path_factory):
-    from core.synthetic.images import write_image_dataset
     from core.classification.train import train_classifier_grid
+    from core.synthetic.images import write_image_dataset
     root = tmp_path_factory.mktemp("ddp")
     data = root / "data"
     # 10 scenes -> 17 training people: with --batch-size 6 the last global batch holds 5,
@@ -118,8 +118,8 @@ def two_grids(tmp_path_factory):
 
 
 def test_sharded_feature_pass_equals_one_process_pass(two_grids):
-    from core.classification.dataset import load_infiniteform
     from core.classification.crops import PoseDataset
+    from core.classification.dataset import load_infiniteform
     from core.classification.features import _read, compute_features
     from core.classification.model import PRESETS, build_classifier
     single, ddp = two_grids
@@ -267,7 +267,7 @@ def test_torchrun_temporal_grid_writes_one_run_per_arch_from_rank_0_only(two_tem
     assert not [p for p in ddp.iterdir() if p.name.startswith(".")]
     info = json.loads((runs["conv3d"] / "run.json").read_text())
     assert info["distributed"] == {"world_size": 2, "backend": "gloo"}
-    from core.classification.report import runs_table                     # the dashboard's Runs table says so
+    from core.classification.report import runs_table  # the dashboard's Runs table says so
     assert runs_table(R.list_runs(ddp))["processes"].tolist() == [2] * len(runs)
     assert runs_table(R.list_runs(single))["processes"].tolist() == [1] * len(runs)
     # deciwatch draws its dropout per rank: a complete run, equal in distribution only

@@ -3,9 +3,17 @@ import numpy as np
 import pytest
 import torch
 
-from core.temporal.heatmaps import (HEATMAP_SUM, bbox_norm, clamp_to_heatmap, decode_heatmaps,
-                           default_sigma, gaussian_heatmaps, heatmap_to_image, image_to_heatmap,
-                           normalize_heatmaps)
+from core.temporal.heatmaps import (
+    HEATMAP_SUM,
+    bbox_norm,
+    clamp_to_heatmap,
+    decode_heatmaps,
+    default_sigma,
+    gaussian_heatmaps,
+    heatmap_to_image,
+    image_to_heatmap,
+    normalize_heatmaps,
+)
 
 
 def test_normalize_hand_checked():

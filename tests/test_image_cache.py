@@ -11,9 +11,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.classification.image_cache import CHUNK, ImageCache, build_image_cache, cache_stem, normalize_uint8  # noqa: E402
 from core.errors import DataError  # noqa: E402
-from core.classification.image_cache import (CHUNK, ImageCache, build_image_cache, cache_stem,  # noqa: E402
-                              normalize_uint8)
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +31,8 @@ def _all(index):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_cache_equals_posedataset(index, tmp_path, monkeypatch, workers):
     """Pool (fork, several chunks) or in-process: every item equals PoseDataset's."""
-    from core.classification.crops import PoseDataset
     import core.classification.image_cache as ic
+    from core.classification.crops import PoseDataset
     monkeypatch.setattr(ic, "CHUNK", 5)            # several chunks even for this tiny set
     samples = _all(index)
     stats = {}

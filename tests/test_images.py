@@ -14,9 +14,17 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from core.images import (IMAGENET_MEAN, IMAGENET_MEAN_RGB8, IMAGENET_STD, image_to_tensor,
-                              open_image, read_image_size, tensor_to_image, to_rgb8)
 from core.errors import DataError
+from core.images import (
+    IMAGENET_MEAN,
+    IMAGENET_MEAN_RGB8,
+    IMAGENET_STD,
+    image_to_tensor,
+    open_image,
+    read_image_size,
+    tensor_to_image,
+    to_rgb8,
+)
 
 
 def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:

@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 from core.classification import dataset as inf
-from core.images import IMAGENET_MEAN_RGB8, tensor_to_image
-from core.classification.dataset import load_infiniteform
 from core.classification.crops import PoseDataset, crop_box, keypoints_in_crop, load_crop, model_keypoints
+from core.classification.dataset import load_infiniteform
 from core.errors import DataError
+from core.images import IMAGENET_MEAN_RGB8, tensor_to_image
 
 CLASSES = ["squat", "plank", "tree"]
 

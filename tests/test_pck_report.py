@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.temporal import report as pr
 from core.errors import DataError, RunError
 from core.keypoints import TEMPORAL25
 from core.metrics import PCK_THRESHOLDS
+from core.temporal import report as pr
 
 K = len(TEMPORAL25)
 

@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 
 from core import cli
-from core.synthetic import body as B
-from core.synthetic import camera
-from core.synthetic import poses
-from core.synthetic import render as R
-from core.synthetic import scene as S
-from core.synthetic.images import (UNANNOTATED, coco_annotation, render_image, scene_annotations,
-                                 write_image_dataset)
 from core.errors import DataError
 from core.keypoints import BODY_JOINTS, COCO17
+from core.synthetic import body as B
+from core.synthetic import camera, poses
+from core.synthetic import render as R
+from core.synthetic import scene as S
+from core.synthetic.images import UNANNOTATED, coco_annotation, render_image, scene_annotations, write_image_dataset
 
 SIZE = 96
 

@@ -3,8 +3,15 @@ import pytest
 import torch
 
 from core.temporal.heatmaps import decode_heatmaps, gaussian_heatmaps
-from core.temporal.models import (ARCHS, TRAINABLE_ARCHS, build_temporal, config_from_dict,
-                                  config_to_dict, deciwatch_loss, make_config)
+from core.temporal.models import (
+    ARCHS,
+    TRAINABLE_ARCHS,
+    build_temporal,
+    config_from_dict,
+    config_to_dict,
+    deciwatch_loss,
+    make_config,
+)
 from core.temporal.models.deciwatch import interpolation_matrix
 
 B, T, K, S = 2, 5, 25, 12

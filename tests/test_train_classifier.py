@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from core import runs as R
-from core.models import load_model
 from core.classification import train as T
 from core.errors import DataError, RunError, TrainingError
+from core.models import load_model
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 32          # crop side fed to ResNet-50 (224 in the paper; 32 still gives 1x1 at layer4)
@@ -137,8 +137,8 @@ def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, da
 
 
 def test_saved_run_round_trips_through_load_model(grid, data):
-    from core.classification.dataset import load_infiniteform
     from core.classification.crops import PoseDataset
+    from core.classification.dataset import load_infiniteform
     _, paths = grid
     run = R.load_run(paths[T.PAPER_PRESETS.index("model5")])
     model = load_model(run, device="cpu")

@@ -8,9 +8,9 @@ import torch
 from core import cli
 from core.errors import RunError, TrainingError
 from core.keypoints import TEMPORAL25
-from core.temporal.models import build_temporal, make_config
 from core.models import load_model
 from core.runs import list_runs, load_run, load_weights
+from core.temporal.models import build_temporal, make_config
 from core.temporal.train import TrainConfig, fit, train_one_epoch, train_temporal, train_temporal_grid
 
 SMALL = {  # narrow models: same code paths, a fraction of the time
@@ -130,8 +130,9 @@ def test_init_from_round_trip_and_mismatch(grid, seq_data, tmp_path):
 
 def _loader(seq_data, split="train"):
     from torch.utils.data import DataLoader
-    from core.temporal.windows import WindowDataset
+
     from core.temporal.sequences import load_sequences
+    from core.temporal.windows import WindowDataset
     index = load_sequences(seq_data)
     return DataLoader(WindowDataset(index.splits[split], k=5, stride=1), batch_size=8)
 
