@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", type=Path, default=None,
                        help="backbone weights file (.safetensors or a torch state dict)")
         p.add_argument("--image-size", type=int, default=224, help="crop side fed to ResNet-50 (paper: 224)")
+        p.add_argument("--keypoints", choices=("annotation", "estimated"), default="annotation",
+                       help="keypoint presets' keypoints: the annotation's (the paper's setting) or "
+                            "BlazePose's on each crop (what a deployed system has)")
         p.add_argument("--decoder", choices=("auto", "pil", "torchvision"), default="auto",
                        help="image cache decoder: auto = the GPU's JPEG decoder on CUDA when every "
                             "image is a JPEG, else PIL on every core")
@@ -167,7 +170,8 @@ def _common(args, runs_dir: Path) -> dict:
 
 def _classifier(args, runs_dir: Path) -> None:
     from core.classification.train import train_classifier, train_classifier_grid
-    kw = dict(weights=args.weights, image_size=args.image_size, decoder=args.decoder, **_common(args, runs_dir))
+    kw = dict(weights=args.weights, image_size=args.image_size, decoder=args.decoder, keypoints=args.keypoints,
+              **_common(args, runs_dir))
     if args.command == "train":
         train_classifier(preset=args.preset, **kw)
     else:

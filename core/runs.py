@@ -76,6 +76,8 @@ class DataInfo:
     skipped: dict[str, int] = field(default_factory=dict)   # reason -> count of unusable items
     classes: list[str] | None = None            # classifier: class names in label order
     keypoint_source: str | None = None          # classifier: "annotation" or "estimated" keypoints
+    keypoint_estimator: str | None = None       # classifier: the estimator's version, when estimated
+    keypoints_found: float | None = None        # classifier: share of crops it found a person in
     keypoints: list[str] | None = None          # temporal: keypoint names (TEMPORAL25)
     videos: dict[str, int] | None = None        # temporal: videos per split
     estimator: str | None = None                # temporal: what made the input heatmaps
@@ -177,6 +179,7 @@ class RunInfo:
         return {"kind": self.kind, "name": self.name, "config": self.config, "seed": self.seed,
                 "init_from": self.init_from, "data.fingerprint": self.data.fingerprint,
                 "data.keypoint_source": self.data.keypoint_source or None,
+                "data.keypoint_estimator": self.data.keypoint_estimator,
                 "backbone.sha256": self.backbone.sha256 if self.backbone else None}
 
     @property

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -280,9 +281,11 @@ GALLERY_COLUMNS = 6
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _picture(root: str, image_path: str, bbox: tuple | None, keypoints: tuple | None,
-             skeleton: bool, size: int, sample_id: str, cache_path: str, _cache=None):
+             skeleton: bool, size: int, sample_id: str, cache_path: str, estimated: tuple | None = None,
+             _cache=None):
     # cache_path stands for _cache in the key (the memmap itself is not hashed)
-    row = {"image_path": image_path, "bbox": bbox, "keypoints": keypoints, "sample_id": sample_id}
+    row = {"image_path": image_path, "bbox": bbox, "keypoints": keypoints, "sample_id": sample_id,
+           "estimated_keypoints": estimated}
     try:
         return report.sample_picture(root, row, skeleton=skeleton, size=size, cache=_cache), None
     except DataError as e:
@@ -295,11 +298,20 @@ def picture(run: Run, row: pd.Series, *, skeleton: bool, size: int = 192):
     root = run.info.data.root
     bbox = row.get("bbox")
     kps = row.get("keypoints")
+    est = row.get("estimated_keypoints")
     cache = image_cache(run)
-    return _picture(str(root), str(row.get("image_path", "")),
-                    None if bbox is None else tuple(float(v) for v in bbox),
-                    None if kps is None else tuple(float(v) for v in kps), skeleton, size,
-                    str(row.get("sample_id", "")), str(cache.path) if cache is not None else "", cache)
+    as_tuple = lambda v: None if v is None else tuple(float(x) for x in v)   # noqa: E731
+    return _picture(str(root), str(row.get("image_path", "")), as_tuple(bbox), as_tuple(kps), skeleton, size,
+                    str(row.get("sample_id", "")), str(cache.path) if cache is not None else "", as_tuple(est),
+                    _cache=cache)
+
+
+def keypoints_legend(run: Run) -> str:
+    """What the drawn keypoints are, for captions."""
+    if run.info.data.keypoint_source == "estimated":
+        return ("annotation: red visible, yellow occluded (cyan bones); "
+                "estimated by BlazePose, what the model saw: purple (green bones)")
+    return "keypoints: red visible, yellow occluded"
 
 
 def open_saliency(run_id: str, sample_id) -> None:
@@ -322,7 +334,7 @@ def sample_detail(run: Run, row: pd.Series, classes: list[str], key: str) -> Non
             st.rerun()
         left, mid, right = st.columns([2, 3, 2])
         img, problem = picture(run, row, skeleton=True, size=320)
-        left.image(img, caption="crop with keypoints (red visible, yellow occluded)")
+        left.image(img, caption=f"crop with keypoints ({keypoints_legend(run)})")
         if problem:
             left.warning(problem)
         probs = report.class_probabilities(row, classes)
@@ -341,9 +353,15 @@ def sample_detail(run: Run, row: pd.Series, classes: list[str], key: str) -> Non
         right.dataframe(pd.DataFrame({"field": list(meta), "value": [str(v) for v in meta.values()]}),
                         hide_index=True, width="stretch")
         kps = row.get("keypoints")
+        est = row.get("estimated_keypoints")
         if kps is not None and len(kps) == 51:
             kp = pd.DataFrame([list(kps[i:i + 3]) for i in range(0, 51, 3)], columns=["x", "y", "v"])
             kp.insert(0, "keypoint", COCO17)
+            if est is not None and len(est) == 51:        # the run saw the estimator's, not these
+                e = np.asarray(est, dtype=float).reshape(17, 3)
+                kp[["est_x", "est_y", "est_v"]] = e
+                kp["distance_px"] = np.where((kp["v"] > 0) & (kp["est_v"] > 0),
+                                             np.hypot(kp["x"] - kp["est_x"], kp["y"] - kp["est_y"]), np.nan)
             with right.expander("keypoints (scene pixels)"):
                 st.dataframe(kp, hide_index=True, width="stretch")
 

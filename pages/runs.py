@@ -1,6 +1,7 @@
 """Runs: table of runs, overlaid training curves, and the paper's Tables 1-2 layout."""
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
@@ -62,17 +63,21 @@ def paper_ui(runs) -> None:
     backbones = sorted({b for b in table["backbone"].dropna()})
     st.caption("Paper: InfiniteForm, ImageNet weights. Ours: the newest finished run of each "
                f"preset on its own data (backbone: {', '.join(backbones) or 'n/a'}).")
-    if "random" in backbones:
+    if "random init" in backbones:
         st.warning("Some runs used a random backbone: compare shapes, not numbers.")
+    if (table["keypoint_source"] == "estimated").any():
+        st.caption("Rows with keypoint source *estimated* trained and were tested on BlazePose's keypoints "
+                   "of each crop instead of the annotation's: what a deployed system would have.")
     st.dataframe(table.drop(columns=["table"]), hide_index=True, width="stretch", column_config={
         "paper_test_acc_%": st.column_config.NumberColumn("paper test acc %", format="%.2f"),
         "our_test_acc_%": st.column_config.NumberColumn("our test acc %", format="%.2f"),
         "our_test_loss": st.column_config.NumberColumn("our test loss", format="%.4f"),
         "difference_pp": st.column_config.NumberColumn("ours - paper (pp)", format="%+.2f"),
     })
+    label = table["preset"] + np.where(table["keypoint_source"] == "estimated", " (estimated kp)", "")
     fig = go.Figure([
-        go.Bar(name="paper", x=table["preset"], y=table["paper_test_acc_%"], marker_color="#9e9e9e"),
-        go.Bar(name="ours", x=table["preset"], y=table["our_test_acc_%"], marker_color="#1f77b4"),
+        go.Bar(name="paper", x=label, y=table["paper_test_acc_%"], marker_color="#9e9e9e"),
+        go.Bar(name="ours", x=label, y=table["our_test_acc_%"], marker_color="#1f77b4"),
     ])
     fig.update_layout(barmode="group", height=320, yaxis_title="test accuracy %",
                       margin=dict(l=10, r=10, t=10, b=10))

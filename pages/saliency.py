@@ -16,12 +16,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import ui
+from core.classification import report
 from core.classification import saliency as sal
 from core.errors import DataError
+from core.estimator.blazepose import BlazePose
+from core.images import open_image
 from core.keypoints import COCO17
 
 SOURCES = ("Test sample", "Upload", "Camera")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"]
+UPLOAD_MB = 20               # .streamlit/config.toml's server.maxUploadSize
 
 
 # ------------------------------------------------------------------ cached compute
@@ -39,9 +43,25 @@ def _sample_input(run_id: str, stamp: float, sample_id: str, use_kp: bool) -> sa
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _upload_input(digest: str, name: str, image_size: int, kp_json: str | None,
-                  _data: bytes) -> sal.SaliencyInput:
-    return sal.upload_input(_data, name=name, image_size=image_size, keypoints_json=kp_json)
+def _picture(digest: str, name: str, _data: bytes):
+    """The uploaded picture, decoded and checked (DataError at once for a bad file)."""
+    return open_image(_data, name=name)
+
+
+@st.cache_resource(show_spinner="Loading BlazePose...")
+def _estimator() -> BlazePose:
+    return BlazePose()
+
+
+@st.cache_data(show_spinner="Finding people (BlazePose)...", max_entries=16)
+def _people(digest: str, _picture) -> list[sal.FoundPerson]:
+    return sal.find_people(_picture, _estimator())
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _upload_input(digest: str, name: str, image_size: int, margin: float, kp_key: str, _data: bytes,
+                  _keypoints: np.ndarray | None) -> sal.SaliencyInput:
+    return sal.upload_input(_data, name=name, image_size=image_size, keypoints=_keypoints, margin=margin)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -98,47 +118,64 @@ def _sample_ui(run, use_kp: bool):
     return inp, f"sample:{sid}"
 
 
-def _keypoints_ui(use_kp: bool, key: str) -> tuple[str | None, bool]:
-    """For a keypoint preset: the JSON the user typed (or None) and whether to go on."""
-    if not use_kp:
-        return None, True
-    st.markdown("This run's preset **uses keypoints**, and an uploaded picture has none. "
-                "Paste the person's 17 COCO keypoints as `[x, y, v]` in the picture's pixels "
-                "(v: 0 absent, 1 occluded, 2 visible; order: " + ", ".join(COCO17) + ").")
-    text = st.text_area("Keypoints (JSON)", key=f"{key}_kp_json", height=120,
-                        placeholder=sal.KEYPOINTS_JSON_EXAMPLE)
-    with st.expander("Example"):
-        st.code(sal.KEYPOINTS_JSON_EXAMPLE, language="json")
-    if text.strip():
-        return text, True
-    missing = st.checkbox("No keypoints: compute with every keypoint marked missing (mask 0)",
-                          key=f"{key}_kp_missing",
-                          help="The model then sees 'no keypoint annotated', which it rarely "
-                               "saw in training: its prediction may be poor.")
-    if not missing:
-        st.warning("Missing: the 17 keypoints this preset needs. Paste them above, or tick "
-                   "the box to compute with all keypoints marked missing.")
-        return None, False
-    return "[" + ", ".join(["[0, 0, 0]"] * 17) + "]", True
+def _keypoints_ui(digest: str, picture, key: str) -> np.ndarray | None:
+    """For a keypoint preset: the keypoints to use for this picture -- BlazePose's (the
+    largest person, or the one picked), editable, or replaced by typed JSON; all missing
+    when nobody is found and the keypoint-free computation is chosen; None to wait."""
+    people = _people(digest, picture)
+    kp, free = None, False
+    if not people:
+        st.info("BlazePose found nobody in this picture. Compute without keypoints, or type "
+                "the person's 17 keypoints as JSON below.")
+        free = st.checkbox("Compute without keypoints (every keypoint marked missing)", key=f"{key}_kp_missing",
+                           help="The model then sees 'no keypoint', which it rarely saw in training: "
+                                "its prediction may be poor.")
+    else:
+        pick = 0
+        if len(people) > 1:
+            pick = st.selectbox("Person", range(len(people)), key=f"{key}_person_{digest}",
+                                format_func=lambda i: f"person {i + 1}" + (" (the largest)" if i == 0 else ""))
+            st.caption(f"BlazePose found {len(people)} people; the largest is used unless you pick another.")
+        with st.expander("Edit the keypoints"):
+            table = pd.DataFrame(people[pick].keypoints, columns=["x", "y", "v"])
+            table.insert(0, "keypoint", list(COCO17))
+            edited = st.data_editor(table, key=f"{key}_kp_edit_{digest}_{pick}", hide_index=True,
+                                    disabled=["keypoint"], column_config={
+                                        "v": st.column_config.NumberColumn("v", min_value=0, max_value=2, step=1)})
+            kp = edited[["x", "y", "v"]].to_numpy(np.float64)
+    with st.expander("Type the keypoints as JSON instead", expanded=not people):
+        typed = st.text_area("Keypoints (JSON): 17 [x, y, v] in the picture's pixels, in the order "
+                             + ", ".join(COCO17), key=f"{key}_kp_json", height=110,
+                             placeholder=sal.KEYPOINTS_JSON_EXAMPLE)
+    if typed.strip():
+        return sal.read_keypoints_json(typed)       # DataError -> one st.error line; the text stays
+    if free:
+        return np.zeros((17, 3))
+    return kp
 
 
 def _file_ui(run, use_kp: bool, camera: bool):
     if camera:
         f = st.camera_input("Take a picture", key="sal_camera")
     else:
-        f = st.file_uploader("Upload an image (JPEG, PNG, WebP, TIFF, BMP)", type=UPLOAD_TYPES,
-                             key="sal_upload")
+        f = st.file_uploader(f"Upload an image (JPEG, PNG, WebP, TIFF, BMP; up to {UPLOAD_MB} MB)",
+                             type=UPLOAD_TYPES, key="sal_upload")
     if f is None:
         st.info("Take a picture to start." if camera else "Upload a picture to start.")
         return None, None
-    kp_json, go_on = _keypoints_ui(use_kp, "sal_cam" if camera else "sal_up")
-    if not go_on:
-        return None, None
     data = f.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    size, _ = sal.run_image_settings(run.info)
-    inp = _upload_input(digest, f.name, size, kp_json, data)   # DataError -> st.error (guard)
-    kp_key = hashlib.sha256((kp_json or "").encode()).hexdigest()[:12]
+    picture = _picture(digest, f.name, data)                  # a bad file: one error, at once
+    key = "sal_cam" if camera else "sal_up"
+    kp = _keypoints_ui(digest, picture, key) if use_kp else None
+    shown = report.draw_skeleton(picture, kp, colours=report.ESTIMATED_COLOURS) if kp is not None else picture
+    st.image(shown, caption=f"{f.name}" + (" with the keypoints used" if kp is not None and kp[:, 2].any() else ""),
+             width="stretch")
+    if use_kp and kp is None:
+        return None, None
+    size, margin = sal.run_image_settings(run.info)
+    kp_key = hashlib.sha256(np.ascontiguousarray(kp).tobytes()).hexdigest()[:12] if kp is not None else "none"
+    inp = _upload_input(digest, f.name, size, margin, kp_key, data, kp)
     return inp, f"upload:{digest}:{kp_key}"
 
 

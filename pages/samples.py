@@ -39,4 +39,6 @@ with ui.guard():
     rows = report.sort_predictions(rows, f["order"])
     wrong = int((~rows["correct"].astype(bool)).sum())
     st.markdown(f"**{len(rows)} of {len(preds)} test samples match** · {wrong} wrong")
+    if f["skeleton"]:
+        st.caption(ui.keypoints_legend(run))
     ui.gallery(run, rows, classes, key="samples", skeleton=f["skeleton"], per_page=f["per_page"])

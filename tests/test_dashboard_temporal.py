@@ -192,21 +192,60 @@ def test_saliency_upload_corrupt_then_good(real_runs):
     assert len(at.image) == 0
     at.file_uploader(key="sal_upload").set_value(("ok.png", _png(mode="L"), "image/png")).run()
     assert not at.exception and not _errors(at)
-    assert len(at.image) == 2
+    assert len(at.image) == 3                                    # the picture, the input, the map
 
 
-def test_saliency_upload_with_keypoint_preset_asks_for_keypoints(real_runs):
+def test_saliency_upload_of_nobody_offers_keypoint_free_or_typed_keypoints(real_runs):
+    """A keypoint preset and a picture with nobody in it: the picture is shown, the page
+    says nobody was found and offers the keypoint-free computation (or typed keypoints)."""
     at = _page("pages/saliency.py", selected_run=real_runs["model4"])
     at.radio(key="sal_source").set_value("Upload").run()
-    at.file_uploader(key="sal_upload").set_value(("pose.png", _png(), "image/png")).run()
-    assert not at.exception and len(at.image) == 0
-    assert any("Missing" in w.value for w in at.warning)        # says what is missing, computes nothing
+    at.file_uploader(key="sal_upload").set_value(("empty.png", _png(), "image/png")).run()
+    assert not at.exception and len(at.image) == 1                  # the picture, shown at once
+    assert any("found nobody" in i.value for i in at.info)
+    at.checkbox(key="sal_up_kp_missing").check().run()
+    assert not at.exception and not _errors(at) and len(at.image) == 3   # picture, input, map
+    at.checkbox(key="sal_up_kp_missing").uncheck().run()
     at.text_area(key="sal_up_kp_json").set_value("[[1, 2, 3]]").run()
-    assert any("keypoints JSON" in e for e in _errors(at)) and len(at.image) == 0
+    assert any("keypoints JSON" in e for e in _errors(at))
     kp = [[0, 0, 0]] * 5 + [[30 + i, 20 + 2 * i, 2] for i in range(12)]
     at.text_area(key="sal_up_kp_json").set_value(json.dumps(kp)).run()
-    assert not at.exception and not _errors(at) and len(at.image) == 2
+    assert not at.exception and not _errors(at) and len(at.image) == 3
     assert any(c.key == "sal_kp_chart" for c in at.get("plotly_chart"))
+
+
+def _one_person_png() -> bytes:
+    """A rendered picture of one person that BlazePose finds (the first such seed)."""
+    from core.classification.saliency import find_people
+    from core.estimator.blazepose import BlazePose
+    from core.synthetic.images import render_image
+    bp = BlazePose()
+    for seed in range(20):
+        png, _, anns = render_image(7, "test", seed, size=256, people_max=1)
+        if len(anns) == 1 and len(find_people(Image.open(io.BytesIO(png)), bp)) == 1:
+            return png
+    raise AssertionError("no rendered picture in 20 with one person BlazePose finds")
+
+
+def test_saliency_upload_of_a_person_uses_estimated_keypoints_without_typing(real_runs):
+    at = _page("pages/saliency.py", selected_run=real_runs["model4"])
+    at.radio(key="sal_source").set_value("Upload").run()
+    at.file_uploader(key="sal_upload").set_value(("me.png", _one_person_png(), "image/png")).run()
+    assert not at.exception and not _errors(at), _errors(at)
+    assert len(at.image) == 3 and "with the keypoints used" in at.image[0].proto.imgs[0].caption
+    assert any(c.key == "sal_kp_chart" for c in at.get("plotly_chart"))    # the map and the keypoints' share
+    assert not any("found nobody" in i.value for i in at.info)
+
+
+def test_saliency_non_image_upload_is_one_error_at_once(real_runs):
+    at = _page("pages/saliency.py", selected_run=real_runs["model4"])
+    at.radio(key="sal_source").set_value("Upload").run()
+    at.file_uploader(key="sal_upload").set_value(("notes.png", b"just some text", "image/png")).run()
+    assert not at.exception
+    errors = _errors(at)
+    assert len(errors) == 1 and "notes.png" in errors[0]
+    assert len(at.image) == 0
+    assert not any("found nobody" in i.value for i in at.info)       # nothing else is asked
 
 
 def test_saliency_camera_picture(real_runs):
@@ -216,7 +255,7 @@ def test_saliency_camera_picture(real_runs):
     at.radio(key="sal_source").set_value("Camera").run()
     assert len(at.image) == 0 and not at.exception
     at.camera_input(key="sal_camera").set_value(("shot.jpg", buf.getvalue(), "image/jpeg")).run()
-    assert not at.exception and not _errors(at) and len(at.image) == 2
+    assert not at.exception and not _errors(at) and len(at.image) == 3
 
 
 def test_sequences_page_opens_on_the_best_refinement_not_on_identity(real_runs):

@@ -277,7 +277,8 @@ def test_demo_classifier_part_prints_progress_protocol_and_is_idempotent(tmp_pat
     monkeypatch.setattr(demo, "DEMO_CLASSIFIER", dict(image_size=SIZE, epochs=1, seed=0))
     paths = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
                                        report=demo.progress, start=0.0, end=0.7)
-    assert [R.load_run(p, require_finished=True).name for p in paths] == list(T.PAPER_PRESETS)
+    assert [R.load_run(p, require_finished=True).name for p in paths] == list(T.PAPER_PRESETS) + ["model4"]
+    assert R.load_run(paths[-1]).info.data.keypoint_source == "estimated"
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("progress ")]
     fractions = [float(ln.split()[1]) for ln in lines]
     assert len(lines) >= 9 and fractions == sorted(fractions)
@@ -286,37 +287,71 @@ def test_demo_classifier_part_prints_progress_protocol_and_is_idempotent(tmp_pat
     # a second build reuses the rendered images and every finished run
     again = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
                                        report=demo.progress)
-    assert again == paths and len(R.list_runs(tmp_path / "runs")) == 7
+    assert again == paths and len(R.list_runs(tmp_path / "runs")) == 8
 
 
-def _add_rows(path: str, tag: str, start) -> None:
-    """One process adding 20 rows to a feature cache, one at a time (the cache's writer)."""
-    from core.classification.features import FeatureSet, _add
-    start.wait()
-    for i in range(20):
-        key = f"{tag}:{i}"
-        value = float(hash(key) % 1000)
-        _add(Path(path), [key], FeatureSet(torch.full((1, 2048), value), torch.zeros(1, 17, 3),
-                                           torch.tensor([i])))
+ADD_ROWS = """
+import sys, torch
+from pathlib import Path
+from core.classification.features import FeatureSet, _add
+path, tag = Path(sys.argv[1]), sys.argv[2]
+(path.parent / f"ready-{tag}").touch()                   # start together: both imported, both ready
+while len(list(path.parent.glob("ready-*"))) < 2:
+    pass
+for i in range(20):
+    key = f"{tag}:{i}"
+    _add(path, [key], FeatureSet(torch.full((1, 2048), float(i + 100 * (tag == "b"))), torch.zeros(1, 17, 3),
+                                 torch.tensor([i])))
+"""
 
 
 def test_two_processes_extending_one_feature_cache_lose_no_rows(tmp_path):
     """Two trainings on one dataset at once both add features to the same file: every
     row either wrote is there afterwards, with its own values."""
-    import multiprocessing as mp
-
     from core.classification.features import _read
     path = tmp_path / "features.safetensors"
-    ctx = mp.get_context("fork")
-    start = ctx.Event()
-    procs = [ctx.Process(target=_add_rows, args=(str(path), tag, start)) for tag in ("a", "b")]
-    for p in procs:
-        p.start()
-    start.set()
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", ADD_ROWS, str(path), tag], env=env) for tag in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
     keys, fs = _read(path)
     assert sorted(keys) == sorted(f"{t}:{i}" for t in "ab" for i in range(20))
     for k, row in zip(keys, fs.features):
-        assert row[0].item() == float(hash(k) % 1000) and torch.equal(row, row[:1].expand(2048))
+        tag, i = k.split(":")
+        assert row[0].item() == float(int(i) + 100 * (tag == "b")) and torch.equal(row, row[:1].expand(2048))
+
+
+def test_model4_on_estimated_keypoints_caches_the_estimators_output(data, warm_runs):
+    """--keypoints estimated: BlazePose runs once per crop, its keypoints are cached, and
+    the run trains and is tested on them (what a deployed system has)."""
+    import numpy as np
+
+    from core.classification.crops import load_crop
+    from core.classification.dataset import load_infiniteform
+    from core.classification.estimated import cache_path, estimate_crop
+    from core.estimator.blazepose import BlazePose
+    assert cli_main(["train", "classifier", "--data", str(data), "--preset", "model4", "--epochs", "1",
+                     "--batch-size", "4", "--image-size", str(SIZE), "--keypoints", "estimated",
+                     "--runs", str(warm_runs), "--device", "cpu"]) == 0
+    (run,) = [r for r in R.list_runs(warm_runs) if r.finished]
+    assert run.info.data.keypoint_source == "estimated" and run.info.data.keypoint_estimator.startswith("blazepose")
+    assert 0.0 <= run.info.data.keypoints_found <= 1.0
+    index = load_infiniteform(data)
+    cached = np.load(cache_path(warm_runs, index.fingerprint))
+    row = {k: i for i, k in enumerate(cached["sample_ids"])}
+    bp = BlazePose()
+    samples = index.splits["train"][:2] + index.splits["test"][:2]
+    for s in samples:                                    # the cache holds exactly what BlazePose says
+        kp, found = estimate_crop(np.asarray(load_crop(s)), bp)
+        np.testing.assert_array_equal(cached["keypoints"][row[str(s.sample_id)]], kp)
+        assert bool(cached["found"][row[str(s.sample_id)]]) == found
+    preds = run.predictions()
+    assert "estimated_keypoints" in preds and all(len(k) == 51 for k in preds["estimated_keypoints"])
+    # the annotation's keypoints are another run, not this one resumed or reused
+    again = T.train_classifier(data=data, preset="model4", runs_dir=warm_runs, epochs=1, batch_size=4,
+                               image_size=SIZE, progress=False)
+    assert again != run.path and R.load_run(again).info.data.keypoint_source == "annotation"
+
+
+def cli_main(argv):
+    from core import cli
+    return cli.main(argv)

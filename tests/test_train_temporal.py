@@ -189,7 +189,8 @@ def test_cli_bad_data_exits_2_without_writing(tmp_path, capsys):
 
 def test_demo_part_progress_and_reuse(tmp_path, monkeypatch):
     from core import demo
-    monkeypatch.setattr(demo, "DEMO_SEQUENCES", dict(videos=5, frames=10, heatmap=16, noise=1.0))
+    monkeypatch.setattr(demo, "DEMO_SEQUENCES", dict(videos=5, frames=10, heatmap=16, estimator="blazepose",
+                                                     image_size=(128, 96)))
     monkeypatch.setattr(demo, "DEMO_MODEL_OVERRIDES", {**SMALL, "identity": {}})
     monkeypatch.setattr(demo, "DEMO_PLAN", {a: dict(epochs=1 if a != "identity" else 0, train_stride=2)
                                             for a in [*SMALL, "identity"]})

@@ -88,6 +88,18 @@ def keypoints_in_crop(sample: Sample, margin: float = DEFAULT_MARGIN) -> np.ndar
     return kp
 
 
+def scene_keypoints(sample: Sample, kp: np.ndarray, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """The inverse of ``keypoints_in_crop``: (17, 3) crop-convention keypoints -> scene
+    pixels (visibility kept; x = y = 0 where it is 0)."""
+    x0, y0, x1, _ = crop_box(sample.bbox, sample.image_size, margin)
+    side = float(x1 - x0)
+    out = np.array(kp, dtype=np.float32)
+    present = out[:, 2] > 0
+    out[:, 0] = np.where(present, x0 + out[:, 0] * side, 0.0)
+    out[:, 1] = np.where(present, y0 + out[:, 1] * side, 0.0)
+    return out
+
+
 def model_keypoints(sample: Sample, margin: float = DEFAULT_MARGIN) -> np.ndarray:
     """The classifier's keypoint input, (17, 3) float32: x/W, y/H in the crop, and a
     mask (1.0 when visibility > 0, i.e. in frame, occluded or not; else 0.0 with

@@ -60,6 +60,10 @@ class FeatureSet(Dataset):
         return {"features": self.features[idx], "keypoints": self.keypoints[idx],
                 "label": self.labels[idx], "index": idx}
 
+    def with_keypoints(self, keypoints: torch.Tensor) -> "FeatureSet":
+        """The same rows with other keypoints (N, 17, 3) (estimated instead of annotated)."""
+        return FeatureSet(self.features, keypoints.float(), self.labels)
+
     def rows(self, start: int, stop: int) -> "FeatureSet":
         return FeatureSet(self.features[start:stop], self.keypoints[start:stop], self.labels[start:stop])
 

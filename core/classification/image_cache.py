@@ -21,6 +21,7 @@ when both exist and agree, so a killed build is a miss, never a half-read array.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import multiprocessing as mp
@@ -371,6 +372,12 @@ class CachedPoseDataset(torch.utils.data.Dataset):
             end = start + images.shape[0]
             yield {"image": images, "label": self.labels[start:end],
                    "keypoints": self.keypoints[start:end], "index": torch.arange(start, end)}
+
+    def with_keypoints(self, keypoints: torch.Tensor) -> "CachedPoseDataset":
+        """The same crops with other keypoints (N, 17, 3) (estimated instead of annotated)."""
+        out = copy.copy(self)
+        out.keypoints = keypoints.float()
+        return out
 
     def get_batch(self, indices: np.ndarray, device: torch.device | str) -> dict:
         """Items ``indices`` as one batch: one fancy-indexed read of the memory-mapped crops;

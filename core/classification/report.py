@@ -90,28 +90,35 @@ def runs_table(runs: Sequence) -> pd.DataFrame:
 def paper_table(runs: Sequence) -> pd.DataFrame:
     """The paper's Tables 1-2 layout: one row per preset, paper's accuracy beside ours.
 
-    For each preset the newest finished classifier run is used (``runs`` newest first,
-    as ``list_runs`` returns them). Accuracies in percent; missing runs give NaN.
-    """
-    newest: dict[str, object] = {}
+    For each preset the newest finished classifier run with the annotation's keypoints
+    (the paper's setting) is used (``runs`` newest first, as ``list_runs`` returns them);
+    each keypoint preset that also has a run on estimated keypoints gets a second row
+    (``keypoint_source`` "estimated"), beside the same paper figure. Accuracies in
+    percent; missing runs give NaN."""
+    newest: dict[tuple[str, str], object] = {}
     for r in runs:
         if r.kind == "classifier" and r.finished and r.name in PAPER_TEST_ACC:
-            newest.setdefault(r.name, r)
+            source = r.info.data.keypoint_source or ("annotation" if PRESETS[r.name].use_keypoints else "-")
+            newest.setdefault((r.name, source), r)
     rows = []
     for preset, paper_acc in PAPER_TEST_ACC.items():
-        r = newest.get(preset)
-        m = (r.metrics or {}) if r is not None else {}
-        ours = _num(m.get("test_acc")) * 100
-        rows.append({
-            **{"table": preset_description(preset)["table"], "preset": preset},
-            **{k: preset_description(preset)[k] for k in ("fc", "keypoints", "head")},
-            "paper_test_acc_%": paper_acc,
-            "our_test_acc_%": ours,
-            "our_test_loss": _num(m.get("test_loss")),
-            "difference_pp": ours - paper_acc,
-            "backbone": (r.info.backbone.label if r is not None and r.info.backbone else None),
-            "run_id": r.id if r is not None else None,
-        })
+        sources = ["annotation" if PRESETS[preset].use_keypoints else "-"]
+        sources += ["estimated"] if (preset, "estimated") in newest else []
+        for source in sources:
+            r = newest.get((preset, source))
+            m = (r.metrics or {}) if r is not None else {}
+            ours = _num(m.get("test_acc")) * 100
+            rows.append({
+                **{"table": preset_description(preset)["table"], "preset": preset},
+                **{k: preset_description(preset)[k] for k in ("fc", "keypoints", "head")},
+                "keypoint_source": source,
+                "paper_test_acc_%": paper_acc,
+                "our_test_acc_%": ours,
+                "our_test_loss": _num(m.get("test_loss")),
+                "difference_pp": ours - paper_acc,
+                "backbone": (r.info.backbone.label if r is not None and r.info.backbone else None),
+                "run_id": r.id if r is not None else None,
+            })
     return pd.DataFrame(rows)
 
 
@@ -319,7 +326,13 @@ def confusion_difference(preds_a: pd.DataFrame, classes_a: Sequence[str], preds_
 
 
 
-def draw_skeleton(img, keypoints: np.ndarray, edges=COCO17_SKELETON, radius: int | None = None):
+# (bone colour, visible joint, occluded joint) of the two keypoint sets a sample can carry
+ANNOTATION_COLOURS = ((0, 230, 255), (255, 60, 60), (255, 200, 0))
+ESTIMATED_COLOURS = ((60, 255, 120), (170, 60, 255), (210, 150, 255))
+
+
+def draw_skeleton(img, keypoints: np.ndarray, edges=COCO17_SKELETON, radius: int | None = None,
+                  colours=ANNOTATION_COLOURS):
     """Draw keypoints (K, 3: x, y in ``img`` pixels, visibility) and the skeleton on a
     copy of the PIL image; joints with visibility 0 are skipped."""
     img = img.convert("RGB").copy()
@@ -327,12 +340,13 @@ def draw_skeleton(img, keypoints: np.ndarray, edges=COCO17_SKELETON, radius: int
     kp = np.asarray(keypoints, dtype=float).reshape(-1, 3)
     r = radius or max(2, round(min(img.size) / 60))
     width = max(1, r // 2 + 1)
+    bone, visible, occluded = colours
     for a, b in edges:
         if a < len(kp) and b < len(kp) and kp[a, 2] > 0 and kp[b, 2] > 0:
-            draw.line([tuple(kp[a, :2]), tuple(kp[b, :2])], fill=(0, 230, 255), width=width)
+            draw.line([tuple(kp[a, :2]), tuple(kp[b, :2])], fill=bone, width=width)
     for x, y, v in kp:
         if v > 0:
-            colour = (255, 60, 60) if v >= 2 else (255, 200, 0)   # visible / occluded
+            colour = visible if v >= 2 else occluded
             draw.ellipse([x - r, y - r, x + r, y + r], fill=colour, outline=(0, 0, 0))
     return img
 
@@ -366,12 +380,13 @@ def sample_picture(root: str | Path, row: pd.Series | dict, *, margin: float = 0
         crop = crop_padded(img, box)
     scale_x, scale_y = size / (box[2] - box[0]), size / (box[3] - box[1])
     canvas = crop.resize((size, size), Image.BILINEAR)
-    kps = row.get("keypoints") if hasattr(row, "get") else None
-    if skeleton and kps is not None and len(kps) == 51:
-        kp = np.asarray(kps, dtype=float).reshape(17, 3).copy()
-        kp[:, 0] = (kp[:, 0] - box[0]) * scale_x
-        kp[:, 1] = (kp[:, 1] - box[1]) * scale_y
-        canvas = draw_skeleton(canvas, kp)
+    for column, colours in (("keypoints", ANNOTATION_COLOURS), ("estimated_keypoints", ESTIMATED_COLOURS)):
+        kps = row.get(column) if hasattr(row, "get") else None
+        if skeleton and kps is not None and len(kps) == 51:
+            kp = np.asarray(kps, dtype=float).reshape(17, 3).copy()
+            kp[:, 0] = (kp[:, 0] - box[0]) * scale_x
+            kp[:, 1] = (kp[:, 1] - box[1]) * scale_y
+            canvas = draw_skeleton(canvas, kp, colours=colours)
     return canvas
 
 

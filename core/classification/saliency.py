@@ -46,10 +46,11 @@ import torch.nn.functional as F
 from captum import attr as ca
 from PIL import Image
 
-from core.classification.crops import load_crop, model_keypoints
+from core.classification.crops import DEFAULT_MARGIN, crop_box, crop_padded, load_crop, model_keypoints
 from core.classification.dataset import Sample
 from core.classification.image_cache import normalize_uint8
 from core.errors import DataError
+from core.estimator.blazepose import BlazePose, coco17_from_blazepose
 from core.images import image_to_tensor, open_image, read_image_size, tensor_to_image
 from core.io import resolve_inside
 from core.runs import RunInfo
@@ -315,7 +316,10 @@ def sample_input(info: RunInfo, row, *, use_keypoints: bool, cache=None) -> Sali
         and abs(cache.margin - margin) < 1e-9 else None
     scene = open_image(path) if cached is None else None
     scene_size = scene.size if scene is not None else read_image_size(path)
-    kp = np.asarray(row["keypoints"], np.float32).reshape(17, 3)
+    # the keypoints the run saw: the estimator's when it trained on estimated ones
+    column = "estimated_keypoints" if info.data.keypoint_source == "estimated" and \
+        row.get("estimated_keypoints") is not None else "keypoints"
+    kp = np.asarray(row[column], np.float32).reshape(17, 3)
     bbox = tuple(float(v) for v in row["bbox"])
     if len(bbox) != 4:
         raise DataError(path, f"bbox of sample {row['sample_id']} is not 4 numbers")
@@ -339,11 +343,9 @@ KEYPOINTS_JSON_EXAMPLE = (
     " [125, 170, 2], [155, 171, 2], [122, 230, 2], [158, 231, 2], [120, 290, 2], [160, 292, 2]]")
 
 
-def parse_keypoints_json(text: str, width: int, height: int, name: str = "keypoints JSON") -> np.ndarray:
-    """17 COCO keypoints [x, y, v] in the image's pixels (JSON list of 17 triples, or an
-    object {"keypoints": [...]} with 17 triples or 51 numbers) -> the model's (17, 3)
-    [x/W, y/H, mask]; mask = v > 0, and x = y = 0 where v = 0, as in training."""
-
+def read_keypoints_json(text: str, name: str = "keypoints JSON") -> np.ndarray:
+    """17 COCO keypoints [x, y, v] in the image's pixels (a JSON list of 17 triples, or an
+    object {"keypoints": [...]} with 17 triples or 51 numbers) -> (17, 3) float64."""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -360,6 +362,13 @@ def parse_keypoints_json(text: str, width: int, height: int, name: str = "keypoi
         raise DataError(name, f"expected 17 [x, y, v] triples of finite numbers, got shape {kp.shape}")
     if ((kp[:, 2] < 0) | (kp[:, 2] > 2)).any():
         raise DataError(name, "visibility v must be 0 (absent), 1 (occluded) or 2 (visible)")
+    return kp
+
+
+def parse_keypoints_json(text: str, width: int, height: int, name: str = "keypoints JSON") -> np.ndarray:
+    """``read_keypoints_json`` as the model's (17, 3) [x/W, y/H, mask] of a W x H image;
+    mask = v > 0, and x = y = 0 where v = 0, as in training."""
+    kp = read_keypoints_json(text, name)
     present = kp[:, 2] > 0
     out = np.zeros((17, 3), np.float32)
     out[:, 0] = np.where(present, kp[:, 0] / width, 0.0)
@@ -368,18 +377,70 @@ def parse_keypoints_json(text: str, width: int, height: int, name: str = "keypoi
     return out
 
 
+# ------------------------------------------------------------------ people in a picture
+
+@dataclass
+class FoundPerson:
+    keypoints: np.ndarray        # (17, 3) COCO x, y in the picture's pixels, visibility 0/1/2
+    box: np.ndarray              # (4,) xyxy around the 33 landmarks
+    score: float                 # BlazePose's pose presence
+
+
+def find_people(image: Image.Image, estimator: BlazePose, *, max_people: int = 4) -> list[FoundPerson]:
+    """The people BlazePose finds in a picture, largest first (its keypoints mapped to
+    COCO-17, ``core.estimator.blazepose.coco17_from_blazepose``)."""
+    poses = estimator.estimate_image(np.asarray(image.convert("RGB")), max_people=max_people)
+    return [FoundPerson(coco17_from_blazepose(p.landmarks, p.visibility).astype(np.float64),
+                        np.asarray(p.box, np.float64), float(p.score)) for p in poses]
+
+
+# A box around a body's joints is tighter than around the body itself (the head's top,
+# hands and feet reach past them): widened by this share of its longer side on each
+# side, it approximates the person box the training crops are cut around.
+KEYPOINT_BOX_MARGIN = 0.1
+
+
+def person_box(keypoints: np.ndarray) -> tuple[float, float, float, float] | None:
+    """COCO xywh box around the visible keypoints (17, 3), widened (``KEYPOINT_BOX_MARGIN``);
+    None with fewer than two visible keypoints."""
+    kp = np.asarray(keypoints, np.float64)
+    vis = kp[:, 2] > 0
+    if vis.sum() < 2:
+        return None
+    lo, hi = kp[vis, :2].min(0), kp[vis, :2].max(0)
+    pad = KEYPOINT_BOX_MARGIN * float(max(hi - lo))
+    lo, hi = lo - pad, hi + pad
+    return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
+
+
 def upload_input(data: bytes, *, name: str, image_size: int, keypoints_json: str | None = None,
+                 keypoints: np.ndarray | None = None, margin: float = DEFAULT_MARGIN,
                  max_pixels: int | None = None) -> SaliencyInput:
     """An uploaded (or camera) picture as model input: decoded by ``open_image``
     (grayscale, RGBA, CMYK, 16-bit, EXIF rotation handled; corrupt, non-image or
-    decompression-bomb files raise DataError), stretched to image_size x image_size
-    like ``image_to_tensor`` (keypoints as fractions of the image stay right).
-    ``keypoints_json``: 17 [x, y, v] in the upright upload's pixels (see
-    ``parse_keypoints_json``), or None for no keypoints."""
+    decompression-bomb files raise DataError).
+
+    With keypoints (17 [x, y, v] in the upright picture's pixels: ``keypoints``, e.g.
+    BlazePose's, or ``keypoints_json``), the picture is cropped like a training sample:
+    the square around the person (``person_box``) with the run's ``margin``, the keypoints
+    as fractions of the crop. Without (an image-only preset, or nobody found), the whole
+    picture is stretched to the model's size and every keypoint is missing."""
     kw = {} if max_pixels is None else {"max_pixels": max_pixels}
     img = open_image(data, name=name, **kw)
-    kpt = None
     if keypoints_json is not None:
-        kpt = torch.from_numpy(parse_keypoints_json(keypoints_json, *img.size))
+        keypoints = read_keypoints_json(keypoints_json)
+    box = person_box(keypoints) if keypoints is not None else None
+    kpt = None
+    if box is not None:
+        x0, y0, x1, _ = crop_box(box, img.size, margin)
+        side = float(x1 - x0)
+        kp = np.asarray(keypoints, np.float64)
+        present = kp[:, 2] > 0
+        kpt = torch.from_numpy(np.stack([np.where(present, (kp[:, 0] - x0) / side, 0.0),
+                                         np.where(present, (kp[:, 1] - y0) / side, 0.0),
+                                         present.astype(float)], -1).astype(np.float32))
+        img = crop_padded(img, crop_box(box, img.size, margin))
+    elif keypoints is not None:                  # asked for keypoints, none usable: all missing
+        kpt = torch.zeros(17, 3)
     image = image_to_tensor(img, image_size)
     return SaliencyInput(image=image, keypoints=kpt, display=tensor_to_image(image), label=None, name=name)

@@ -42,9 +42,10 @@ from core.classification.backbones import (
     resolve_backbone,
     store_backbone,
 )
-from core.classification.crops import PoseDataset
+from core.classification.crops import PoseDataset, scene_keypoints
 from core.classification.dataset import PoseIndex, load_infiniteform
 from core.classification.ddp import wrap_ddp
+from core.classification.estimated import KEYPOINT_SOURCES, estimated_keypoints, model_input
 from core.classification.features import FeatureSet, cached_features, feature_cache_path
 from core.classification.image_cache import cached_pose_dataset, resolve_decoder
 from core.classification.model import (
@@ -57,6 +58,7 @@ from core.classification.model import (
     load_trained_weights,
 )
 from core.errors import DataError, RunError
+from core.estimator.blazepose import model_version
 from core.io import read_json, write_json
 from core.metrics import accuracy, confusion_matrix, per_class_report
 from core.runs import (
@@ -213,6 +215,9 @@ class _Prepared:
     image_decoder: str = "pil"                      # what decoded the image cache (run.json)
     features: dict | None = None                    # split -> FeatureSet (None: not computed)
     image_sets: dict | None = None                  # split -> CachedPoseDataset, built on demand
+    keypoints: str = "annotation"                   # where keypoint presets' keypoints come from
+    estimated: dict | None = None                   # split -> (N, 17, 3) estimated keypoints (crop convention)
+    found: float | None = None                      # share of crops the estimator found a person in
 
 
 def _prepare(data, *, runs_dir: Path, device: torch.device, seed: int, weights, image_size: int,
@@ -261,6 +266,19 @@ def _calibrated(state: dict, info: dict, index: PoseIndex, runs_dir: Path, *, de
                         f"({image_size} px) of data {index.fingerprint}"}
     write_json(key, known)
     return state, {**info, **known}
+
+
+def _estimate_keypoints(prep: _Prepared, *, margin: float, progress: bool) -> None:
+    """Every sample's estimated keypoints (rank 0 fills the cache, the others read it)."""
+    everything = _all_samples(prep.index)
+    with D.main_process_first():
+        kps, found = estimated_keypoints(everything, fingerprint=prep.index.fingerprint, runs_dir=prep.runs_dir,
+                                         margin=margin, progress=progress)
+    prep.keypoints, prep.found, prep.estimated, start = "estimated", float(found.mean()), {}, 0
+    for name in ("train", "val", "test"):
+        n = len(prep.index.splits.get(name, []))
+        prep.estimated[name] = kps[start:start + n]
+        start += n
 
 
 def _all_samples(index: PoseIndex) -> list:
@@ -314,22 +332,26 @@ def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, margi
 def train_classifier(*, data, preset: str, runs_dir, epochs: int | None = None, device="auto",
                      seed: int = 0, batch_size: int | None = None, lr: float | None = None,
                      weights=None, image_size: int = 224, progress: bool = True,
-                     feature_cache: bool = True, init_from=None, decoder: str = "auto") -> Path:
+                     feature_cache: bool = True, init_from=None, decoder: str = "auto",
+                     keypoints: str = "annotation") -> Path:
     """Train one preset on ``data`` and return its run folder (see module docstring)."""
     return train_classifier_grid(data=data, presets=[preset], runs_dir=runs_dir, epochs=epochs,
                                  device=device, seed=seed, batch_size=batch_size, lr=lr,
                                  weights=weights, image_size=image_size, progress=progress,
-                                 feature_cache=feature_cache, init_from=init_from, decoder=decoder)[0]
+                                 feature_cache=feature_cache, init_from=init_from, decoder=decoder,
+                                 keypoints=keypoints)[0]
 
 
 def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_dir, epochs=None,
                           device="auto", seed: int = 0, batch_size: int | None = None,
                           lr: float | None = None, weights=None, image_size: int = 224,
                           progress: bool = True, feature_cache: bool = True, init_from=None,
-                          reuse_finished: bool = False, decoder: str = "auto",
+                          reuse_finished: bool = False, decoder: str = "auto", keypoints: str = "annotation",
                           on_progress: Callable[[float, str], None] | None = None) -> list[Path]:
     """Train several presets (default: the paper's seven) with ONE shared feature pass.
 
+    ``keypoints``: "annotation" (the paper's setting) or "estimated" (BlazePose on each
+    crop, ``core.classification.estimated``) for the presets that take keypoints.
     ``reuse_finished``: return an existing finished run of the identical call instead of
     training again (the demo uses it to be idempotent). ``on_progress(fraction, message)``
     is called as the grid advances (features = first half, presets share the second)."""
@@ -337,6 +359,8 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
         raise RunError(None, f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
+    if keypoints not in KEYPOINT_SOURCES:
+        raise RunError(None, f"unknown keypoint source {keypoints!r}; choose from {', '.join(KEYPOINT_SOURCES)}")
     dev = D.init_distributed(engine.resolve_device(device))   # torchrun: this rank's device
     progress = progress and D.is_main_process()                 # one set of progress bars
     base = TrainConfig(image_size=image_size, feature_cache=feature_cache)
@@ -351,6 +375,10 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
             prep, image_size=image_size, batch_size=base.batch_size, margin=base.margin, progress=progress,
             on_progress=None if on_progress is None else (lambda f, m: on_progress(0.5 * f, m)))
         prep.phase_seconds["features"] = round(time.perf_counter() - t0, 3)
+    if keypoints == "estimated" and any(PRESETS[p].use_keypoints for p in presets):
+        t0 = time.perf_counter()
+        _estimate_keypoints(prep, margin=base.margin, progress=progress)
+        prep.phase_seconds["estimate_keypoints"] = round(time.perf_counter() - t0, 3)
     _report(on_progress, 0.5, "features ready")
     out = []
     for i, name in enumerate(presets):
@@ -376,7 +404,9 @@ def _run_info(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prepar
                     fingerprint=index.fingerprint, classes=list(index.classes),
                     num_train=len(index.splits.get("train", [])), num_val=len(index.splits.get("val", [])),
                     num_test=len(index.splits.get("test", [])), skipped=dict(index.skipped or {}),
-                    keypoint_source="annotation" if cfg.use_keypoints else None)
+                    keypoint_source=prep.keypoints if cfg.use_keypoints else None,
+                    keypoint_estimator=model_version() if cfg.use_keypoints and prep.keypoints == "estimated" else None,
+                    keypoints_found=prep.found if cfg.use_keypoints and prep.keypoints == "estimated" else None)
     return RunInfo(kind="classifier", name=name, config={"model": cfg.to_dict(), "train": asdict(tcfg)},
                    data=data, backbone=prep.backbone, seed=seed, device=str(prep.device),
                    feature_cache=use_features, init_from=str(init_from) if init_from else None,
@@ -388,6 +418,9 @@ def _batches(cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prepared, seed: in
     """split -> Batches, and whether they come from cached features."""
     use_features = prep.features is not None and tcfg.feature_cache and cfg.feature_cacheable
     sets = prep.features if use_features else _image_sets(prep, tcfg)
+    if cfg.use_keypoints and prep.keypoints == "estimated":    # the same samples, the estimator's keypoints
+        sets = {k: sets[k].with_keypoints(torch.from_numpy(model_input(prep.estimated[k])))
+                for k in ("train", "val", "test")}
     return {k: Batches(sets[k], tcfg.batch_size, prep.device, shuffle=(k == "train"), seed=seed)
             for k in ("train", "val", "test")}, use_features
 
@@ -439,7 +472,8 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
         writer.write_weights(model.trainable_state_dict())
     val = evaluate(model, batches["val"], prep.device)
     test = evaluate(model, batches["test"], prep.device, progress=progress, desc="test")
-    writer.write_table(PREDICTIONS, predictions_frame(prep.index, test))
+    estimated = prep.estimated["test"] if cfg.use_keypoints and prep.keypoints == "estimated" else None
+    writer.write_table(PREDICTIONS, predictions_frame(prep.index, test, estimated, margin=tcfg.margin))
     t2 = time.perf_counter()
     phases = writer.info.phase_seconds
     phases["train"] = round(phases.get("train", 0) + t1 - t0, 3)
@@ -465,8 +499,11 @@ def _check_init_from(path: Path, classes: list[str]) -> None:
         raise RunError(path / RUN_JSON, f"run's classes {theirs} differ from the dataset's {classes}")
 
 
-def predictions_frame(index: PoseIndex, test: dict) -> pd.DataFrame:
-    """predictions.parquet: one row per test sample, columns of the run-folder contract."""
+def predictions_frame(index: PoseIndex, test: dict, estimated: np.ndarray | None = None, *,
+                      margin: float = 0.15) -> pd.DataFrame:
+    """predictions.parquet: one row per test sample, columns of the run-folder contract;
+    with ``estimated`` (N, 17, 3) crop-convention keypoints, an ``estimated_keypoints``
+    column in scene pixels beside the annotation's ``keypoints``."""
     samples = index.splits.get("test", [])
     classes = list(index.classes)
     probs, labels = test["probs"], test["labels"]
@@ -483,6 +520,8 @@ def predictions_frame(index: PoseIndex, test: dict) -> pd.DataFrame:
     df.insert(9, "correct", pred == labels)
     for j, c in enumerate(classes):
         df[f"prob_{c}"] = probs[:, j].astype(np.float32)
+    if estimated is not None:
+        df["estimated_keypoints"] = [scene_keypoints(s, kp, margin).ravel().tolist() for s, kp in zip(samples, estimated)]
     return df
 
 
