@@ -262,6 +262,12 @@ with right, ui.guard():
              width="stretch")
     c2.image(over, caption=f"{sal.METHODS[method]} for '{names[int(target)]}' · "
                            f"{res.seconds * 1000:.0f} ms", width="stretch")
+    if inp.person is not None:
+        inside = sal.mass_inside(res.map, inp.person)
+        st.metric("Saliency inside the person", f"{inside:.0%}",
+                  help="Share of the map's mass on the person's outline (the annotation's segmentation); "
+                       f"the person covers {inp.person.mean():.0%} of the input, the share a map "
+                       "blind to the person would get.")
     fname = f"saliency_{run.name}_{inp.name}_{method}_{names[int(target)]}.png".replace("/", "_")
     st.download_button("Download PNG", data=sal.to_png(over), file_name=fname, mime="image/png",
                        key="sal_download")

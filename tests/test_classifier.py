@@ -209,3 +209,40 @@ def test_calibrate_batchnorm_normalises_a_random_backbone(random_state, tmp_path
     assert calm.abs().mean() < 2.0 and raw.abs().mean() > 3 * calm.abs().mean()
     sha, stored = backbones.store_backbone(cal, tmp_path)
     assert (tmp_path / stored).name == f"{sha}.safetensors"
+
+
+def test_the_shipped_poselab_backbone_comes_after_imagenet_and_before_random(tmp_path, monkeypatch):
+    """No ImageNet weights: the PoseLab backbone (fp16 on disk, float32 in use) with its
+    card; random only when asked for; a file that does not match its card is refused."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from core.errors import RunError
+    from core.io import sha256_file
+    monkeypatch.setenv("POSELAB_OFFLINE", "1")
+    state, _ = backbones.resolve_backbone("random", runs_dir=tmp_path, seed=3)
+    shipped = tmp_path / "_poselab"
+    shipped.mkdir()
+    weights = shipped / "resnet50-test.safetensors"
+    save_file({k: v.half().contiguous() if v.is_floating_point() else v for k, v in state.items()}, str(weights))
+    card = {"task": "pose", "command": "python -m core pretrain ...", "sha256": sha256_file(weights)}
+    backbones.card_path(weights).write_text(json.dumps(card))
+    monkeypatch.setattr(backbones, "SHIPPED_DIR", shipped)
+    got, info = backbones.resolve_backbone(None, runs_dir=tmp_path)
+    assert info["source"] == "poselab" and info["card"] == card and info["sha256"] == card["sha256"]
+    assert got["conv1.weight"].dtype == torch.float32
+    torch.testing.assert_close(got["conv1.weight"], state["conv1.weight"].half().float())
+    assert backbones.resolve_backbone("poselab", runs_dir=tmp_path)[1]["source"] == "poselab"
+    assert backbones.resolve_backbone("random", runs_dir=tmp_path, seed=3)[1]["source"] == "random"
+    again = backbones.load_backbone(info, runs_dir=tmp_path, where="run.json")   # a run rebuilds from it
+    torch.testing.assert_close(again["fc.weight"], got["fc.weight"])
+    backbones.card_path(weights).write_text(json.dumps({**card, "sha256": "0" * 64}))
+    with pytest.raises(DataError, match="does not match its card"):
+        backbones.resolve_backbone(None, runs_dir=tmp_path)
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(RunError, match="changed since the run"):
+        backbones.load_backbone(info, runs_dir=tmp_path, where="run.json")
+    monkeypatch.setattr(backbones, "SHIPPED_DIR", tmp_path / "nothing")
+    with pytest.raises(DataError, match="no PoseLab backbone"):
+        backbones.resolve_backbone("poselab", runs_dir=tmp_path)

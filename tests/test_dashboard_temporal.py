@@ -160,6 +160,8 @@ def test_saliency_page_sample_methods_and_keypoint_chart(real_runs):
     assert len(at.image) == 2                                    # original + overlay
     assert "Vanilla gradient" in at.image[1].proto.imgs[0].caption
     assert any(c.key == "sal_kp_chart" for c in at.get("plotly_chart"))
+    inside = [m for m in at.metric if m.label == "Saliency inside the person"]
+    assert len(inside) == 1 and inside[0].value.endswith("%")      # the annotation's outline
     at.selectbox(key="sal_method").set_value("gradcam").run()
     assert not at.exception and len(at.image) == 2
     assert "Grad-CAM" in at.image[1].proto.imgs[0].caption

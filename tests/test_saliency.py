@@ -132,3 +132,18 @@ def test_lut_endpoints_and_png():
     assert tuple(lut[0]) == (0, 0, 4) and tuple(lut[-1]) == (252, 255, 164)
     png = sal.to_png(np.zeros((4, 5, 3), np.uint8))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_person_mask_and_the_share_of_saliency_inside_it():
+    # a 40 x 40 crop at (10, 20) of the scene, shown at 20 px: the square polygon
+    # (20..30, 30..40) in the scene covers input pixels 5..10 x 5..10
+    poly = [[20.0, 30.0, 30.0, 30.0, 30.0, 40.0, 20.0, 40.0]]
+    mask = sal.person_mask(poly, (10, 20, 50, 60), 20)
+    assert mask.shape == (20, 20) and mask[5:10, 5:10].all() and mask.sum() <= 36
+    assert not mask[:4].any() and not mask[:, 12:].any()
+    m = np.zeros((20, 20))
+    m[6:9, 6:9] = 1.0
+    assert sal.mass_inside(m, mask) == 1.0
+    m[0, 0] = 9.0                                     # 9 of 18 units outside
+    assert sal.mass_inside(m, mask) == pytest.approx(0.5)
+    assert np.isnan(sal.mass_inside(np.zeros((20, 20)), mask))

@@ -124,7 +124,7 @@ def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, da
         prob_cols = [f"prob_{c}" for c in classes]
         assert list(pred.columns) == ["sample_id", "image_path", "image_id", "person_index", "label",
                                       "label_name", "pred", "pred_name", "confidence", "correct", "bbox",
-                                      "keypoints"] + prob_cols
+                                      "keypoints"] + prob_cols + ["segmentation"]
         probs = pred[prob_cols].to_numpy()
         np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
         np.testing.assert_array_equal(probs.argmax(1), pred["pred"])

@@ -1,6 +1,6 @@
 """Where a classifier's ResNet-50 weights come from, and how a run finds them again.
 
-Three sources, tried in this order (``resolve_backbone``):
+The sources, tried in this order (``resolve_backbone``):
 
 1. ``weights=FILE``: a torchvision ResNet-50 state dict as ``.safetensors`` or a torch file
    read with ``torch.load(weights_only=True)`` (never unpickles arbitrary objects).
@@ -8,8 +8,15 @@ Three sources, tried in this order (``resolve_backbone``):
    torch's cache; when it is not cached, one download is tried only if the host answers
    within a few seconds (offline it fails fast instead of hanging). ``POSELAB_OFFLINE=1``
    skips the download, and so does running under pytest (tests never download).
-3. Otherwise a seeded random init, announced by one ``WARNING`` line on stderr and
-   recorded in run.json (``backbone.source = "random"``, ``backbone.warning``). Never silent.
+3. The PoseLab backbone shipped in ``checkpoints/_poselab/`` (``python -m core pretrain``
+   on PoseLab's own renders; fp16 safetensors with a JSON card beside it saying how it was
+   made). run.json says ``backbone.source = "poselab"`` and carries the card; every page
+   names it "PoseLab synthetic pretraining", never mistakable for ImageNet.
+4. A seeded random init, only when asked for (``weights="random"``), or when nothing else
+   is there; announced by one ``WARNING`` line on stderr and recorded in run.json
+   (``backbone.source = "random"``, ``backbone.warning``). Never silent.
+
+Weights are used in float32 whatever they were stored in.
 
 A random init is unusable as it comes: with BatchNorm's default statistics (mean 0, var 1)
 nothing is normalised and activations grow ~10x through the 16 blocks, so the pooled
@@ -38,10 +45,13 @@ from safetensors.torch import load_file, save
 from torchvision.models import ResNet50_Weights, resnet50
 
 from core.errors import DataError, RunError
-from core.io import atomic_write, sha256_file
+from core.io import atomic_write, read_json, sha256_file
 
 IMAGENET = "ResNet50_Weights.IMAGENET1K_V2"
 BACKBONES_DIR = "_backbones"
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_DIR = REPO / "checkpoints" / "_poselab"   # the PoseLab backbone (weights + card)
+NAMED = ("imagenet", "poselab", "random")
 _DOWNLOAD_HOST = ("download.pytorch.org", 443)
 
 _random_cache: dict[int, tuple[dict[str, torch.Tensor], bytes, str]] = {}
@@ -56,27 +66,67 @@ def resolve_backbone(weights: str | Path | None = None, *, runs_dir: str | Path,
                      ) -> tuple[dict[str, torch.Tensor], dict]:
     """(ResNet-50 state dict with ``fc.*``, run.json ``backbone`` info) for a new run.
 
-    ``weights``: a file path, ``"imagenet"`` (fail unless available), ``"random"``, or None
-    (ImageNet when it can be had, else the seeded random init with a warning).
+    ``weights``: a file path, ``"imagenet"`` / ``"poselab"`` (fail unless available),
+    ``"random"``, or None (ImageNet when it can be had, else the shipped PoseLab backbone,
+    else the seeded random init with a warning).
     """
     runs_dir = Path(runs_dir)
-    if weights is not None and str(weights) not in ("imagenet", "random"):
+    name = None if weights is None else str(weights)
+    if name is not None and name not in NAMED:
         return _from_file(Path(weights), runs_dir, seed)
-    if weights is None or str(weights) == "imagenet":
+    why_not = ""
+    if name in (None, "imagenet"):
         state, why_not = _imagenet_state()
         if state is not None:
             sha = sha256_file(_imagenet_cache_file())
             return state, dict(source="imagenet", weights=IMAGENET, sha256=sha, stored=None, warning=None)
-        if str(weights) == "imagenet":
+        if name == "imagenet":
             raise DataError(None, f"ImageNet weights requested but unavailable: {why_not}")
-        warning = (f"no ImageNet weights ({why_not}) and no --weights file: using a seeded "
-                   f"random ResNet-50 backbone (seed {seed}); accuracy will be far below the paper's")
+    if name in (None, "poselab"):
+        shipped = shipped_backbone()
+        if shipped is not None:
+            return _poselab(shipped)
+        if name == "poselab":
+            raise DataError(SHIPPED_DIR, "no PoseLab backbone here (resnet50-*.safetensors with its "
+                                         ".card.json); make one with python -m core pretrain")
+    if name is None:
+        warning = (f"no ImageNet weights ({why_not}), no PoseLab backbone in {SHIPPED_DIR} and no --weights "
+                   f"file: using a seeded random ResNet-50 backbone (seed {seed}); accuracy will be far below "
+                   "the paper's")
     else:
         warning = f"random ResNet-50 backbone requested (seed {seed}); accuracy will be far below the paper's"
     print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     state, blob, sha = _random_state(seed)
     stored = _store(blob, sha, runs_dir)
     return state, dict(source="random", weights=f"seed={seed}", sha256=sha, stored=stored, warning=warning)
+
+
+def shipped_backbone(folder: Path | None = None) -> Path | None:
+    """The PoseLab backbone in ``folder`` (default ``SHIPPED_DIR``): the newest
+    ``resnet50-*.safetensors`` that has its ``.card.json`` beside it, or None."""
+    folder = Path(folder or SHIPPED_DIR)
+    found = sorted((p for p in folder.glob("resnet50-*.safetensors") if card_path(p).is_file()),
+                   key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def card_path(weights: Path) -> Path:
+    return weights.with_name(weights.name.removesuffix(".safetensors") + ".card.json")
+
+
+def read_card(weights: Path) -> dict:
+    """The card of a PoseLab backbone (how it was made); RunError when it is unreadable."""
+    return read_json(card_path(weights), error=RunError)
+
+
+def _poselab(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    state = _read_weights_file(path, DataError)
+    card = read_card(path)
+    sha = sha256_file(path)
+    if card.get("sha256") and card["sha256"] != sha:
+        raise DataError(path, "does not match its card (sha256 differs): the file was changed after it was made")
+    rel = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
+    return state, dict(source="poselab", weights=rel, sha256=sha, stored=None, warning=None, card=card)
 
 
 def load_backbone(info: dict, *, runs_dir: str | Path, where: str | Path) -> dict[str, torch.Tensor]:
@@ -89,6 +139,14 @@ def load_backbone(info: dict, *, runs_dir: str | Path, where: str | Path) -> dic
             return _load_safetensors(path, RunError)
         raise RunError(where, f"backbone weights {stored} are missing from {runs_dir}")
     source = info.get("source")
+    if source == "poselab":
+        path = Path(info.get("weights", ""))
+        path = path if path.is_absolute() else REPO / path
+        if not path.is_file():
+            raise RunError(where, f"the run's PoseLab backbone {path} is missing")
+        if info.get("sha256") and sha256_file(path) != info["sha256"]:
+            raise RunError(where, f"the PoseLab backbone {path} changed since the run (sha256 differs)")
+        return _read_weights_file(path, RunError)
     if source == "imagenet":
         state, why_not = _imagenet_state()
         if state is None:
@@ -207,7 +265,7 @@ def _read_weights_file(path: Path, error: type) -> dict[str, torch.Tensor]:
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
             raise error(path, "expected a state dict (name -> tensor)")
         state = obj
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k.removeprefix("module."): (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     _check_resnet50(state, path, error)
     return state
 

@@ -97,6 +97,9 @@ class Sample:
     # Scene camera rotation as the JSON gives it: InfiniteForm stores the yaw (one
     # number), PoseLab's synthetic writer [pitch, yaw, roll] (a tuple here).
     camera_rotation_deg: float | tuple[float, ...] | None
+    # The person's outline: COCO polygons [[x1, y1, x2, y2, ...], ...] in scene pixels
+    # (PoseLab's renders: the convex hull of the visible silhouette); None when not given.
+    segmentation: tuple[tuple[float, ...], ...] | None = None
 
 
 @dataclass
@@ -344,6 +347,7 @@ def _collect(coco: _Coco, root: Path, base: Path, id_prefix: str | None
             exercise_category=_opt_str(ann.get("exercise_category")),
             camera_rotation_deg=_rotation(image.get("camera_rotation_deg",
                                                     ann.get("camera_rotation_deg"))),
+            segmentation=_polygons(ann.get("segmentation")),
         ))
     return out, skipped, file_sizes
 
@@ -434,6 +438,25 @@ def _image_size(image: dict, path: Path) -> tuple[int, int] | None:
         return read_image_size(path)
     except DataError:
         return None
+
+
+def _polygons(v: Any) -> tuple[tuple[float, ...], ...] | None:
+    """COCO polygon segmentation (a list of flat x, y lists); RLE masks and malformed
+    values give None (the outline is optional, nothing is skipped for it)."""
+    if not isinstance(v, list) or not v:
+        return None
+    out = []
+    for poly in v:
+        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+            return None
+        try:
+            vals = tuple(float(x) for x in poly)
+        except (TypeError, ValueError):
+            return None
+        if not all(math.isfinite(x) for x in vals):
+            return None
+        out.append(vals)
+    return tuple(out)
 
 
 def _opt_str(v: Any) -> str | None:

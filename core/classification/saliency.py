@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from captum import attr as ca
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from core.classification.crops import DEFAULT_MARGIN, crop_box, crop_padded, load_crop, model_keypoints
 from core.classification.dataset import Sample
@@ -284,6 +284,7 @@ class SaliencyInput:
     display: np.ndarray                 # (S, S, 3) uint8: the same pixels, for the overlay
     label: int | None                   # true class when known (test samples)
     name: str                           # for captions and file names
+    person: np.ndarray | None = None    # (S, S) bool: the person's outline in the input, when known
 
 
 def run_image_settings(info: RunInfo) -> tuple[int, float]:
@@ -332,9 +333,33 @@ def sample_input(info: RunInfo, row, *, use_keypoints: bool, cache=None) -> Sali
     image = (image_to_tensor(load_crop(sample, margin, image=scene), size) if cached is None
              else normalize_uint8(torch.from_numpy(cached)))
     kpt = torch.from_numpy(model_keypoints(sample, margin)) if use_keypoints else None
+    polygons = row.get("segmentation")
+    person = (person_mask(polygons, crop_box(bbox, scene_size, margin), size)
+              if polygons is not None and len(polygons) else None)
     return SaliencyInput(image=image, keypoints=kpt, display=tensor_to_image(image),
                          label=int(row["label"]) if "label" in row else None,
-                         name=str(row["sample_id"]))
+                         name=str(row["sample_id"]), person=person)
+
+
+def person_mask(polygons, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """(size, size) bool: the person's outline (COCO polygons in scene pixels) in the model's
+    input, i.e. in the crop ``box`` (x0, y0, x1, y1) resized to ``size``."""
+    x0, y0, x1, _ = box
+    k = size / float(x1 - x0)
+    canvas = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    for poly in polygons:
+        xy = np.asarray(poly, np.float64).reshape(-1, 2)
+        draw.polygon([((x - x0) * k, (y - y0) * k) for x, y in xy], fill=1)
+    return np.asarray(canvas, bool)
+
+
+def mass_inside(saliency_map: np.ndarray, mask: np.ndarray) -> float:
+    """Share of a (non-negative) saliency map's mass that falls inside ``mask`` (both
+    (S, S)); NaN for an empty map. Chance level is the mask's own share of the pixels."""
+    m = np.clip(np.asarray(saliency_map, np.float64), 0, None)
+    total = m.sum()
+    return float(m[mask].sum() / total) if total > 0 else float("nan")
 
 
 KEYPOINTS_JSON_EXAMPLE = (

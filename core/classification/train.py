@@ -522,6 +522,8 @@ def predictions_frame(index: PoseIndex, test: dict, estimated: np.ndarray | None
         df[f"prob_{c}"] = probs[:, j].astype(np.float32)
     if estimated is not None:
         df["estimated_keypoints"] = [scene_keypoints(s, kp, margin).ravel().tolist() for s, kp in zip(samples, estimated)]
+    if any(s.segmentation for s in samples):       # the person's outline, for saliency inside it
+        df["segmentation"] = [[list(p) for p in s.segmentation] if s.segmentation else None for s in samples]
     return df
 
 
