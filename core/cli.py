@@ -113,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="result JSON (default: bench/results/bench-<device>-<date>.json)")
 
+    p = sub.add_parser("pretrain", help="pretrain ResNet-50 on PoseLab's renders (the shipped backbone)")
+    p.add_argument("--scenes", type=int, default=48_000, help="rendered scenes (about 1.5 people each)")
+    p.add_argument("--seed", type=int, default=1_000_003, help="the renders' seed (no demo or test uses it)")
+    p.add_argument("--image-size", type=int, default=112, help="crop side (the demo's classifiers use 112)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--task", choices=("pose", "pose+classes", "classes"), default="pose",
+                   help="pose: label-free 3D/2D pose targets; the others add (or use only) the pose classes")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--workers", type=int, default=None, help="rendering processes (default: one per CPU)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="weights file (default checkpoints/_poselab/resnet50-poselab.safetensors)")
+
     p = sub.add_parser("runs", help="list runs with their headline metric")
     p.add_argument("--runs", type=Path, default=None)
     return parser
@@ -191,6 +205,15 @@ def _bench(args, runs_dir: Path) -> None:
     run_bench(device=args.device, images=args.images, out=args.out)
 
 
+def _pretrain(args, runs_dir: Path) -> None:
+    from core.classification.pretrain import DEFAULT_OUT, PretrainConfig, pretrain
+    from core.classification.pretrain_data import DataConfig
+    pretrain(out=args.out or DEFAULT_OUT, data=DataConfig(scenes=args.scenes, seed=args.seed,
+                                                          image_size=args.image_size),
+             cfg=PretrainConfig(task=args.task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr),
+             device=args.device, workers=args.workers, command=["python", "-m", "core", *sys.argv[1:]])
+
+
 def _runs(args, runs_dir: Path) -> None:
     from core.runs import list_runs
     runs = list_runs(runs_dir)
@@ -208,7 +231,7 @@ HANDLERS = {("demo", None): _demo, ("synth", "images"): _synth_images, ("synth",
             ("train", "classifier"): _classifier, ("grid", "classifier"): _classifier,
             ("train", "temporal"): _temporal, ("grid", "temporal"): _temporal,
             ("bench", None): _bench, ("runs", None): _runs, ("estimate", None): _estimate,
-            ("refine", None): _refine}
+            ("refine", None): _refine, ("pretrain", None): _pretrain}
 
 
 def run_command(args: argparse.Namespace) -> int:

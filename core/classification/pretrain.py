@@ -1,0 +1,331 @@
+"""``python -m core pretrain``: a ResNet-50 that has seen bodies, trained from scratch on
+PoseLab's own renders, shipped as the backbone whenever ImageNet weights are absent.
+
+Data: ``core.classification.pretrain_data`` (crops cut exactly like the classifier's, from
+scenes of a seed no demo, test or default dataset uses). Model: torchvision's ResNet-50
+(zero-init residual branches), its pooled 2048-d feature -> ONE linear layer -> the task's
+outputs. Every paper preset consumes exactly that pooled feature (frozen, through the fc
+and a small head), so a task that must be read linearly off it is what shapes it for them;
+a spatial head on layer4 would leave the pooled feature free to discard the pose.
+
+Tasks (``--task``):
+
+* ``pose`` (label-free, the default): camera-frame and view-invariant 3D joints, 2D
+  keypoints in the crop and their visibility, for all 27 body joints; no pose-class label
+  is read, so the demo's questions (do keypoints help? does a trainable fc help?) stay open.
+* ``pose+classes`` / ``classes``: the same plus (or only) the 15-way pose class, for when
+  the label-free task does not make the classifiers good enough; the card says which.
+
+Training is ``core.engine.fit`` (resumable per epoch in ``<out>.work/``, torchrun like the
+other trainers): AdamW, one-cycle learning rate per step (3 % warm-up, cosine), batch 64,
+horizontal flip with left/right swapped, the person pasted on another sample's background,
+bf16 autocast (also on a CPU: twice ResNet-50's float32 training speed on the 2-core
+machine, measured). Export: BatchNorm statistics re-estimated on clean crops with the final
+weights, the fc of the torchvision state = the task's rows + torchvision's seeded init for
+the rest, saved as fp16 safetensors with a JSON card beside it
+(``core.classification.backbones`` reads both).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+from torchvision.models import resnet50
+from tqdm.auto import tqdm
+
+from core import distributed as D
+from core import engine
+from core.classification.backbones import SHIPPED_DIR, card_path
+from core.classification.pretrain_data import Crops, DataConfig, J, data_summary, render_data
+from core.errors import DataError
+from core.io import atomic_path, sha256_file, write_json
+from core.runs import DataInfo, RunInfo, RunWriter, git_commit
+from core.synthetic.poses import CLASS_NAMES
+
+TASKS = ("pose", "pose+classes", "classes")
+HEAD = {"cam3d": 3 * J, "canon3d": 3 * J, "kp2d": 2 * J, "vis": 3 * J}   # the pose outputs
+POSE_DIM = sum(HEAD.values())                                           # 297
+SCALE_3D = 0.2                # root-relative joints / height have a std of about 0.2
+DEFAULT_OUT = SHIPPED_DIR / "resnet50-poselab.safetensors"
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_score", "val_loss", "val_score", "lr", "seconds"]
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    task: str = "pose"             # pose (label-free) | pose+classes | classes
+    epochs: int = 3                # passes over the training crops
+    batch_size: int = 64
+    lr: float = 1e-3               # AdamW peak learning rate (one-cycle)
+    weight_decay: float = 0.05     # not on BatchNorm parameters and biases
+    warmup: float = 0.03           # share of the steps with a linear warm-up
+    flip: bool = True              # horizontal flip, left/right joints swapped
+    background_swap: float = 0.8   # share of crops pasted onto another crop's background
+    bf16: bool = True              # bf16 autocast (CPU too)
+    val_fraction: float = 0.02     # last scenes held out
+    bn_samples: int = 2048         # clean crops that set the exported BatchNorm statistics
+
+
+def head_dim(task: str) -> int:
+    return {"pose": POSE_DIM, "classes": len(CLASS_NAMES), "pose+classes": POSE_DIM + len(CLASS_NAMES)}[task]
+
+
+def build_network(task: str, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    net = resnet50(weights=None, zero_init_residual=True)
+    net.fc = nn.Linear(2048, head_dim(task))
+    nn.init.normal_(net.fc.weight, std=0.01)
+    nn.init.zeros_(net.fc.bias)
+    return net
+
+
+def loss_terms(out: torch.Tensor, tg: dict, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss as (sums, counts) per part, so that ``D.global_mean`` can pool them: the
+    loss is the sum of the parts' means (each of order 1 at init)."""
+    out = out.float()
+    b = out.shape[0]
+    sums, counts = [], []
+    if task != "pose":
+        sums.append(F.cross_entropy(out[:, -len(CLASS_NAMES):], tg["label"], reduction="sum"))
+        counts.append(torch.tensor(float(b)))
+    if task != "classes":
+        o = dict(zip(HEAD, out[:, :POSE_DIM].split(list(HEAD.values()), dim=1)))
+        for k in ("cam3d", "canon3d"):
+            sums.append(F.smooth_l1_loss(o[k].reshape(b, J, 3), tg[k] / SCALE_3D, beta=0.5, reduction="sum"))
+            counts.append(torch.tensor(float(b * J * 3)))
+        seen = (tg["vis"] > 0).float()                                    # (B, J) in frame
+        d2 = F.smooth_l1_loss(o["kp2d"].reshape(b, J, 2), (tg["kp2d"] - 0.5) / 0.25, beta=0.5,
+                              reduction="none").sum(-1)
+        sums.append((d2 * seen).sum())
+        counts.append(2 * seen.sum())
+        sums.append(0.5 * F.cross_entropy(o["vis"].reshape(b * J, 3), tg["vis"].reshape(-1), reduction="sum"))
+        counts.append(torch.tensor(float(b * J)))
+    return torch.stack(sums), torch.stack(counts).to(out.device)
+
+
+@torch.no_grad()
+def held_out_scores(out: torch.Tensor, tg: dict, task: str) -> dict[str, float]:
+    """Held-out scores in interpretable units: MPJPE in % of body height (both 3D
+    targets), 2D error in % of the crop on in-frame joints, visibility and class accuracy."""
+    out, b, m = out.float(), out.shape[0], {}
+    if task != "pose":
+        m["class_accuracy"] = float((out[:, -len(CLASS_NAMES):].argmax(1) == tg["label"]).float().mean())
+    if task != "classes":
+        o = dict(zip(HEAD, out[:, :POSE_DIM].split(list(HEAD.values()), dim=1)))
+        for k in ("cam3d", "canon3d"):
+            m[f"{k}_mpjpe_pct_height"] = float((o[k].reshape(b, J, 3) * SCALE_3D - tg[k]).norm(dim=-1).mean() * 100)
+        seen = tg["vis"] > 0
+        e2 = (o["kp2d"].reshape(b, J, 2) * 0.25 + 0.5 - tg["kp2d"]).norm(dim=-1)
+        m["kp2d_error_pct_crop"] = float(e2[seen].mean() * 100)
+        m["visibility_accuracy"] = float((o["vis"].reshape(b, J, 3).argmax(-1) == tg["vis"]).float().mean())
+    return {k: round(v, 4) for k, v in m.items()}
+
+
+def one_cycle(step: int, total: int, warmup: float) -> float:
+    w = max(1, int(total * warmup))
+    if step < w:
+        return (step + 1) / w
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
+
+
+def param_groups(net: nn.Module, weight_decay: float) -> list[dict]:
+    decay = [p for p in net.parameters() if p.ndim > 1]
+    rest = [p for p in net.parameters() if p.ndim <= 1]               # BN weights and biases, fc bias
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def _autocast(device: torch.device, on: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
+
+
+def train_one_epoch(net: nn.Module, data: Crops, batches, optimizer, cfg: PretrainConfig, device: torch.device,
+                    *, epoch: int, steps_per_epoch: int, total_steps: int, seed: int, progress: bool) -> dict:
+    net.train()
+    finite = engine.FiniteLoss(device, f"pretraining epoch {epoch}")
+    loss_sum, n = torch.zeros((), device=device), 0
+    for k, (idx, padding) in enumerate(tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)):
+        step = (epoch - 1) * steps_per_epoch + k
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.lr * one_cycle(step, total_steps, cfg.warmup)
+        gen = torch.Generator().manual_seed(engine.epoch_seed(seed, step))       # this batch's augmentations
+        rows = data.train_rows[idx]
+        flip = torch.rand(len(rows), generator=gen) < 0.5 if cfg.flip else None
+        x, tg = data.batch(rows, flip=flip, swap=cfg.background_swap, gen=gen)
+        x, tg = x.to(device, non_blocking=True), {t: v.to(device) for t, v in tg.items()}
+        with _autocast(device, cfg.bf16):
+            out = net(x)
+        sums, counts = loss_terms(out, tg, cfg.task)
+        if padding:                                                       # a torchrun padding share
+            sums = sums * 0
+        shares, _ = D.global_mean(sums, counts * (0 if padding else 1))
+        loss = shares.sum()
+        finite.update(loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() / D.world_size()
+        n += 1
+    finite.check()
+    (loss_sum,) = D.all_reduce_sum(loss_sum)
+    loss = loss_sum / max(n, 1)
+    return {"loss": loss, "score": -loss}
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, data: Crops, cfg: PretrainConfig, device: torch.device, *, limit: int | None = 2048,
+             batch_size: int = 128) -> dict:
+    """Validation loss (the best-epoch score is its negative) and the held-out scores."""
+    net = D.unwrap(net)
+    net.eval()
+    rows = data.val_rows if limit is None else data.val_rows[:limit]
+    outs, tgs = [], []
+    for a in range(0, len(rows), batch_size):
+        x, tg = data.batch(rows[a:a + batch_size])
+        with _autocast(device, cfg.bf16):
+            outs.append(net(x.to(device)).float().cpu())
+        tgs.append(tg)
+    if not outs:
+        return {"loss": float("nan"), "score": float("nan"), "count": 0}
+    out, tg = torch.cat(outs), {k: torch.cat([t[k] for t in tgs]) for k in tgs[0]}
+    sums, counts = loss_terms(out, tg, cfg.task)
+    loss = float((sums / counts.clamp(min=1)).sum())
+    return {"loss": loss, "score": -loss, "count": len(rows), **held_out_scores(out, tg, cfg.task)}
+
+
+class _Net(nn.Module):
+    """DDP's single entry over the network (the engine's wrappers are the tasks')."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.model = net
+
+    def forward(self, x):
+        return self.model(x)
+
+
+# ----------------------------------------------------------------------------- export
+
+@torch.no_grad()
+def recalibrate_batchnorm(net: nn.Module, data: Crops, n: int, batch: int = 64) -> None:
+    """BatchNorm running statistics = the plain average over ``n`` clean training crops
+    with the final weights (float32, no augmentation): what the frozen backbone will see."""
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    net.train()
+    rows = data.train_rows[:n]
+    for a in range(0, len(rows) - batch + 1, batch):
+        net(data.batch(rows[a:a + batch])[0])
+    net.eval()
+
+
+def torchvision_state(net: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A full torchvision ResNet-50 state dict: the trained body, and an fc whose first
+    rows are the task's head (the rest torchvision's seeded init, at its scale)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        ref = resnet50(weights=None).fc
+    state = {k: v.detach().clone() for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    w, b = ref.weight.detach().clone(), ref.bias.detach().clone()
+    rows = net.fc.weight.shape[0]
+    w[:rows], b[:rows] = net.fc.weight.detach(), net.fc.bias.detach()
+    state["fc.weight"], state["fc.bias"] = w, b
+    return state
+
+
+def export(net: nn.Module, data: Crops, cfg: PretrainConfig, out: Path, card: dict) -> dict:
+    """Write ``out`` (fp16 safetensors) and its card; returns the card."""
+    net = net.float().to(memory_format=torch.contiguous_format).cpu()
+    recalibrate_batchnorm(net, data, cfg.bn_samples)
+    state = torchvision_state(net)
+    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    with atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata={"poselab_pretrain": json.dumps({k: card[k] for k in ("task", "data")})})
+    shipped = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+    net.load_state_dict({**{k: v for k, v in shipped.items() if not k.startswith("fc.")},
+                         "fc.weight": shipped["fc.weight"][:net.fc.weight.shape[0]],
+                         "fc.bias": shipped["fc.bias"][:net.fc.weight.shape[0]]})
+    card = {**card, "held_out": evaluate(net, data, cfg, torch.device("cpu"), limit=None),   # of what ships
+            "sha256": sha256_file(out), "bytes": out.stat().st_size}
+    write_json(card_path(out), card)
+    return card
+
+
+# ----------------------------------------------------------------------------- the command
+
+def pretrain(*, out: str | Path = DEFAULT_OUT, data: DataConfig = DataConfig(), cfg: PretrainConfig = PretrainConfig(),
+             device: str = "auto", seed: int = 0, workers: int | None = None, progress: bool = True,
+             command: list[str] | None = None) -> dict:
+    """Render (or reuse) the data, train (resuming a killed run of the same settings in
+    ``<out>.work/``), export ``out`` and its card; returns the card."""
+    # The command's steps in order (render, train, export), each a few lines.
+    if cfg.task not in TASKS:
+        raise DataError(None, f"unknown pretraining task {cfg.task!r}; choose from {', '.join(TASKS)}")
+    out = Path(out).expanduser().resolve()
+    if out.suffix != ".safetensors":
+        raise DataError(out, "--out must name a .safetensors file (its card is written beside it)")
+    t0 = time.perf_counter()
+    dev = D.init_distributed(engine.resolve_device(device))
+    progress = progress and D.is_main_process()
+    work = out.with_name(f".{out.stem}.work")
+    with D.main_process_first():
+        shards = render_data(data, work / "data", workers=workers, progress=progress)
+    t_render = time.perf_counter() - t0
+    crops = Crops(shards, cfg.val_fraction)
+    fingerprint = hashlib.sha256(json.dumps(asdict(data), sort_keys=True).encode()).hexdigest()[:16]
+    info = RunInfo(kind="pretrain", name=cfg.task, config={"data": asdict(data), "train": asdict(cfg)},
+                   data=DataInfo(root=str(work / "data"), fingerprint=fingerprint, num_train=len(crops.train_rows),
+                                 num_val=len(crops.val_rows)), seed=seed, device=str(dev), distributed=D.describe())
+    net = build_network(cfg.task, seed).to(dev).to(memory_format=torch.channels_last)
+    writer = RunWriter.open(work / "runs", info)
+    resumed = engine.resume(writer)
+    state = resumed.state if resumed else engine.FitState()
+    if resumed:
+        net.load_state_dict(resumed.model)
+    train_net = (nn.parallel.DistributedDataParallel(_Net(net), device_ids=[dev] if dev.type == "cuda" else None)
+                 if D.is_distributed() else net)
+    batches = D.GlobalBatches(len(crops.train_rows), cfg.batch_size, shuffle=True, seed=seed)
+    optimizer = torch.optim.AdamW(param_groups(net, cfg.weight_decay), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)   # the lr is set per step
+    steps = len(batches)
+    state = engine.fit(
+        optimizer=optimizer, scheduler=scheduler, epochs=cfg.epochs, seed=seed, metric="score", batches=batches,
+        state=state, progress=progress, weights=net.state_dict,
+        train_epoch=lambda e: train_one_epoch(train_net, crops, batches, optimizer, cfg, dev, epoch=e,
+                                              steps_per_epoch=steps, total_steps=steps * cfg.epochs, seed=seed,
+                                              progress=progress),
+        evaluate=lambda e: evaluate(net, crops, cfg, dev),
+        on_epoch=engine.EpochWriter(writer, HISTORY_COLUMNS, net.state_dict))
+    if not D.is_main_process():
+        return {}
+    net.load_state_dict(state.best_weights)
+    card = {"command": shlex.join(command or ["python", "-m", "core", "pretrain"]),
+            "code_version": git_commit(), "task": cfg.task,
+            "labels_used": "none (label-free)" if cfg.task == "pose" else "the 15 pose classes",
+            "data": {**asdict(data), **data_summary(shards), "train_samples": len(crops.train_rows),
+                     "val_samples": len(crops.val_rows)},
+            "train": asdict(cfg), "epochs": cfg.epochs, "image_size": data.image_size, "seed": seed,
+            "device": str(dev), "processes": D.world_size(), "torch": torch.__version__,
+            "history": state.history,
+            "wall_seconds": {"render": round(t_render, 1), "train": round(sum(r["seconds"] for r in state.history), 1)}}
+    t2 = time.perf_counter()
+    card = export(net, crops, cfg, out, card)
+    card["wall_seconds"]["export"] = round(time.perf_counter() - t2, 1)
+    card["wall_seconds"]["total_this_call"] = round(time.perf_counter() - t0, 1)
+    write_json(card_path(out), card)
+    writer.finish({"headline": "val_loss", "val_loss": state.history[-1]["val_loss"], **card["held_out"]})
+    if progress:
+        print(f"wrote {out} ({card['bytes'] / 2**20:.0f} MB) and {card_path(out).name}: held-out "
+              + ", ".join(f"{k} {v}" for k, v in card["held_out"].items() if k not in ("loss", "score", "count")),
+              file=sys.stderr)
+    return card

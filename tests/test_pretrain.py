@@ -1,0 +1,67 @@
+"""python -m core pretrain on tiny renders: the shipped-backbone format (fp16 safetensors
++ card), a resumed run, and the weights as a classifier's backbone."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core import engine
+from core.classification import backbones
+from core.classification import pretrain as P
+from core.classification.pretrain_data import Crops, DataConfig, render_data
+from core.keypoints import BODY_JOINTS, flip_permutation
+from core.runs import list_runs
+
+DATA = DataConfig(scenes=12, image_size=32)
+CFG = P.PretrainConfig(epochs=2, batch_size=8, bn_samples=16)
+
+
+def test_pretraining_data_targets_and_flip(tmp_path):
+    shards = render_data(DATA, tmp_path, workers=1, progress=False)
+    crops = Crops(shards, val_fraction=0.2)
+    assert len(crops) >= 12 and len(crops.val_rows) and len(crops.train_rows)
+    rows = crops.train_rows[:4]
+    x, tg = crops.batch(rows)
+    assert x.shape == (4, 3, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
+    assert tg["cam3d"].shape == (4, P.J, 3) and tg["label"].min() >= 0
+    xf, tf = crops.batch(rows, flip=torch.ones(4, dtype=torch.bool))
+    torch.testing.assert_close(xf, x.flip(-1))                       # mirrored pixels
+    perm = torch.as_tensor(flip_permutation(BODY_JOINTS))
+    torch.testing.assert_close(tf["canon3d"][:, :, 1:], tg["canon3d"][:, perm, 1:])   # left <-> right
+    torch.testing.assert_close(tf["canon3d"][:, :, 0], -tg["canon3d"][:, perm, 0])
+    again = render_data(DATA, tmp_path, workers=1, progress=False)  # rendered once
+    assert again == shards
+
+
+def test_a_killed_pretraining_resumes_and_ships_a_backbone_with_its_card(tmp_path, monkeypatch):
+    out = tmp_path / "_poselab" / "resnet50-test.safetensors"
+    real = engine.EpochWriter.__call__
+
+    def killed_after_epoch_1(self, state, improved):
+        real(self, state, improved)
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(engine.EpochWriter, "__call__", killed_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        P.pretrain(out=out, data=DATA, cfg=CFG, device="cpu", workers=1, progress=False)
+    assert not out.exists()
+    monkeypatch.setattr(engine.EpochWriter, "__call__", real)
+    card = P.pretrain(out=out, data=DATA, cfg=CFG, device="cpu", workers=1, progress=False,
+                      command=["python", "-m", "core", "pretrain", "--scenes", "12"])
+    (run,) = list_runs(out.with_name(".resnet50-test.work") / "runs")
+    assert run.finished and run.info.resumed_after_epoch == [1] and len(run.history()) == 2
+    on_disk = json.loads(backbones.card_path(out).read_text())
+    assert on_disk == card and card["task"] == "pose" and card["labels_used"] == "none (label-free)"
+    assert card["sha256"] == backbones.sha256_file(out) and card["data"]["seed"] == 1_000_003
+    assert card["command"].endswith("--scenes 12") and card["code_version"]
+    assert set(card["held_out"]) >= {"cam3d_mpjpe_pct_height", "kp2d_error_pct_crop", "visibility_accuracy"}
+    state = load_file(str(out))
+    assert state["conv1.weight"].dtype == torch.float16 and state["fc.weight"].shape == (1000, 2048)
+    monkeypatch.setattr(backbones, "SHIPPED_DIR", out.parent)          # it is the shipped backbone now
+    monkeypatch.setenv("POSELAB_OFFLINE", "1")
+    got, info = backbones.resolve_backbone(None, runs_dir=tmp_path)
+    assert info["source"] == "poselab" and info["card"]["sha256"] == card["sha256"]
+    assert got["conv1.weight"].dtype == torch.float32
