@@ -21,8 +21,8 @@ other trainers): AdamW, one-cycle learning rate per step (3 % warm-up, cosine), 
 horizontal flip with left/right swapped, the person pasted on another sample's background,
 bf16 autocast (also on a CPU: twice ResNet-50's float32 training speed on the 2-core
 machine, measured). Export: BatchNorm statistics re-estimated on clean crops with the final
-weights, the fc of the torchvision state = the task's rows + torchvision's seeded init for
-the rest, saved as fp16 safetensors with a JSON card beside it
+weights, the trained body with torchvision's seeded fc init (the task head is not shipped:
+every preset trains or freezes its own fc), saved as fp16 safetensors with a JSON card beside it
 (``core.classification.backbones`` reads both).
 """
 from __future__ import annotations
@@ -230,16 +230,14 @@ def recalibrate_batchnorm(net: nn.Module, data: Crops, n: int, batch: int = 64) 
 
 
 def torchvision_state(net: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A full torchvision ResNet-50 state dict: the trained body, and an fc whose first
-    rows are the task's head (the rest torchvision's seeded init, at its scale)."""
+    """A full torchvision ResNet-50 state dict: the trained body and torchvision's own
+    seeded fc init. Not the task's head: a frozen fc that already held the pose classes
+    would answer the paper's "does a trainable fc help?" before it is asked."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         ref = resnet50(weights=None).fc
     state = {k: v.detach().clone() for k, v in net.state_dict().items() if not k.startswith("fc.")}
-    w, b = ref.weight.detach().clone(), ref.bias.detach().clone()
-    rows = net.fc.weight.shape[0]
-    w[:rows], b[:rows] = net.fc.weight.detach(), net.fc.bias.detach()
-    state["fc.weight"], state["fc.bias"] = w, b
+    state["fc.weight"], state["fc.bias"] = ref.weight.detach().clone(), ref.bias.detach().clone()
     return state
 
 
@@ -252,9 +250,8 @@ def export(net: nn.Module, data: Crops, cfg: PretrainConfig, out: Path, card: di
     with atomic_path(out) as tmp:
         save_file(tensors, str(tmp), metadata={"poselab_pretrain": json.dumps({k: card[k] for k in ("task", "data")})})
     shipped = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
-    net.load_state_dict({**{k: v for k, v in shipped.items() if not k.startswith("fc.")},
-                         "fc.weight": shipped["fc.weight"][:net.fc.weight.shape[0]],
-                         "fc.bias": shipped["fc.bias"][:net.fc.weight.shape[0]]})
+    net.load_state_dict({**{k: v for k, v in shipped.items() if not k.startswith("fc.")},   # the head kept
+                         "fc.weight": net.fc.weight, "fc.bias": net.fc.bias})
     card = {**card, "held_out": evaluate(net, data, cfg, torch.device("cpu"), limit=None),   # of what ships
             "sha256": sha256_file(out), "bytes": out.stat().st_size}
     write_json(card_path(out), card)
