@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from core import engine
 from core.classification import backbones
 from core.classification import pretrain as P
-from core.classification.pretrain_data import Crops, DataConfig, render_data
+from core.classification.pretrain_data import Crops, DataConfig, remove_person, render_data
 from core.keypoints import BODY_JOINTS, flip_permutation
 from core.runs import list_runs
 
@@ -65,3 +65,23 @@ def test_a_killed_pretraining_resumes_and_ships_a_backbone_with_its_card(tmp_pat
     got, info = backbones.resolve_backbone(None, runs_dir=tmp_path)
     assert info["source"] == "poselab" and info["card"]["sha256"] == card["sha256"]
     assert got["conv1.weight"].dtype == torch.float32
+
+
+def test_background_swap_pastes_the_person_on_a_room_without_the_donors_person():
+    # Two crops: a grey room with a red person, a blue room with a green person.
+    x = torch.zeros(2, 3, 32, 32)
+    x[0, 0], x[0, 1], x[0, 2] = 100, 100, 100
+    x[1, 2] = 200
+    m = torch.zeros(2, 1, 32, 32)
+    m[0, :, 8:24, 10:20] = 1
+    m[1, :, 4:30, 12:22] = 1
+    x[0, :, 8:24, 10:20] = torch.tensor([255.0, 0, 0]).view(3, 1, 1)
+    x[1, :, 4:30, 12:22] = torch.tensor([0, 255.0, 0]).view(3, 1, 1)
+    room = remove_person(x, m)
+    assert torch.allclose(room[0], torch.full_like(room[0], 100), atol=1e-3)     # no red left
+    blue = torch.zeros(3, 32, 32)
+    blue[2] = 200
+    assert torch.allclose(room[1], blue, atol=1e-3)                                # no green left
+    pasted = m[0] * x[0] + (1 - m[0]) * room[1]
+    assert torch.equal(pasted[:, 8:24, 10:20], x[0, :, 8:24, 10:20])               # the person kept
+    assert pasted[1].max() == 0                                                    # nobody else in it

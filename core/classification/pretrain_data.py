@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -206,11 +207,10 @@ class Crops:
         if swap > 0:
             ok = torch.rand(len(rows), generator=gen) < swap
             if ok.any():
-                idx = np.flatnonzero(ok.numpy())
-                m = torch.zeros(len(rows), 1, s, s)
-                m[idx] = torch.from_numpy(self._gather(self.masks, rows[idx], (s, s))).float()[:, None] / 255
+                m = torch.from_numpy(self._gather(self.masks, rows, (s, s))).float()[:, None] / 255
                 donor = torch.randperm(len(rows), generator=gen)
-                x = torch.where(ok.view(-1, 1, 1, 1), m * x + (1 - m) * x[donor], x)
+                room = remove_person(x[donor], m[donor])
+                x = torch.where(ok.view(-1, 1, 1, 1), m * x + (1 - m) * room, x)
         if flip is not None and flip.any():
             x[flip] = x[flip].flip(-1)
             for k in ("cam3d", "canon3d", "kp2d", "vis"):
@@ -221,6 +221,24 @@ class Crops:
             kp[flip, :, 0] = torch.where(tg["vis"][flip] > 0, 1.0 - kp[flip, :, 0], 0.0)
         x = ((x - IMAGENET_MEAN) / IMAGENET_STD).contiguous(memory_format=torch.channels_last)
         return x, tg
+
+
+def remove_person(x: torch.Tensor, mask: torch.Tensor, cell: int = 8) -> torch.Tensor:
+    """The room behind the person: ``x`` (B, 3, S, S) with the pixels under ``mask``
+    (B, 1, S, S) in [0, 1] filled from the surrounding background (normalised convolution
+    on a ``cell``-times coarser grid). A donor background keeps no second body for the
+    pasted person's targets to be confused with, nor for a saliency map to land on."""
+    keep = 1 - mask
+    s = x.shape[-1]
+    num = F.avg_pool2d(x * keep, cell, ceil_mode=True)
+    den = F.avg_pool2d(keep, cell, ceil_mode=True)
+    for _ in range(3):                            # spread into cells the person covers whole
+        num = torch.where(den > 1e-3, num, F.avg_pool2d(num, 3, 1, 1, count_include_pad=False))
+        den = torch.where(den > 1e-3, den, F.avg_pool2d(den, 3, 1, 1, count_include_pad=False))
+    mean = (x * keep).sum((2, 3), keepdim=True) / keep.sum((2, 3), keepdim=True).clamp_min(1)
+    fill = torch.where(den > 1e-3, num / den.clamp_min(1e-3), mean)
+    fill = F.interpolate(fill, size=(s, s), mode="bilinear", align_corners=False)
+    return x * keep + fill * mask
 
 
 def data_summary(shards: list[Path]) -> dict:
