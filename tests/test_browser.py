@@ -185,7 +185,7 @@ def test_every_page_in_a_real_browser(server, tmp_path):
             uploader.set_input_files(str(picture))
             page.get_by_text(picture.name).first.wait_for(timeout=30_000)
             # a keypoint preset asks for the picture's keypoints; an image-only one answers
-            missing = page.get_by_text("compute with every keypoint marked missing", exact=False)
+            missing = page.get_by_text("Compute without keypoints (every keypoint marked missing)", exact=True)
             result = page.get_by_text("Grad-CAM (layer4) for", exact=False)
             missing.or_(result).first.wait_for(timeout=90_000)
             wait_idle(page)
