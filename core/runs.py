@@ -123,6 +123,18 @@ class BackboneInfo:
         """How every page names the backbone."""
         return BACKBONE_LABELS.get(self.source, self.source)
 
+    @property
+    def made(self) -> str:
+        """How a PoseLab backbone was made, from its card ("" for the other sources)."""
+        if self.source != "poselab" or not self.card:
+            return ""
+        c, data = self.card, self.card.get("data", {})
+        labels = "label-free" if c.get("task") == "pose" else "with the 15 class labels"
+        n = data.get("train_samples")
+        return (f"ResNet-50 trained from scratch on {f'{n:,}' if isinstance(n, int) else '?'} rendered crops "
+                f"(task {c.get('task', '?')}, {labels}, {c.get('epochs', '?')} epochs, "
+                f"{c.get('image_size', '?')} px), not ImageNet")
+
 
 BACKBONE_LABELS = {"imagenet": "ImageNet (torchvision)", "poselab": "PoseLab synthetic pretraining",
                    "file": "weights file", "random": "random init"}

@@ -416,4 +416,4 @@ def backbone_note(run: Run) -> None:
     if b.source == "random":
         st.warning(f"Backbone: **{b.label}** ({b.weights}). {b.warning or ''}", icon=":material/warning:")
     else:
-        st.caption(f"Backbone: **{b.label}** · `{b.weights}`")
+        st.caption(f"Backbone: **{b.label}** · `{b.weights}`" + (f" · {b.made}" if b.made else ""))

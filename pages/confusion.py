@@ -105,6 +105,7 @@ with ui.guard():
     C = len(classes)
     st.caption(f"Run **{run.name}** · `{run.id}` · {len(preds)} test samples · "
                "rows = true class, columns = predicted class")
+    ui.backbone_note(run)
     normalize = st.toggle("Row-normalise (each row sums to 1: recall on the diagonal)",
                           key="cm_norm")
     counts = report.confusion(preds, C)

@@ -84,6 +84,13 @@ def runs_ui(runs) -> None:
         if why:
             st.caption(f"Training said: {why}")
 
+    poselab = finished[finished["backbone_source"] == "poselab"]
+    if not poselab.empty:
+        st.info(f"{len(poselab)} classifier run(s) use the **PoseLab synthetic pretraining** backbone: a "
+                "ResNet-50 trained from scratch on PoseLab's own renders (shipped in checkpoints/_poselab/), "
+                "not ImageNet. Its accuracies are on synthetic people; put ImageNet weights in torch's cache "
+                "for the paper's setting.", icon=":material/info:")
+
     for kind, title in (("classifier", "Classifier runs"), ("temporal", "Temporal runs")):
         part = finished[finished["kind"] == kind]
         if part.empty:

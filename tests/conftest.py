@@ -29,7 +29,7 @@ os.environ["POSELAB_AUTO_DEMO"] = "0"
 # ------------------------------------------------------------------ the real pipeline
 # The fixture runs come from the project's own code on tiny data (synthetic images and
 # sequences, 1 epoch), so the pages are tested against exactly what training writes.
-# Offline, the classifier uses a seeded random backbone (stored under _backbones/).
+# Offline, the classifier uses the PoseLab backbone shipped in checkpoints/_poselab/
 
 def build_fixture_runs(root: Path) -> Path:
     """Tiny synthetic datasets + classifier runs (baseline, model1, model4) and temporal

@@ -118,8 +118,23 @@ def test_load_trained_weights_mismatch_is_run_error(tmp_path):
 
 # ----------------------------------------------------------------------------- backbones
 
+def test_without_imagenet_or_a_poselab_backbone_a_random_init_must_be_asked_for(tmp_path, monkeypatch):
+    monkeypatch.setattr(backbones, "SHIPPED_DIR", tmp_path / "no_checkpoints")
+    with pytest.raises(DataError, match="--weights random"):
+        backbones.resolve_backbone(None, runs_dir=tmp_path)
+    assert not (tmp_path / "_backbones").exists()
+
+
+def test_offline_the_default_backbone_is_the_shipped_poselab_one(tmp_path):
+    _, info = backbones.resolve_backbone(None, runs_dir=tmp_path)
+    card = info["card"]
+    assert info["source"] == "poselab" and info["weights"].startswith("checkpoints/_poselab/")
+    assert info["sha256"] == card["sha256"] and card["command"].startswith("python -m core pretrain")
+    assert info["warning"] is None and not (tmp_path / "_backbones").exists()
+
+
 def test_random_backbone_is_seeded_warned_and_stored_content_addressed(tmp_path, capsys):
-    state, info = backbones.resolve_backbone(None, runs_dir=tmp_path, seed=3)
+    state, info = backbones.resolve_backbone("random", runs_dir=tmp_path, seed=3)
     err = capsys.readouterr().err
     assert err.startswith("WARNING:") and err.count("\n") == 1 and "random" in err
     assert info["source"] == "random" and info["warning"]

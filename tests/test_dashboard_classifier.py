@@ -58,13 +58,19 @@ def test_navigation_registers_all_seven_pages(dashboard_runs):
         assert not at.exception, (page, [e.value for e in at.exception])
 
 
-def test_home_lists_runs_and_warns_about_random_backbone(dashboard_runs):
+def test_home_lists_runs_and_names_their_backbone(dashboard_runs):
     at = app()
     assert {m.label: m.value for m in at.metric}["Classifier runs"] == "3"
     assert {m.label: m.value for m in at.metric}["Temporal runs"] == "2"
-    assert any("randomly initialised backbone" in w.value and "model4" in w.value for w in at.warning)
-    names = set(pd.concat([d.value for d in at.dataframe])["name"])
-    assert {"baseline", "model1", "model4", "conv3d", "identity"} <= names
+    # offline: the shipped PoseLab backbone, said so and never mistakable for ImageNet
+    assert any("PoseLab synthetic pretraining" in i.value and "not ImageNet" in i.value for i in at.info)
+    assert not at.warning
+    tables = pd.concat([d.value for d in at.dataframe])
+    assert {"baseline", "model1", "model4", "conv3d", "identity"} <= set(tables["name"])
+    assert set(tables["backbone"].dropna()) == {"PoseLab synthetic pretraining"}
+    at.switch_page("pages/samples.py").run()
+    note = texts(at, "caption")
+    assert "Backbone: **PoseLab synthetic pretraining**" in note and "trained from scratch on" in note
 
 
 def test_home_empty_folder_offers_the_demo(empty_runs):

@@ -2,7 +2,7 @@
 
 They run against the session's ``dashboard_runs`` (tests/conftest.py): runs made by the
 real training code on tiny synthetic data (classifier baseline/model1/model4 at 64 px
-with a random backbone; temporal conv3d + the grid's identity run, 16 px heatmaps).
+on the shipped PoseLab backbone; temporal conv3d + the grid's identity run, 16 px heatmaps).
 """
 from __future__ import annotations
 

@@ -80,8 +80,9 @@ def warm_runs(grid, tmp_path) -> Path:
     """A fresh runs folder that already holds the grid's feature cache and backbone."""
     src, _ = grid
     dst = tmp_path / "runs"
-    for sub in ("_cache", "_backbones"):
-        shutil.copytree(src / sub, dst / sub, copy_function=os.link)
+    for sub in ("_cache", "_backbones"):          # _backbones only for a random init
+        if (src / sub).is_dir():
+            shutil.copytree(src / sub, dst / sub, copy_function=os.link)
     return dst
 
 
@@ -91,8 +92,8 @@ def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, da
     # one shared feature pass: one cache file for the dataset + backbone + size
     caches = list((runs_dir / "_cache" / "features").glob("*.safetensors"))
     assert len(caches) == 1 and caches[0].name.endswith(f"-{SIZE}.safetensors")
-    # the raw random init + its BN-calibrated version, each stored once, for all seven runs
-    assert len(list((runs_dir / "_backbones").glob("*.safetensors"))) == 2
+    # offline, the shipped PoseLab backbone: referenced, never copied into the runs folder
+    assert not (runs_dir / "_backbones").exists()
     listed = R.list_runs(runs_dir)
     assert len(listed) == 7 and all(r.finished for r in listed)
     for p in paths:
@@ -104,9 +105,8 @@ def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, da
         assert info["config"]["train"]["epochs"] == (0 if run.name == "baseline" else 2)
         assert classes == sorted(classes) and len(classes) >= 3 and m["num_test"] >= 4
         assert info["data"]["root"] == str(data.resolve())
-        assert info["backbone"]["source"] == "random" and info["backbone"]["warning"]
-        assert "BatchNorm statistics from" in info["backbone"]["weights"]   # calibrated on the data
-        assert (runs_dir / info["backbone"]["stored"]).is_file()
+        assert info["backbone"]["source"] == "poselab" and info["backbone"]["card"]["sha256"]
+        assert info["backbone"]["warning"] is None and info["backbone"]["stored"] is None
         assert info["feature_cache"] is True and info["ended_at"] and "train" in info["phase_seconds"]
         assert m["headline"] == "test_acc" and 0.0 <= m["test_acc"] <= 1.0
         for k in ("test_loss", "val_acc", "val_loss", "best_epoch", "num_test"):
@@ -242,6 +242,18 @@ def test_init_from_a_run_with_other_classes_is_run_error(grid, tmp_path):
                            batch_size=4, image_size=SIZE, progress=False,
                            init_from=paths[T.PAPER_PRESETS.index("model1")])
     assert not (tmp_path / "runs").exists() or not R.list_runs(tmp_path / "runs")
+
+
+def test_a_random_backbone_asked_for_is_batchnorm_calibrated_and_stored(data, tmp_path):
+    runs_dir = tmp_path / "runs"
+    path = T.train_classifier(data=data, preset="baseline", runs_dir=runs_dir, weights="random",
+                              image_size=SIZE, progress=False)
+    b = json.loads((path / R.RUN_JSON).read_text())["backbone"]
+    assert b["source"] == "random" and "requested" in b["warning"]
+    assert "BatchNorm statistics from" in b["weights"]                 # calibrated on the data
+    # the raw random init + its BN-calibrated version, each stored once
+    assert len(list((runs_dir / "_backbones").glob("*.safetensors"))) == 2
+    assert (runs_dir / b["stored"]).is_file()
 
 
 def test_wrong_backbone_weights_file_is_one_clear_error(data, tmp_path):

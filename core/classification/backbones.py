@@ -12,9 +12,10 @@ The sources, tried in this order (``resolve_backbone``):
    on PoseLab's own renders; fp16 safetensors with a JSON card beside it saying how it was
    made). run.json says ``backbone.source = "poselab"`` and carries the card; every page
    names it "PoseLab synthetic pretraining", never mistakable for ImageNet.
-4. A seeded random init, only when asked for (``weights="random"``), or when nothing else
-   is there; announced by one ``WARNING`` line on stderr and recorded in run.json
-   (``backbone.source = "random"``, ``backbone.warning``). Never silent.
+4. A seeded random init, only when asked for (``weights="random"``), announced by one
+   ``WARNING`` line on stderr and recorded in run.json (``backbone.source = "random"``,
+   ``backbone.warning``). With none of 1-3 and no request, resolving is an error that says
+   what to do: a random init is never picked silently.
 
 Weights are used in float32 whatever they were stored in.
 
@@ -68,7 +69,7 @@ def resolve_backbone(weights: str | Path | None = None, *, runs_dir: str | Path,
 
     ``weights``: a file path, ``"imagenet"`` / ``"poselab"`` (fail unless available),
     ``"random"``, or None (ImageNet when it can be had, else the shipped PoseLab backbone,
-    else the seeded random init with a warning).
+    else a DataError: a random init is never picked silently).
     """
     runs_dir = Path(runs_dir)
     name = None if weights is None else str(weights)
@@ -90,11 +91,11 @@ def resolve_backbone(weights: str | Path | None = None, *, runs_dir: str | Path,
             raise DataError(SHIPPED_DIR, "no PoseLab backbone here (resnet50-*.safetensors with its "
                                          ".card.json); make one with python -m core pretrain")
     if name is None:
-        warning = (f"no ImageNet weights ({why_not}), no PoseLab backbone in {SHIPPED_DIR} and no --weights "
-                   f"file: using a seeded random ResNet-50 backbone (seed {seed}); accuracy will be far below "
-                   "the paper's")
-    else:
-        warning = f"random ResNet-50 backbone requested (seed {seed}); accuracy will be far below the paper's"
+        raise DataError(SHIPPED_DIR, f"no backbone: no ImageNet weights ({why_not}) and no PoseLab backbone "
+                                     "(resnet50-*.safetensors with its .card.json; restore checkpoints/ from the "
+                                     "repository or make one with python -m core pretrain); pass --weights FILE, "
+                                     "or --weights random for a seeded random init")
+    warning = f"random ResNet-50 backbone requested (seed {seed}); accuracy will be far below the paper's"
     print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     state, blob, sha = _random_state(seed)
     stored = _store(blob, sha, runs_dir)

@@ -1,0 +1,123 @@
+"""The shipped PoseLab backbone against a seeded random init, side by side in one run, on
+the demo's data and recipe: the seven presets' test accuracies, and for one preset the
+share of each saliency method's map that falls inside the person.
+
+    .venv/bin/python bench/bench_backbone.py [--data DIR] [--preset model4]
+                                             [--samples 456] [--slow-samples 100]
+
+* Data: ``--data`` (an InfiniteForm-layout folder with segmentation polygons), else the
+  demo's images (``core.demo.DEMO_IMAGES``) rendered into a temporary folder.
+* Runs: ``python -m core grid classifier`` with the demo's settings
+  (``core.demo.DEMO_CLASSIFIER``: 112 px, 10 epochs, seed 0) once per backbone, the
+  default chain (offline: the PoseLab backbone in ``checkpoints/_poselab/``) and
+  ``--weights random``, in a temporary runs folder.
+* Saliency: every method of the Saliency page with its defaults, for the predicted class
+  (the page's default target), on the preset's test crops, the same samples for both
+  backbones: the first ``--samples`` for the fast methods (gradient, Grad-CAM), the first
+  ``--slow-samples`` for the others. Per sample ``mass_inside`` of the displayed map in
+  the person's polygon mapped into the crop; ``mask_share`` is the polygon's share of the
+  crop, which a map that ignores the picture would score.
+
+Writes ``bench/results/backbone-<device>-<date>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from core.classification import saliency as sal  # noqa: E402
+from core.classification.model import PAPER_PRESETS  # noqa: E402
+from core.classification.train import train_classifier_grid  # noqa: E402
+from core.demo import DEMO_CLASSIFIER, DEMO_IMAGES  # noqa: E402
+from core.io import write_json  # noqa: E402
+from core.models import load_model  # noqa: E402
+from core.runs import load_run  # noqa: E402
+from core.synthetic.images import write_image_dataset  # noqa: E402
+
+FAST = ("gradient", "gradcam")
+
+
+def saliency_mass(run, samples: int, slow_samples: int) -> dict:
+    """Per method: mean (and spread) share of the map inside the person, over test crops."""
+    model = load_model(run, device="cpu")
+    use_kp = sal.run_uses_keypoints(run.info)
+    preds = run.predictions()
+    preds = preds[preds["segmentation"].map(lambda p: p is not None and len(p) > 0)]
+    out = {}
+    for method in sal.METHODS:
+        rows = preds.iloc[: samples if method in FAST else slow_samples]
+        inside, share, t0 = [], [], time.perf_counter()
+        for _, row in rows.iterrows():
+            x = sal.sample_input(run.info, row, use_keypoints=use_kp)
+            target = int(np.argmax(sal.predict(model, x.image, x.keypoints)))
+            m = sal.compute_saliency(model, x.image, x.keypoints, target, method).map
+            inside.append(sal.mass_inside(m, x.person))
+            share.append(float(x.person.mean()))
+        inside = np.asarray(inside)
+        out[method] = {"samples": len(rows), "mass_inside": round(float(np.nanmean(inside)), 4),
+                       "mass_inside_std": round(float(np.nanstd(inside)), 4),
+                       "mask_share": round(float(np.mean(share)), 4),
+                       "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"  {method:22s} {out[method]['mass_inside']:.3f} inside (mask covers "
+              f"{out[method]['mask_share']:.3f}), {len(rows)} samples", file=sys.stderr)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--preset", default="model4")
+    ap.add_argument("--samples", type=int, default=456, help="test crops for gradient and Grad-CAM")
+    ap.add_argument("--slow-samples", type=int, default=100, help="test crops for the other methods")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    os.environ.setdefault("POSELAB_OFFLINE", "1")        # the offline chain, as a new user has it
+    res: dict = {"device": f"cpu ({platform.machine()}, {os.cpu_count()} cores)", "torch": torch.__version__,
+                 "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                 "load_average_start": os.getloadavg(), "settings": {**DEMO_CLASSIFIER, "preset": args.preset,
+                                                                      "samples": args.samples,
+                                                                      "slow_samples": args.slow_samples},
+                 "backbones": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            data = Path(tmp) / "images"
+            write_image_dataset(data, progress=False, **DEMO_IMAGES)
+        res["data"] = str(args.data or f"demo images {DEMO_IMAGES}")
+        for name, weights in (("default chain", None), ("random", "random")):
+            t0 = time.perf_counter()
+            paths = train_classifier_grid(data=data, runs_dir=Path(tmp) / "runs", weights=weights,
+                                          progress=False, **DEMO_CLASSIFIER)
+            runs = {load_run(p).name: load_run(p) for p in paths}
+            b = runs[args.preset].info.backbone
+            entry = {"source": b.source, "weights": b.weights, "sha256": b.sha256,
+                     "grid_seconds": round(time.perf_counter() - t0, 1),
+                     "test_acc": {n: round(runs[n].metrics["test_acc"], 4) for n in PAPER_PRESETS}}
+            print(f"{b.label}: " + ", ".join(f"{n} {a:.3f}" for n, a in entry["test_acc"].items()),
+                  file=sys.stderr)
+            entry["saliency"] = saliency_mass(runs[args.preset], args.samples, args.slow_samples)
+            res["backbones"][b.source] = entry
+    shipped, rnd = (res["backbones"].get(k) for k in ("poselab", "random"))
+    if shipped and rnd:
+        res["mass_ratio_vs_random"] = {m: round(shipped["saliency"][m]["mass_inside"]
+                                                / rnd["saliency"][m]["mass_inside"], 3) for m in sal.METHODS}
+    res["load_average_end"] = os.getloadavg()
+    out = args.out or REPO / "bench" / "results" / f"backbone-cpu-{dt.date.today().isoformat()}.json"
+    write_json(out, res)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
