@@ -323,9 +323,6 @@ def confusion_difference(preds_a: pd.DataFrame, classes_a: Sequence[str], preds_
 
 # ------------------------------------------------------------------ images
 
-
-
-
 # (bone colour, visible joint, occluded joint) of the two keypoint sets a sample can carry
 ANNOTATION_COLOURS = ((0, 230, 255), (255, 60, 60), (255, 200, 0))
 ESTIMATED_COLOURS = ((60, 255, 120), (170, 60, 255), (210, 150, 255))
