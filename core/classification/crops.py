@@ -79,9 +79,15 @@ def keypoints_in_crop(sample: Sample, margin: float = DEFAULT_MARGIN) -> np.ndar
     """(17, 3) float32: x, y as fractions of the crop's side (0 = left/top edge,
     1 = right/bottom edge; multiply by the displayed size to draw), and the COCO
     visibility 0/1/2. Keypoints with visibility 0 have x = y = 0."""
-    x0, y0, x1, _ = crop_box(sample.bbox, sample.image_size, margin)
+    return keypoints_in_box(sample.keypoints, crop_box(sample.bbox, sample.image_size, margin))
+
+
+def keypoints_in_box(keypoints, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``keypoints_in_crop`` for any (17, 3) keypoints in image pixels and a square crop
+    ``box`` (x0, y0, x1, y1) of that image (an upload's, for instance)."""
+    x0, y0, x1, _ = box
     side = float(x1 - x0)
-    kp = np.array(sample.keypoints, dtype=np.float32)     # (17, 3) copy
+    kp = np.array(keypoints, dtype=np.float32)            # (17, 3) copy
     present = kp[:, 2] > 0
     kp[:, 0] = np.where(present, (kp[:, 0] - x0) / side, 0.0)
     kp[:, 1] = np.where(present, (kp[:, 1] - y0) / side, 0.0)
@@ -104,9 +110,15 @@ def model_keypoints(sample: Sample, margin: float = DEFAULT_MARGIN) -> np.ndarra
     """The classifier's keypoint input, (17, 3) float32: x/W, y/H in the crop, and a
     mask (1.0 when visibility > 0, i.e. in frame, occluded or not; else 0.0 with
     x = y = 0). Occluded keypoints count as present: their location is known."""
-    kp = keypoints_in_crop(sample, margin)
-    kp[:, 2] = (kp[:, 2] > 0).astype(np.float32)
-    return kp
+    return model_input(keypoints_in_crop(sample, margin))
+
+
+def model_input(keypoints: np.ndarray) -> np.ndarray:
+    """(..., 17, 3) crop-convention keypoints (``keypoints_in_crop``) -> the model's input:
+    x, y, and the mask (1 where the visibility is > 0); a float32 copy."""
+    out = np.array(keypoints, np.float32)
+    out[..., 2] = (out[..., 2] > 0).astype(np.float32)
+    return out
 
 
 # ----------------------------------------------------------------------------- dataset

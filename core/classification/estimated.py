@@ -19,21 +19,20 @@ never mixes with old estimates. Rows are added under a lock, as the feature cach
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from core.classification.crops import DEFAULT_MARGIN, load_crop
+from core.classification.crops import DEFAULT_MARGIN, keypoints_in_box, load_crop
 from core.errors import DataError
 from core.estimator.blazepose import BlazePose, coco17_from_blazepose, model_version
 from core.images import open_image
-from core.io import atomic_write
+from core.io import atomic_write, file_lock
 
 KEYPOINT_SOURCES = ("annotation", "estimated")
 CACHE_DIR = "_cache/keypoints"
@@ -56,12 +55,8 @@ def estimate_crop(crop: np.ndarray, estimator: BlazePose) -> tuple[np.ndarray, b
     poses = estimator.estimate_image(crop, max_people=1)
     if not poses:
         return np.zeros((17, 3), np.float32), False
-    kp = coco17_from_blazepose(poses[0].landmarks, poses[0].visibility).astype(np.float32)
-    side = float(crop.shape[1])
-    present = kp[:, 2] > 0
-    kp[:, 0] = np.where(present, kp[:, 0] / side, 0.0)
-    kp[:, 1] = np.where(present, kp[:, 1] / side, 0.0)
-    return kp, True
+    kp = coco17_from_blazepose(poses[0].landmarks, poses[0].visibility)
+    return keypoints_in_box(kp, (0, 0, crop.shape[1], crop.shape[0])), True
 
 
 def _estimate_chunk(task: tuple) -> tuple[int, np.ndarray, np.ndarray, str | None]:
@@ -118,17 +113,6 @@ def _estimate(samples: list, *, margin: float, workers: int | None, progress: bo
     return kps, found
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _read(path: Path) -> dict[str, tuple[np.ndarray, bool]]:
     """sample id -> (keypoints, found); an unreadable cache is a miss, not an error."""
     if not path.is_file():
@@ -145,7 +129,7 @@ def _read(path: Path) -> dict[str, tuple[np.ndarray, bool]]:
 
 def _add(path: Path, rows: dict[str, tuple[np.ndarray, bool]]) -> dict[str, tuple[np.ndarray, bool]]:
     """Add rows under the lock (keeping rows other processes added meanwhile)."""
-    with _locked(path):
+    with file_lock(path):
         have = _read(path)
         have.update({k: v for k, v in rows.items() if k not in have})
         ids = list(have)
@@ -154,11 +138,3 @@ def _add(path: Path, rows: dict[str, tuple[np.ndarray, bool]]) -> dict[str, tupl
                      keypoints=np.stack([have[k][0] for k in ids]).astype(np.float32),
                      found=np.array([have[k][1] for k in ids], bool))
     return have
-
-
-def model_input(keypoints: np.ndarray) -> np.ndarray:
-    """(N, 17, 3) crop-convention keypoints -> the model's input: x, y, mask (1 where the
-    visibility is > 0), as ``core.classification.crops.model_keypoints`` makes them."""
-    out = np.array(keypoints, np.float32)
-    out[..., 2] = (out[..., 2] > 0).astype(np.float32)
-    return out

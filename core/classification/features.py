@@ -19,12 +19,10 @@ ever drops rows another one wrote, and readers never see a half-written file.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +32,7 @@ from tqdm.auto import tqdm
 
 from core import distributed as D
 from core import engine
+from core.io import file_lock
 from core.runs import save_weights
 
 CACHE_DIR = "_cache/features"
@@ -154,22 +153,10 @@ def cached_features(model, samples: Sequence, make_dataset: Callable[[Sequence],
     return FeatureSet(cached.features[idx], cached.keypoints[idx], cached.labels[idx])
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes for read-modify-write of ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _add(path: Path, keys: list[str], new: FeatureSet) -> tuple[list[str], FeatureSet]:
     """Add rows to the cache file under the lock; returns every row the file now holds
     (including rows other processes added meanwhile)."""
-    with _locked(path):
+    with file_lock(path):
         have_keys, have = _read(path)
         seen = set(have_keys)
         keep = [i for i, k in enumerate(keys) if k not in seen]

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from core import distributed as D
 from core.classification.crops import crop_box, load_crop, model_keypoints
 from core.errors import DataError
-from core.images import IMAGENET_MEAN_RGB8, open_image
+from core.images import IMAGENET_MEAN, IMAGENET_MEAN_RGB8, IMAGENET_STD, open_image
 from core.io import write_json
 from core.runs import RunInfo
 
@@ -242,10 +242,6 @@ def _build_torchvision(samples: Sequence, out: np.ndarray, *, image_size: int, m
 
 
 # ----------------------------------------------------------------------------- the cache
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 @dataclass
 class ImageCache:

@@ -43,6 +43,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from core.classification.crops import DEFAULT_MARGIN, crop_box, crop_padded
+from core.images import IMAGENET_MEAN, IMAGENET_STD
 from core.io import write_json
 from core.keypoints import BODY_JOINTS, flip_permutation
 from core.synthetic import body as B
@@ -56,8 +57,8 @@ FLIP = torch.as_tensor(flip_permutation(BODY_JOINTS))
 TARGETS = ("cam3d", "canon3d", "kp2d", "vis", "label")
 SHARD_SCENES = 4000            # scenes per shard: the unit a killed render resumes by
 _PELVIS = B.JOINT_INDEX["pelvis"]
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+_MEAN_255 = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255   # crops stay in 0..255 until normalised
+_STD_255 = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ class Crops:
                 tg[k][flip, :, 0] *= -1
             kp = tg["kp2d"]
             kp[flip, :, 0] = torch.where(tg["vis"][flip] > 0, 1.0 - kp[flip, :, 0], 0.0)
-        x = ((x - IMAGENET_MEAN) / IMAGENET_STD).contiguous(memory_format=torch.channels_last)
+        x = ((x - _MEAN_255) / _STD_255).contiguous(memory_format=torch.channels_last)
         return x, tg
 
 

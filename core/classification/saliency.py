@@ -46,7 +46,15 @@ import torch.nn.functional as F
 from captum import attr as ca
 from PIL import Image, ImageDraw
 
-from core.classification.crops import DEFAULT_MARGIN, crop_box, crop_padded, load_crop, model_keypoints
+from core.classification.crops import (
+    DEFAULT_MARGIN,
+    crop_box,
+    crop_padded,
+    keypoints_in_box,
+    load_crop,
+    model_input,
+    model_keypoints,
+)
 from core.classification.dataset import Sample
 from core.classification.image_cache import normalize_uint8
 from core.errors import DataError
@@ -457,14 +465,9 @@ def upload_input(data: bytes, *, name: str, image_size: int, keypoints_json: str
     box = person_box(keypoints) if keypoints is not None else None
     kpt = None
     if box is not None:
-        x0, y0, x1, _ = crop_box(box, img.size, margin)
-        side = float(x1 - x0)
-        kp = np.asarray(keypoints, np.float64)
-        present = kp[:, 2] > 0
-        kpt = torch.from_numpy(np.stack([np.where(present, (kp[:, 0] - x0) / side, 0.0),
-                                         np.where(present, (kp[:, 1] - y0) / side, 0.0),
-                                         present.astype(float)], -1).astype(np.float32))
-        img = crop_padded(img, crop_box(box, img.size, margin))
+        square = crop_box(box, img.size, margin)
+        kpt = torch.from_numpy(model_input(keypoints_in_box(keypoints, square)))
+        img = crop_padded(img, square)
     elif keypoints is not None:                  # asked for keypoints, none usable: all missing
         kpt = torch.zeros(17, 3)
     image = image_to_tensor(img, image_size)

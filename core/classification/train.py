@@ -42,10 +42,10 @@ from core.classification.backbones import (
     resolve_backbone,
     store_backbone,
 )
-from core.classification.crops import PoseDataset, scene_keypoints
+from core.classification.crops import PoseDataset, model_input, scene_keypoints
 from core.classification.dataset import PoseIndex, load_infiniteform
 from core.classification.ddp import wrap_ddp
-from core.classification.estimated import KEYPOINT_SOURCES, estimated_keypoints, model_input
+from core.classification.estimated import KEYPOINT_SOURCES, estimated_keypoints
 from core.classification.features import FeatureSet, cached_features, feature_cache_path
 from core.classification.image_cache import cached_pose_dataset, resolve_decoder
 from core.classification.model import (
