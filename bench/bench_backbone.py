@@ -15,8 +15,12 @@ share of each saliency method's map that falls inside the person.
   (the page's default target), on the preset's test crops, the same samples for both
   backbones: the first ``--samples`` for the fast methods (gradient, Grad-CAM), the first
   ``--slow-samples`` for the others. Per sample ``mass_inside`` of the displayed map in
-  the person's polygon mapped into the crop; ``mask_share`` is the polygon's share of the
-  crop, which a map that ignores the picture would score.
+  the person's outline (the annotation's polygons) mapped into the crop; ``mask_share`` is
+  the outline's share of the crop, which a map that ignores the picture would score. The
+  same inside the outline's convex hull (``mass_inside_hull``, ``hull_share``): the mask
+  PoseLab's renders wrote before they traced the outline. And the vanilla gradient of
+  every other preset on its first ``--preset-samples`` crops: the heads differ, the
+  backbone is the same.
 
 Writes ``bench/results/backbone-<device>-<date>.json``.
 """
@@ -37,11 +41,15 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from scipy.spatial import ConvexHull  # noqa: E402
+
 from core.classification import saliency as sal  # noqa: E402
+from core.classification.crops import crop_box  # noqa: E402
 from core.classification.model import PAPER_PRESETS  # noqa: E402
 from core.classification.train import train_classifier_grid  # noqa: E402
 from core.demo import DEMO_CLASSIFIER, DEMO_IMAGES  # noqa: E402
-from core.io import write_json  # noqa: E402
+from core.images import read_image_size  # noqa: E402
+from core.io import resolve_inside, write_json  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.runs import load_run  # noqa: E402
 from core.synthetic.images import write_image_dataset  # noqa: E402
@@ -49,29 +57,50 @@ from core.synthetic.images import write_image_dataset  # noqa: E402
 FAST = ("gradient", "gradcam")
 
 
-def saliency_mass(run, samples: int, slow_samples: int) -> dict:
-    """Per method: mean (and spread) share of the map inside the person, over test crops."""
+def hull_mask(run, row, size: int) -> np.ndarray | None:
+    """The convex hull of the person's polygons in the model's input: the mask older
+    PoseLab renders wrote as ``segmentation``, kept as a comparison."""
+    pts = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in row["segmentation"]])
+    if len(pts) < 3:
+        return None
+    ring = pts[ConvexHull(pts).vertices]
+    _, margin = sal.run_image_settings(run.info)
+    scene = read_image_size(resolve_inside(run.info.data.root, str(row["image_path"])))
+    box = crop_box(tuple(float(v) for v in row["bbox"]), scene, margin)
+    return sal.person_mask([ring.ravel().tolist()], box, size)
+
+
+def saliency_mass(run, samples: int, slow_samples: int, methods=tuple(sal.METHODS)) -> dict:
+    """Per method: mean (and spread) share of the map inside the person's outline and
+    inside its convex hull, over test crops."""
     model = load_model(run, device="cpu")
     use_kp = sal.run_uses_keypoints(run.info)
     preds = run.predictions()
     preds = preds[preds["segmentation"].map(lambda p: p is not None and len(p) > 0)]
     out = {}
-    for method in sal.METHODS:
+    for method in methods:
         rows = preds.iloc[: samples if method in FAST else slow_samples]
-        inside, share, t0 = [], [], time.perf_counter()
+        inside, share, in_hull, hull_share, t0 = [], [], [], [], time.perf_counter()
         for _, row in rows.iterrows():
             x = sal.sample_input(run.info, row, use_keypoints=use_kp)
             target = int(np.argmax(sal.predict(model, x.image, x.keypoints)))
             m = sal.compute_saliency(model, x.image, x.keypoints, target, method).map
+            hull = hull_mask(run, row, m.shape[0])
             inside.append(sal.mass_inside(m, x.person))
             share.append(float(x.person.mean()))
+            in_hull.append(sal.mass_inside(m, hull) if hull is not None else np.nan)
+            hull_share.append(float(hull.mean()) if hull is not None else np.nan)
         inside = np.asarray(inside)
         out[method] = {"samples": len(rows), "mass_inside": round(float(np.nanmean(inside)), 4),
                        "mass_inside_std": round(float(np.nanstd(inside)), 4),
                        "mask_share": round(float(np.mean(share)), 4),
+                       "mass_inside_hull": round(float(np.nanmean(in_hull)), 4),
+                       "hull_share": round(float(np.nanmean(hull_share)), 4),
                        "seconds": round(time.perf_counter() - t0, 1)}
-        print(f"  {method:22s} {out[method]['mass_inside']:.3f} inside (mask covers "
-              f"{out[method]['mask_share']:.3f}), {len(rows)} samples", file=sys.stderr)
+        o = out[method]
+        print(f"  {method:22s} {o['mass_inside']:.3f} inside the outline (covers {o['mask_share']:.3f}), "
+              f"{o['mass_inside_hull']:.3f} inside its hull (covers {o['hull_share']:.3f}), "
+              f"{len(rows)} samples", file=sys.stderr)
     return out
 
 
@@ -81,6 +110,8 @@ def main() -> None:
     ap.add_argument("--preset", default="model4")
     ap.add_argument("--samples", type=int, default=456, help="test crops for gradient and Grad-CAM")
     ap.add_argument("--slow-samples", type=int, default=100, help="test crops for the other methods")
+    ap.add_argument("--preset-samples", type=int, default=150,
+                    help="test crops for the vanilla gradient of the other presets")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     os.environ.setdefault("POSELAB_OFFLINE", "1")        # the offline chain, as a new user has it
@@ -88,7 +119,8 @@ def main() -> None:
                  "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "load_average_start": os.getloadavg(), "settings": {**DEMO_CLASSIFIER, "preset": args.preset,
                                                                       "samples": args.samples,
-                                                                      "slow_samples": args.slow_samples},
+                                                                      "slow_samples": args.slow_samples,
+                                                                      "preset_samples": args.preset_samples},
                  "backbones": {}}
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
@@ -108,11 +140,24 @@ def main() -> None:
             print(f"{b.label}: " + ", ".join(f"{n} {a:.3f}" for n, a in entry["test_acc"].items()),
                   file=sys.stderr)
             entry["saliency"] = saliency_mass(runs[args.preset], args.samples, args.slow_samples)
+            # the same check on every other preset's head: how much is the backbone's own
+            entry["gradient_by_preset"] = {}
+            for n in PAPER_PRESETS:
+                if n != args.preset:
+                    print(f" {n}:", file=sys.stderr)
+                    entry["gradient_by_preset"][n] = saliency_mass(runs[n], args.preset_samples, 0,
+                                                                   methods=("gradient",))["gradient"]
             res["backbones"][b.source] = entry
     shipped, rnd = (res["backbones"].get(k) for k in ("poselab", "random"))
     if shipped and rnd:
         res["mass_ratio_vs_random"] = {m: round(shipped["saliency"][m]["mass_inside"]
                                                 / rnd["saliency"][m]["mass_inside"], 3) for m in sal.METHODS}
+        res["hull_mass_ratio_vs_random"] = {m: round(shipped["saliency"][m]["mass_inside_hull"]
+                                                     / rnd["saliency"][m]["mass_inside_hull"], 3)
+                                            for m in sal.METHODS}
+        res["gradient_ratio_by_preset"] = {n: round(shipped["gradient_by_preset"][n]["mass_inside"]
+                                                    / rnd["gradient_by_preset"][n]["mass_inside"], 3)
+                                           for n in shipped["gradient_by_preset"]}
     res["load_average_end"] = os.getloadavg()
     out = args.out or REPO / "bench" / "results" / f"backbone-cpu-{dt.date.today().isoformat()}.json"
     write_json(out, res)

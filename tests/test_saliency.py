@@ -136,10 +136,11 @@ def test_lut_endpoints_and_png():
 
 def test_person_mask_and_the_share_of_saliency_inside_it():
     # a 40 x 40 crop at (10, 20) of the scene, shown at 20 px: the square polygon
-    # (20..30, 30..40) in the scene covers input pixels 5..10 x 5..10
+    # (20..30, 30..40) in the scene covers input pixels 5..10 x 5..10, exactly: a pixel is
+    # inside when its centre is
     poly = [[20.0, 30.0, 30.0, 30.0, 30.0, 40.0, 20.0, 40.0]]
     mask = sal.person_mask(poly, (10, 20, 50, 60), 20)
-    assert mask.shape == (20, 20) and mask[5:10, 5:10].all() and mask.sum() <= 36
+    assert mask.shape == (20, 20) and mask[5:10, 5:10].all() and mask.sum() == 25
     assert not mask[:4].any() and not mask[:, 12:].any()
     m = np.zeros((20, 20))
     m[6:9, 6:9] = 1.0

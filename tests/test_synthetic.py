@@ -11,6 +11,7 @@ import pytest
 from core import cli
 from core.errors import DataError
 from core.keypoints import BODY_JOINTS, COCO17
+from core.polygons import polygons_to_mask
 from core.synthetic import body as B
 from core.synthetic import camera, poses
 from core.synthetic import render as R
@@ -81,8 +82,7 @@ def test_layout_and_json_fields(dataset):
             # visible keypoints lie inside the box
             assert ((xy[v == 2] >= [x - 1, y - 1]) & (xy[v == 2] <= [x + w + 1, y + h + 1])).all()
             assert isinstance(a["area"], float) and 0 < a["area"] <= w * h + 1
-            (poly,) = a["segmentation"]
-            assert len(poly) >= 6 and len(poly) % 2 == 0
+            assert a["segmentation"] and all(len(p) >= 6 and len(p) % 2 == 0 for p in a["segmentation"])
             assert a["pose_category"] in poses.POSE_CLASSES
             assert a["pose_variation"] in poses.POSE_CLASSES[a["pose_category"]].variations
             assert a["exercise_category"] == poses.POSE_CLASSES[a["pose_category"]].category
@@ -139,19 +139,16 @@ def test_annotations_match_what_was_drawn(dataset):
                     assert np.abs(img[w, u] - bg[w, u]).max() > 0
                     checked += 1
             assert pr.mask.sum() == a["area"]
-            _assert_hull_covers(a["segmentation"][0], pr.mask)
+            _assert_outline_traces(a["segmentation"], pr.mask)
     assert checked > 30
 
 
-def _assert_hull_covers(poly: list[float], mask: np.ndarray) -> None:
-    """The segmentation polygon is convex and holds every silhouette pixel centre."""
-    q = np.array(poly).reshape(-1, 2)
-    ys, xs = np.nonzero(mask)
-    pts = np.stack([xs + 0.5, ys + 0.5], 1)
-    edge = np.roll(q, -1, axis=0) - q                                   # (M, 2)
-    rel = pts[:, None, :] - q[None]                                     # (N, M, 2)
-    cross = edge[None, :, 0] * rel[..., 1] - edge[None, :, 1] * rel[..., 0]
-    assert (cross >= -1e-9).all() or (cross <= 1e-9).all()
+def _assert_outline_traces(polygons: list[list[float]], mask: np.ndarray) -> None:
+    """The segmentation polygons give the silhouette back, up to the filled holes and the
+    half-pixel simplification: nearly every person pixel is inside, few others are."""
+    back = polygons_to_mask(polygons, mask.shape)
+    assert (back & mask).sum() >= 0.97 * mask.sum()
+    assert (back & ~mask).sum() <= 0.08 * mask.sum() + 4
 
 
 def test_visibility_for_a_body_partly_out_of_frame():

@@ -98,7 +98,7 @@ class Sample:
     # number), PoseLab's synthetic writer [pitch, yaw, roll] (a tuple here).
     camera_rotation_deg: float | tuple[float, ...] | None
     # The person's outline: COCO polygons [[x1, y1, x2, y2, ...], ...] in scene pixels
-    # (PoseLab's renders: the convex hull of the visible silhouette); None when not given.
+    # (PoseLab's renders: the visible silhouette's outline); None when not given.
     segmentation: tuple[tuple[float, ...], ...] | None = None
 
 

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from captum import attr as ca
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from core.classification.crops import (
     DEFAULT_MARGIN,
@@ -61,6 +61,7 @@ from core.errors import DataError
 from core.estimator.blazepose import BlazePose, coco17_from_blazepose
 from core.images import image_to_tensor, open_image, read_image_size, tensor_to_image
 from core.io import resolve_inside
+from core.polygons import polygons_to_mask
 from core.runs import RunInfo
 
 METHODS: dict[str, str] = {
@@ -353,13 +354,7 @@ def person_mask(polygons, box: tuple[int, int, int, int], size: int) -> np.ndarr
     """(size, size) bool: the person's outline (COCO polygons in scene pixels) in the model's
     input, i.e. in the crop ``box`` (x0, y0, x1, y1) resized to ``size``."""
     x0, y0, x1, _ = box
-    k = size / float(x1 - x0)
-    canvas = Image.new("L", (size, size), 0)
-    draw = ImageDraw.Draw(canvas)
-    for poly in polygons:
-        xy = np.asarray(poly, np.float64).reshape(-1, 2)
-        draw.polygon([((x - x0) * k, (y - y0) * k) for x, y in xy], fill=1)
-    return np.asarray(canvas, bool)
+    return polygons_to_mask(polygons, (size, size), scale=size / float(x1 - x0), origin=(x0, y0))
 
 
 def mass_inside(saliency_map: np.ndarray, mask: np.ndarray) -> float:

@@ -23,8 +23,9 @@ ids likewise, so the two JSON files could be merged into one, like InfiniteForm'
   1 inside but occluded, 2 visible; x = y = 0 when v = 0; nose, eyes and ears are not
   annotated (0, 0, 0), as in InfiniteForm), ``num_keypoints`` (count of v > 0),
   ``bbox`` (COCO xywh of the whole body including occluded parts, clipped to the
-  image), ``area`` (pixels where the person is visible), ``segmentation`` (one polygon:
-  the convex hull of the visible silhouette; empty list when nothing is visible),
+  image), ``area`` (pixels where the person is visible), ``segmentation`` (COCO polygons
+  tracing the visible silhouette, one per connected part, holes filled:
+  ``core.polygons.mask_to_polygons``),
   ``iscrowd`` 0, ``pose_category`` (class name, e.g. ``"side_plank"``),
   ``pose_variation`` (e.g. ``"side_plank_left"``), ``exercise_category`` (``"HIIT"`` /
   ``"Yoga"``).
@@ -53,6 +54,7 @@ from tqdm import tqdm
 from core.errors import DataError
 from core.io import atomic_write, write_json
 from core.keypoints import BODY_JOINTS, COCO17, COCO17_SKELETON
+from core.polygons import mask_to_polygons
 from core.synthetic import poses
 from core.synthetic.render import PersonRender, RenderResult, render_scene
 from core.synthetic.scene import Person, Scene, sample_scene
@@ -74,6 +76,9 @@ def categories() -> list[dict]:
 
 IMAGE_FORMATS = {"png": ".rgb.png", "jpeg": ".rgb.jpg"}   # format -> file suffix
 JPEG_QUALITY = 95
+# annotations.json's info.version: 2 = segmentation traces the silhouette (1 was its convex
+# hull, which counted the background between the limbs as person)
+ANNOTATIONS_VERSION = 2
 
 
 def render_image(seed: int, split: str, index: int, *, size: int = 224, people_max: int = 3,
@@ -118,48 +123,12 @@ def coco_annotation(person: Person, rendered: PersonRender) -> dict:
         "num_keypoints": int((kp[:, 2] > 0).sum()),
         "bbox": [round(v, 2) for v in rendered.bbox],
         "area": float(rendered.mask.sum()),
-        "segmentation": _hull_polygon(rendered.mask),
+        "segmentation": mask_to_polygons(rendered.mask),
         "iscrowd": 0,
         "pose_category": person.class_name,
         "pose_variation": person.variation,
         "exercise_category": person.category,
     }
-
-
-def _hull_polygon(mask: np.ndarray) -> list[list[float]]:
-    """COCO polygon (one ring) of the convex hull of a mask; [] for an empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return []
-    sub = mask[rows]
-    left = sub.argmax(axis=1)
-    right = sub.shape[1] - 1 - sub[:, ::-1].argmax(axis=1)
-    # Pixel corners of the leftmost and rightmost pixel in every row: their hull is the
-    # hull of the whole mask, with far fewer points.
-    pts = np.concatenate([
-        np.stack([left, rows], 1), np.stack([left, rows + 1], 1),
-        np.stack([right + 1, rows], 1), np.stack([right + 1, rows + 1], 1)]).astype(np.float64)
-    hull = _convex_hull(pts)
-    return [[round(float(v), 2) for v in hull.ravel()]]
-
-
-def _convex_hull(pts: np.ndarray) -> np.ndarray:
-    """Andrew's monotone chain; (N, 2) -> (M, 2) counter-clockwise, no repeats."""
-    pts = np.unique(pts, axis=0)
-    if len(pts) < 3:
-        return pts
-
-    def half(points):
-        out: list = []
-        for p in points:
-            while len(out) >= 2 and (out[-1][0] - out[-2][0]) * (p[1] - out[-2][1]) - \
-                    (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0]) <= 0:
-                out.pop()
-            out.append(p)
-        return out
-
-    lower, upper = half(pts), half(pts[::-1])
-    return np.array(lower[:-1] + upper[:-1])
 
 
 def _render_to_file(task: tuple) -> tuple[int, dict, list[dict]]:
@@ -235,7 +204,7 @@ def write_image_dataset(out: Path, *, n_train: int, n_test: int, seed: int, size
             # The JSON goes last: a folder with annotations.json is a finished split.
             write_json(split_dir / "annotations.json", {
                 "info": {"description": "PoseLab synthetic fitness poses (InfiniteForm layout)",
-                         "generator": "core.synthetic.images", "version": 1, "seed": seed,
+                         "generator": "core.synthetic.images", "version": ANNOTATIONS_VERSION, "seed": seed,
                          "split": split, "size": size, "people_max": people_max},
                 "images": images, "annotations": annotations, "categories": categories(),
             })
