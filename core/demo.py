@@ -26,7 +26,7 @@ import torch
 from core import engine
 from core.classification.train import train_classifier_grid
 from core.io import read_json, write_json
-from core.synthetic.images import write_image_dataset
+from core.synthetic.images import ANNOTATIONS_VERSION, write_image_dataset
 from core.temporal.sequences import load_sequences
 from core.temporal.synth import write_sequence_dataset
 from core.temporal.train import train_temporal
@@ -112,10 +112,12 @@ def build_classifier_demo(*, data_dir: Path, runs_dir: Path, device: str = "auto
     say = _span(report, start, end)
     images = Path(data_dir) / "images"
     say(0.0, "rendering synthetic fitness-pose images")
-    if not _made_with(images, "demo-params.json", DEMO_IMAGES):
+    # the annotation format enters the marker: a demo folder from an older writer is made again
+    params = {**DEMO_IMAGES, "annotations_version": ANNOTATIONS_VERSION}
+    if not _made_with(images, "demo-params.json", params):
         write_image_dataset(images, progress=False, **DEMO_IMAGES,
                             on_progress=lambda f: say(0.15 * f, "rendering synthetic images"))
-        write_json(images / "demo-params.json", DEMO_IMAGES)   # last: its presence = finished
+        write_json(images / "demo-params.json", params)   # last: its presence = finished
     say(0.15, "images ready")
     paper = train_classifier_grid(data=images, runs_dir=runs_dir, device=device, progress=False,
                                   reuse_finished=True, **DEMO_CLASSIFIER,

@@ -265,7 +265,7 @@ with right, ui.guard():
     if inp.person is not None:
         inside = sal.mass_inside(res.map, inp.person)
         st.metric("Saliency inside the person", f"{inside:.0%}",
-                  help="Share of the map's mass on the person's outline (the annotation's segmentation); "
+                  help="Share of the map's mass inside the person's outline (the annotation's segmentation polygons); "
                        f"the person covers {inp.person.mean():.0%} of the input, the share a map "
                        "blind to the person would get.")
     fname = f"saliency_{run.name}_{inp.name}_{method}_{names[int(target)]}.png".replace("/", "_")

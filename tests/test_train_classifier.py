@@ -21,6 +21,7 @@ from core import runs as R
 from core.classification import train as T
 from core.errors import DataError, RunError, TrainingError
 from core.models import load_model
+from core.synthetic.images import ANNOTATIONS_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 32          # crop side fed to ResNet-50 (224 in the paper; 32 still gives 1x1 at layer4)
@@ -300,6 +301,18 @@ def test_demo_classifier_part_prints_progress_protocol_and_is_idempotent(tmp_pat
     again = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
                                        report=demo.progress)
     assert again == paths and len(R.list_runs(tmp_path / "runs")) == 8
+    # images made by an older annotation writer (a marker without its version) are made again
+    marker = tmp_path / "data" / "images" / "demo-params.json"
+    old = json.loads(marker.read_text())
+    assert old.pop("annotations_version") == ANNOTATIONS_VERSION
+    marker.write_text(json.dumps(old))
+    ann = tmp_path / "data" / "images" / "train" / "annotations.json"
+    stale = json.loads(ann.read_text())
+    stale["info"]["version"] = 1
+    ann.write_text(json.dumps(stale))
+    demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs", report=None)
+    assert json.loads(ann.read_text())["info"]["version"] == ANNOTATIONS_VERSION
+    assert json.loads(marker.read_text())["annotations_version"] == ANNOTATIONS_VERSION
 
 
 ADD_ROWS = """
