@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pose: label-free 3D/2D pose targets; the others add (or use only) the pose classes")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--pixel-noise", type=float, default=0.0,
+                   help="Gaussian pixel noise per crop, std up to this share of 0-255 (0 = off)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--workers", type=int, default=None, help="rendering processes (default: one per CPU)")
     p.add_argument("--out", type=Path, default=None,
@@ -210,7 +212,8 @@ def _pretrain(args, runs_dir: Path) -> None:
     from core.classification.pretrain_data import DataConfig
     pretrain(out=args.out or DEFAULT_OUT, data=DataConfig(scenes=args.scenes, seed=args.seed,
                                                           image_size=args.image_size),
-             cfg=PretrainConfig(task=args.task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr),
+             cfg=PretrainConfig(task=args.task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                pixel_noise=args.pixel_noise),
              device=args.device, workers=args.workers, command=["python", "-m", "core", *sys.argv[1:]])
 
 

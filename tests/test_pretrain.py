@@ -12,6 +12,8 @@ from core import engine
 from core.classification import backbones
 from core.classification import pretrain as P
 from core.classification.pretrain_data import Crops, DataConfig, remove_person, render_data
+from core.errors import DataError
+from core.images import IMAGENET_STD
 from core.keypoints import BODY_JOINTS, flip_permutation
 from core.runs import list_runs
 
@@ -34,6 +36,14 @@ def test_pretraining_data_targets_and_flip(tmp_path):
     torch.testing.assert_close(tf["canon3d"][:, :, 0], -tg["canon3d"][:, perm, 0])
     again = render_data(DATA, tmp_path, workers=1, progress=False)  # rendered once
     assert again == shards
+    # pixel noise: per-sample std up to the share given, seeded by the batch's generator
+    xn, _ = crops.batch(rows, noise=0.1, gen=torch.Generator().manual_seed(3))
+    again_n, _ = crops.batch(rows, noise=0.1, gen=torch.Generator().manual_seed(3))
+    assert torch.equal(xn, again_n) and not torch.equal(xn, x)
+    diff = (xn - x) * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255   # back in 0-255 units
+    per_sample = diff.flatten(1).std(1)
+    assert (per_sample <= 0.1 * 255 * 1.1).all() and per_sample.max() > 2
+    assert torch.equal(crops.batch(rows, noise=0.0, gen=torch.Generator().manual_seed(3))[0], x)
 
 
 def test_a_killed_pretraining_resumes_and_ships_a_backbone_with_its_card(tmp_path, monkeypatch):
@@ -65,6 +75,11 @@ def test_a_killed_pretraining_resumes_and_ships_a_backbone_with_its_card(tmp_pat
     got, info = backbones.resolve_backbone(None, runs_dir=tmp_path)
     assert info["source"] == "poselab" and info["card"]["sha256"] == card["sha256"]
     assert got["conv1.weight"].dtype == torch.float32
+
+
+def test_pixel_noise_outside_its_range_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="pixel-noise"):
+        P.pretrain(out=tmp_path / "b.safetensors", data=DATA, cfg=P.PretrainConfig(pixel_noise=-0.1), progress=False)
 
 
 def test_background_swap_pastes_the_person_on_a_room_without_the_donors_person():

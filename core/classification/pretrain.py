@@ -19,7 +19,7 @@ Tasks (``--task``):
 Training is ``core.engine.fit`` (resumable per epoch in ``<out>.work/``, torchrun like the
 other trainers): AdamW, one-cycle learning rate per step (3 % warm-up, cosine), batch 64,
 horizontal flip with left/right swapped, the person pasted on another sample's background,
-bf16 autocast (also on a CPU: twice ResNet-50's float32 training speed on the 2-core
+optionally Gaussian pixel noise (``--pixel-noise``), bf16 autocast (also on a CPU: twice ResNet-50's float32 training speed on the 2-core
 machine, measured). Export: BatchNorm statistics re-estimated on clean crops with the final
 weights, the trained body with torchvision's seeded fc init (the task head is not shipped:
 every preset trains or freezes its own fc), saved as fp16 safetensors with a JSON card beside it
@@ -70,6 +70,10 @@ class PretrainConfig:
     warmup: float = 0.03           # share of the steps with a linear warm-up
     flip: bool = True              # horizontal flip, left/right joints swapped
     background_swap: float = 0.8   # share of crops pasted onto another crop's background
+    # Gaussian pixel noise, std per crop uniform in [0, pixel_noise] of the 0-255 range (0 =
+    # off). Training with input noise penalises the input gradient (Bishop 1995): features
+    # that answer to pixel-level texture rather than to the body cost loss.
+    pixel_noise: float = 0.0
     bf16: bool = True              # bf16 autocast (CPU too)
     val_fraction: float = 0.02     # last scenes held out
     bn_samples: int = 2048         # clean crops that set the exported BatchNorm statistics
@@ -159,7 +163,7 @@ def train_one_epoch(net: nn.Module, data: Crops, batches, optimizer, cfg: Pretra
         gen = torch.Generator().manual_seed(engine.epoch_seed(seed, step))       # this batch's augmentations
         rows = data.train_rows[idx]
         flip = torch.rand(len(rows), generator=gen) < 0.5 if cfg.flip else None
-        x, tg = data.batch(rows, flip=flip, swap=cfg.background_swap, gen=gen)
+        x, tg = data.batch(rows, flip=flip, swap=cfg.background_swap, noise=cfg.pixel_noise, gen=gen)
         x, tg = x.to(device, non_blocking=True), {t: v.to(device) for t, v in tg.items()}
         with _autocast(device, cfg.bf16):
             out = net(x)
@@ -268,6 +272,8 @@ def pretrain(*, out: str | Path = DEFAULT_OUT, data: DataConfig = DataConfig(), 
     # The command's steps in order (render, train, export), each a few lines.
     if cfg.task not in TASKS:
         raise DataError(None, f"unknown pretraining task {cfg.task!r}; choose from {', '.join(TASKS)}")
+    if not 0 <= cfg.pixel_noise <= 1:
+        raise DataError(None, f"--pixel-noise is a share of the 0-255 range, 0..1 (got {cfg.pixel_noise})")
     out = Path(out).expanduser().resolve()
     if out.suffix != ".safetensors":
         raise DataError(out, "--out must name a .safetensors file (its card is written beside it)")

@@ -196,11 +196,13 @@ class Crops:
         return out
 
     def batch(self, rows: np.ndarray, *, flip: torch.Tensor | None = None, swap: float = 0.0,
-              gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+              noise: float = 0.0, gen: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """(images (B, 3, S, S) ImageNet-normalised, channels-last; targets) for ``rows``.
         ``flip`` (B,) mirrors those samples, pixels and targets (left and right swapped);
         ``swap`` is the share of samples pasted with their soft mask onto another sample's
-        background (the person, not the room, is what the targets are about)."""
+        background (the person, not the room, is what the targets are about); ``noise``
+        adds Gaussian pixel noise to every sample, its std drawn per sample uniformly in
+        [0, noise] of the 0-255 range, then clipped to that range."""
         rows = np.asarray(rows)
         s = self.crops[0].shape[1]
         x = torch.from_numpy(self._gather(self.crops, rows, (s, s, 3))).permute(0, 3, 1, 2).float()
@@ -220,6 +222,9 @@ class Crops:
                 tg[k][flip, :, 0] *= -1
             kp = tg["kp2d"]
             kp[flip, :, 0] = torch.where(tg["vis"][flip] > 0, 1.0 - kp[flip, :, 0], 0.0)
+        if noise > 0:
+            sigma = torch.rand(len(rows), 1, 1, 1, generator=gen) * (noise * 255)
+            x = (x + sigma * torch.randn(x.shape, generator=gen)).clamp_(0, 255)
         x = ((x - _MEAN_255) / _STD_255).contiguous(memory_format=torch.channels_last)
         return x, tg
 
