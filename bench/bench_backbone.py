@@ -1,8 +1,8 @@
-"""The shipped PoseLab backbone against a seeded random init, side by side in one run, on
-the demo's data and recipe: the seven presets' test accuracies, and for one preset the
-share of each saliency method's map that falls inside the person.
+"""The shipped PoseLab backbone (and any candidate) against a seeded random init, side by
+side in one run, on the demo's data and recipe: the seven presets' test accuracies, and
+for one preset the share of each saliency method's map that falls inside the person.
 
-    .venv/bin/python bench/bench_backbone.py [--data DIR] [--preset model4]
+    .venv/bin/python bench/bench_backbone.py [--data DIR] [--preset model4] [--weights FILE ...]
                                              [--samples 456] [--slow-samples 100]
 
 * Data: ``--data`` (an InfiniteForm-layout folder with segmentation polygons), else the
@@ -10,10 +10,11 @@ share of each saliency method's map that falls inside the person.
 * Runs: ``python -m core grid classifier`` with the demo's settings
   (``core.demo.DEMO_CLASSIFIER``: 112 px, 10 epochs, seed 0) once per backbone, the
   default chain (offline: the PoseLab backbone in ``checkpoints/_poselab/``) and
-  ``--weights random``, in a temporary runs folder.
+  ``--weights random``, plus each ``--weights FILE`` (a candidate backbone), in a temporary
+  runs folder. Every backbone's entry gets its ratios to the random one.
 * Saliency: every method of the Saliency page with its defaults, for the predicted class
-  (the page's default target), on the preset's test crops, the same samples for both
-  backbones: the first ``--samples`` for the fast methods (gradient, Grad-CAM), the first
+  (the page's default target), on the preset's test crops, the same samples for every
+  backbone: the first ``--samples`` for the fast methods (gradient, Grad-CAM), the first
   ``--slow-samples`` for the others. Per sample ``mass_inside`` of the displayed map in
   the person's outline (the annotation's polygons) mapped into the crop; ``mask_share`` is
   the outline's share of the crop, which a map that ignores the picture would score. The
@@ -70,6 +71,16 @@ def hull_mask(run, row, size: int) -> np.ndarray | None:
     return sal.person_mask([ring.ravel().tolist()], box, size)
 
 
+def _mean(values, fn=np.nanmean) -> float | None:
+    """Rounded mean over the samples that have a value; None (JSON null) when none has."""
+    v = np.asarray(values, np.float64)
+    return round(float(fn(v)), 4) if np.isfinite(v).any() else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
 def saliency_mass(run, samples: int, slow_samples: int, methods=tuple(sal.METHODS)) -> dict:
     """Per method: mean (and spread) share of the map inside the person's outline and
     inside its convex hull, over test crops."""
@@ -91,16 +102,14 @@ def saliency_mass(run, samples: int, slow_samples: int, methods=tuple(sal.METHOD
             in_hull.append(sal.mass_inside(m, hull) if hull is not None else np.nan)
             hull_share.append(float(hull.mean()) if hull is not None else np.nan)
         inside = np.asarray(inside)
-        out[method] = {"samples": len(rows), "mass_inside": round(float(np.nanmean(inside)), 4),
-                       "mass_inside_std": round(float(np.nanstd(inside)), 4),
-                       "mask_share": round(float(np.mean(share)), 4),
-                       "mass_inside_hull": round(float(np.nanmean(in_hull)), 4),
-                       "hull_share": round(float(np.nanmean(hull_share)), 4),
-                       "seconds": round(time.perf_counter() - t0, 1)}
+        out[method] = {"samples": len(rows), "zero_maps": int(np.isnan(inside).sum()),   # no mass to share
+                       "mass_inside": _mean(inside), "mass_inside_std": _mean(inside, np.nanstd),
+                       "mask_share": _mean(share), "mass_inside_hull": _mean(in_hull),
+                       "hull_share": _mean(hull_share), "seconds": round(time.perf_counter() - t0, 1)}
         o = out[method]
-        print(f"  {method:22s} {o['mass_inside']:.3f} inside the outline (covers {o['mask_share']:.3f}), "
-              f"{o['mass_inside_hull']:.3f} inside its hull (covers {o['hull_share']:.3f}), "
-              f"{len(rows)} samples", file=sys.stderr)
+        print(f"  {method:22s} {o['mass_inside']} inside the outline (covers {o['mask_share']}), "
+              f"{o['mass_inside_hull']} inside its hull (covers {o['hull_share']}), "
+              f"{len(rows)} samples, {o['zero_maps']} all-zero maps", file=sys.stderr)
     return out
 
 
@@ -112,6 +121,8 @@ def main() -> None:
     ap.add_argument("--slow-samples", type=int, default=100, help="test crops for the other methods")
     ap.add_argument("--preset-samples", type=int, default=150,
                     help="test crops for the vanilla gradient of the other presets")
+    ap.add_argument("--weights", type=Path, action="append",
+                    help="a further backbone to compare (safetensors), beside the default chain and random")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     os.environ.setdefault("POSELAB_OFFLINE", "1")        # the offline chain, as a new user has it
@@ -128,7 +139,8 @@ def main() -> None:
             data = Path(tmp) / "images"
             write_image_dataset(data, progress=False, **DEMO_IMAGES)
         res["data"] = str(args.data or f"demo images {DEMO_IMAGES}")
-        for name, weights in (("default chain", None), ("random", "random")):
+        candidates = [(f"file:{Path(f).name}", str(f)) for f in args.weights or ()]
+        for key, weights in [("default chain", None), *candidates, ("random", "random")]:
             t0 = time.perf_counter()
             paths = train_classifier_grid(data=data, runs_dir=Path(tmp) / "runs", weights=weights,
                                           progress=False, **DEMO_CLASSIFIER)
@@ -147,17 +159,19 @@ def main() -> None:
                     print(f" {n}:", file=sys.stderr)
                     entry["gradient_by_preset"][n] = saliency_mass(runs[n], args.preset_samples, 0,
                                                                    methods=("gradient",))["gradient"]
-            res["backbones"][b.source] = entry
-    shipped, rnd = (res["backbones"].get(k) for k in ("poselab", "random"))
-    if shipped and rnd:
-        res["mass_ratio_vs_random"] = {m: round(shipped["saliency"][m]["mass_inside"]
-                                                / rnd["saliency"][m]["mass_inside"], 3) for m in sal.METHODS}
-        res["hull_mass_ratio_vs_random"] = {m: round(shipped["saliency"][m]["mass_inside_hull"]
-                                                     / rnd["saliency"][m]["mass_inside_hull"], 3)
-                                            for m in sal.METHODS}
-        res["gradient_ratio_by_preset"] = {n: round(shipped["gradient_by_preset"][n]["mass_inside"]
-                                                    / rnd["gradient_by_preset"][n]["mass_inside"], 3)
-                                           for n in shipped["gradient_by_preset"]}
+            res["backbones"][b.source if key == "default chain" else key] = entry
+    rnd = res["backbones"]["random"]
+    for key, b in res["backbones"].items():
+        if key == "random":
+            continue
+        b["ratio_vs_random"] = {
+            "mass_inside": {m: _ratio(b["saliency"][m]["mass_inside"], rnd["saliency"][m]["mass_inside"])
+                            for m in sal.METHODS},
+            "mass_inside_hull": {m: _ratio(b["saliency"][m]["mass_inside_hull"],
+                                           rnd["saliency"][m]["mass_inside_hull"]) for m in sal.METHODS},
+            "gradient_by_preset": {n: _ratio(b["gradient_by_preset"][n]["mass_inside"],
+                                             rnd["gradient_by_preset"][n]["mass_inside"])
+                                   for n in b["gradient_by_preset"]}}
     res["load_average_end"] = os.getloadavg()
     out = args.out or REPO / "bench" / "results" / f"backbone-cpu-{dt.date.today().isoformat()}.json"
     write_json(out, res)
