@@ -4,10 +4,10 @@ column c) is the unit square [c, c+1] x [r, r+1], so its centre is (c + 0.5, r +
 * ``mask_to_polygons``: the outline of a mask as COCO polygons (one flat
   ``[x0, y0, x1, y1, ...]`` ring per 4-connected part), what PoseLab's renders write as
   ``segmentation``. The rings follow the boundary half-way between a person pixel and a
-  background pixel (marching squares at level 0.5), simplified to ``tolerance`` pixels (below half a pixel, so that no
-  pixel centre changes side on straight runs and corners).
-  Holes (an arm bent back to the body leaves one) are filled: a COCO polygon has no way
-  to express them.
+  background pixel (marching squares at level 0.5), simplified to ``tolerance`` pixels
+  (below half a pixel, so that no pixel centre changes side on straight runs and
+  corners). Holes (an arm bent back to the body leaves one) are filled: a COCO polygon
+  has no way to express them.
 * ``polygons_to_mask``: the pixels whose centres fall inside any ring (even-odd rule per
   ring, union over rings), optionally after mapping the rings through an axis-aligned
   scale and offset, e.g. from scene pixels into a resized crop. The centre rule keeps
