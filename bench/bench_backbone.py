@@ -88,28 +88,30 @@ def saliency_mass(run, samples: int, slow_samples: int, methods=tuple(sal.METHOD
     use_kp = sal.run_uses_keypoints(run.info)
     preds = run.predictions()
     preds = preds[preds["segmentation"].map(lambda p: p is not None and len(p) > 0)]
+    rows = preds.iloc[: max(samples if m in FAST else slow_samples for m in methods)]
+    # each crop, its predicted class and its hull once: every method reads the same ones
+    inputs = [sal.sample_input(run.info, row, use_keypoints=use_kp) for _, row in rows.iterrows()]
+    targets = [int(np.argmax(sal.predict(model, x.image, x.keypoints))) for x in inputs]
+    hulls = [hull_mask(run, row, x.image.shape[-1]) for (_, row), x in zip(rows.iterrows(), inputs)]
     out = {}
     for method in methods:
-        rows = preds.iloc[: samples if method in FAST else slow_samples]
+        n = samples if method in FAST else slow_samples
         inside, share, in_hull, hull_share, t0 = [], [], [], [], time.perf_counter()
-        for _, row in rows.iterrows():
-            x = sal.sample_input(run.info, row, use_keypoints=use_kp)
-            target = int(np.argmax(sal.predict(model, x.image, x.keypoints)))
+        for x, target, hull in zip(inputs[:n], targets[:n], hulls[:n]):
             m = sal.compute_saliency(model, x.image, x.keypoints, target, method).map
-            hull = hull_mask(run, row, m.shape[0])
             inside.append(sal.mass_inside(m, x.person))
             share.append(float(x.person.mean()))
             in_hull.append(sal.mass_inside(m, hull) if hull is not None else np.nan)
             hull_share.append(float(hull.mean()) if hull is not None else np.nan)
         inside = np.asarray(inside)
-        out[method] = {"samples": len(rows), "zero_maps": int(np.isnan(inside).sum()),   # no mass to share
+        out[method] = {"samples": len(inside), "zero_maps": int(np.isnan(inside).sum()),   # no mass to share
                        "mass_inside": _mean(inside), "mass_inside_std": _mean(inside, np.nanstd),
                        "mask_share": _mean(share), "mass_inside_hull": _mean(in_hull),
                        "hull_share": _mean(hull_share), "seconds": round(time.perf_counter() - t0, 1)}
         o = out[method]
         print(f"  {method:22s} {o['mass_inside']} inside the outline (covers {o['mask_share']}), "
               f"{o['mass_inside_hull']} inside its hull (covers {o['hull_share']}), "
-              f"{len(rows)} samples, {o['zero_maps']} all-zero maps", file=sys.stderr)
+              f"{len(inside)} samples, {o['zero_maps']} all-zero maps", file=sys.stderr)
     return out
 
 
