@@ -19,7 +19,7 @@ Tasks (``--task``):
 Training is ``core.engine.fit`` (resumable per epoch in ``<out>.work/``, torchrun like the
 other trainers): AdamW, one-cycle learning rate per step (3 % warm-up, cosine), batch 64,
 horizontal flip with left/right swapped, the person pasted on another sample's background,
-optionally Gaussian pixel noise (``--pixel-noise``; the shipped backbone used 0.1), bf16
+optionally Gaussian pixel noise (``--pixel-noise``; the shipped backbone used 0.2), bf16
 autocast (also on a CPU: twice ResNet-50's float32 training speed on the 2-core machine,
 measured). Export: BatchNorm statistics re-estimated on clean crops with the final
 weights, the trained body with torchvision's seeded fc init (the task head is not shipped:
