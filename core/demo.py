@@ -27,6 +27,7 @@ from core import engine
 from core.classification.train import train_classifier_grid
 from core.io import read_json, write_json
 from core.synthetic.images import ANNOTATIONS_VERSION, write_image_dataset
+from core.temporal.blazepose_videos import HEATMAPS_VERSION
 from core.temporal.sequences import load_sequences
 from core.temporal.synth import write_sequence_dataset
 from core.temporal.train import train_temporal
@@ -151,7 +152,9 @@ def build_temporal_demo(*, data_dir, runs_dir, device: str = "auto", seed: int =
 
 def _temporal_runs(data_dir: Path, runs_dir, device: str, seed: int, say: Report) -> list[Path]:
     out = data_dir / "sequences"
-    settings = json.loads(json.dumps({**DEMO_SEQUENCES, "seed": seed}))   # as the marker file holds it (tuples -> lists)
+    # as the marker file holds it (tuples -> lists); the heatmap conversion's version
+    # enters it, so videos made by an older conversion are made again
+    settings = json.loads(json.dumps({**DEMO_SEQUENCES, "seed": seed, "heatmaps_version": HEATMAPS_VERSION}))
     if not _made_with(out, "demo-params.json", settings):
         say(0.0, "temporal: writing synthetic sequences")
         write_sequence_dataset(out, seed=seed, progress=False, **DEMO_SEQUENCES)

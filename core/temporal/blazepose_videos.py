@@ -1,12 +1,21 @@
 """BlazePose's output as sequence videos: the real estimator the temporal models refine.
 
 ``video_from_poses`` turns ``core.estimator.blazepose.VideoPoses`` into a ``Video`` of the
-sequence format: the 25 TEMPORAL25 heatmaps (raw logits, optionally average-pooled to a
-smaller side), the heatmap -> image affine of every frame (BlazePose's crop is rotated,
+sequence format: the 25 TEMPORAL25 heatmaps (BlazePose's logits turned into per-pixel
+probabilities, optionally average-pooled to a smaller side), the heatmap -> image affine of every frame (BlazePose's crop is rotated,
 so the axis-aligned box mapping cannot describe it), the person's box, and ``found``.
 Frames where nobody was found keep zero heatmaps (the models see nothing there, and the
 identity baseline counts them as misses); their box and affine repeat the nearest found
 frame's, so the ground truth can still be placed in heatmap pixels.
+
+Why probabilities: BlazePose's heatmap output is logits (MediaPipe's own refinement applies a
+sigmoid to it), and most of a map is negative; a weak keypoint's whole map can be. The
+sequence format's preprocessing sets negatives to 0, so raw logits left many maps of found
+frames empty, and an empty map carries no location. ``sigmoid`` keeps every map positive
+with its peak where it was (argmax is unchanged), and average pooling of probabilities
+keeps their mass, which pooling logits does not. ``HEATMAPS_VERSION`` names this
+conversion; it enters the estimator string of every video, so datasets made before it
+are told apart (and the demo makes its videos again).
 
 Coordinate conventions: the estimator's heatmap coordinates put the centre of heatmap
 pixel u at u + 0.5 (``core.estimator.geometry``); the sequence format's at u. The affines
@@ -25,9 +34,15 @@ from core.temporal.heatmaps import pool_heatmaps
 from core.temporal.videos import K, Video
 
 NATIVE = 64                 # BlazePose's heatmap side
-
-
+HEATMAPS_VERSION = 2        # 2: sigmoid(logits) before pooling (1 stored the logits)
 JPEG_QUALITY = 90
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """BlazePose's heatmap logits -> per-pixel probabilities (float32, in (0, 1))."""
+    x = np.asarray(logits, np.float32)
+    with np.errstate(over="ignore"):          # exp(60) overflows to inf: 1 / inf = 0
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 def heatmap_side_ok(side: int) -> bool:
@@ -64,14 +79,14 @@ def video_from_poses(poses: VideoPoses, *, vid: str, heatmap: int = NATIVE, keyp
     if not heatmap_side_ok(heatmap):
         raise ValueError(f"BlazePose heatmaps are {NATIVE} px: --heatmap must be {NATIVE}, 32 or 16")
     affines = _fill(index_affines(poses.heatmap_affine), found)
-    maps, affines = pool_heatmaps(np.asarray(poses.heatmaps, np.float32), affines, NATIVE // heatmap)
+    maps, affines = pool_heatmaps(probabilities(poses.heatmaps), affines, NATIVE // heatmap)
     maps[~found] = 0.0
     boxes = _fill(np.asarray(poses.box, np.float32), found)
     return Video(id=vid, heatmaps=maps.astype(np.float16), boxes=boxes.astype(np.float32),
                  keypoints=None if keypoints is None else np.asarray(keypoints, np.float32),
                  joint_mask=np.ones(K, bool), image_size=tuple(int(v) for v in poses.image_size),
                  frame_paths=None if frame_paths is None else tuple(frame_paths), source=source,
-                 estimator=f"blazepose {poses.model_version}", heatmap_affine=affines.astype(np.float32),
+                 estimator=f"blazepose {poses.model_version}, heatmaps v{HEATMAPS_VERSION}", heatmap_affine=affines.astype(np.float32),
                  found=found)
 
 

@@ -25,7 +25,9 @@ Conventions, used by every function here and by the sequence datasets:
   DARK, Zhang et al. 2020, does the 2-D version). The offset is clipped to +-0.5 px and
   is 0 at the map's edge or where the three values are not a local maximum.
   ``method="quarter"`` gives the classic quarter-pixel shift toward the higher
-  neighbour (SimpleBaseline) instead.
+  neighbour (SimpleBaseline) instead. A flat map (all values equal: an empty input, a
+  frame where the estimator found nobody) has no peak and decodes to NaN: the keypoint
+  is *missing*, and PCK counts it as wrong, rather than a guess at the map's corner.
 
 Array shapes, written once: heatmaps ``(..., K, H, W)``; points ``(..., K, 2)`` as
 ``(x, y)`` = ``(u, v)`` in heatmap pixels; boxes ``(..., 4)`` xyxy in image pixels.
@@ -187,8 +189,8 @@ def decode_heatmaps(heatmaps: torch.Tensor, method: str = "parabola"
     ``method="parabola"``: log-parabola fit per axis (exact for Gaussian peaks);
     ``"quarter"``: shift 0.25 px toward the higher neighbour; ``"none"``: integer argmax.
     Non-positive values are floored at a tiny fraction of the peak before the log, so raw
-    (negative) outputs decode too. An all-zero map decodes to (0, 0) with maxval 0.
-    Vectorised, no Python loop; gradients do not flow (argmax).
+    (negative) outputs decode too. A flat map (no value above the others: an all-zero
+    input) is missing: NaN point, maxval 0. Vectorised, no Python loop; gradients do not flow (argmax).
     """
     if method not in ("parabola", "quarter", "none"):
         raise ValueError(f"unknown decoding method {method!r}")
@@ -224,8 +226,11 @@ def decode_heatmaps(heatmaps: torch.Tensor, method: str = "parabola"
         positive = maxval > 0
         x = x + torch.where(inner_x & positive, dx, torch.zeros_like(dx))
         y = y + torch.where(inner_y & positive, dy, torch.zeros_like(dy))
-    points = torch.stack([x, y], dim=-1).reshape(*lead, 2)
-    return points, maxval.reshape(*lead)
+    flat_map = maxval <= flat.min(dim=-1).values                   # no peak: missing
+    nan = torch.full_like(x, float("nan"))
+    points = torch.stack([torch.where(flat_map, nan, x), torch.where(flat_map, nan, y)], dim=-1)
+    maxval = torch.where(flat_map, torch.zeros_like(maxval), maxval)
+    return points.reshape(*lead, 2), maxval.reshape(*lead)
 
 
 def bbox_norm(points, visible):

@@ -135,7 +135,9 @@ class DeciWatch(nn.Module):
     def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, K, H, W) heatmaps -> normalised (denoised, recovered) for the losses."""
         points, _ = decode_heatmaps(x)                                   # (B, T, K, 2) px, no grad
-        return self.forward_coords(self.normalise(points, x.shape[-2:]))
+        # A missing keypoint (an empty map: nobody found in that frame) enters at the
+        # map's centre, 0 in normalised coordinates: a neutral guess the model corrects.
+        return self.forward_coords(torch.nan_to_num(self.normalise(points, x.shape[-2:]), nan=0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, T, K, H, W) -> refined coordinates (B, T, K, 2) in heatmap pixels
