@@ -122,6 +122,7 @@ def test_logit_heatmaps_become_probabilities_with_their_peaks_kept():
                        heatmaps=logits, heatmap_affine=aff, image_affine=aff, from_detector=np.zeros(t, bool),
                        image_size=(320, 240), model_version="v")
     import torch
+
     from core.temporal.heatmaps import decode_heatmaps, normalize_heatmaps
     v = video_from_poses(poses, vid="x", heatmap=64)
     maps = normalize_heatmaps(v.heatmaps.astype(np.float32))
@@ -132,6 +133,7 @@ def test_logit_heatmaps_become_probabilities_with_their_peaks_kept():
 
 def test_an_empty_map_decodes_to_a_missing_keypoint_not_the_corner():
     import torch
+
     from core.temporal.heatmaps import decode_heatmaps
     maps = torch.zeros(2, 3, 8, 8)
     maps[0, 1, 5, 2] = 1.0
