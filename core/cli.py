@@ -118,11 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1_000_003, help="the renders' seed (no demo or test uses it)")
     p.add_argument("--image-size", type=int, default=112, help="crop side (the demo's classifiers use 112)")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--task", choices=("pose", "pose+classes", "classes"), default="pose",
+    p.add_argument("--task", choices=("pose+classes", "pose", "classes"), default="pose+classes",
                    help="pose: label-free 3D/2D pose targets; the others add (or use only) the pose classes")
+    p.add_argument("--classes", choices=("pretrain", "demo"), default="pretrain",
+                   help="pose-class family of the renders: pretrain (disjoint from the demo's 15; its class "
+                        "head ships as the backbone's fc) or demo (the 15 themselves: the answer built in)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--pixel-noise", type=float, default=0.0,
+    p.add_argument("--pixel-noise", type=float, default=0.2,
                    help="Gaussian pixel noise per crop, std up to this share of 0-255 (0 = off)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--workers", type=int, default=None, help="rendering processes (default: one per CPU)")
@@ -211,7 +214,7 @@ def _pretrain(args, runs_dir: Path) -> None:
     from core.classification.pretrain import DEFAULT_OUT, PretrainConfig, pretrain
     from core.classification.pretrain_data import DataConfig
     pretrain(out=args.out or DEFAULT_OUT, data=DataConfig(scenes=args.scenes, seed=args.seed,
-                                                          image_size=args.image_size),
+                                                          image_size=args.image_size, classes=args.classes),
              cfg=PretrainConfig(task=args.task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 pixel_noise=args.pixel_noise),
              device=args.device, workers=args.workers, command=["python", "-m", "core", *sys.argv[1:]])

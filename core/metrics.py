@@ -192,3 +192,90 @@ def pck_table(pred, gt, visible, norm, identity_pred=None, names=None,
     for i, a in enumerate(thresholds):
         last[f"pck@{a:g}"] = last[f"identity_pck@{a:g}"] = px[i]
     return pd.concat([pd.DataFrame(cols), pd.DataFrame([last])], ignore_index=True)
+
+
+def pck_auc(pred, gt, visible, norm, max_threshold: float = 0.2, steps: int = 21) -> float:
+    """Area under the pooled PCK curve for thresholds 0 .. ``max_threshold`` (``steps``
+    evenly spaced), divided by ``max_threshold``: 1 = every keypoint exact, 0 = every
+    keypoint beyond the largest threshold. One number for the whole curve, so a model
+    that is better at 0.05 but worse at 0.2 is not judged by one threshold alone."""
+    a = np.linspace(0.0, max_threshold, steps)
+    curve = pooled_pck(pred, gt, visible, norm, a)
+    return float(np.trapezoid(curve, a) / max_threshold) if np.isfinite(curve).all() else float("nan")
+
+
+# ============================================================================ left and right
+# pred, gt (N, K, 2), visible (N, K) as above; ``flip`` (K,) the index array that swaps
+# every left keypoint with its right twin (``core.keypoints.flip_permutation``).
+
+
+def swapped_frames(pred, gt, visible, flip) -> np.ndarray:
+    """(N,) bool: frames whose prediction fits the ground truth better with every left
+    and right keypoint exchanged, over the visible keypoints that have a twin. A body seen
+    from behind that the estimator read as facing the camera is such a frame."""
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+    flip = np.asarray(flip)
+    sided = flip != np.arange(len(flip))                                 # (K,) has a twin
+    vis = np.asarray(visible, bool) & sided[None] & np.isfinite(pred).all(-1) & np.isfinite(pred[:, flip]).all(-1)
+    straight = np.where(vis, keypoint_distances(pred, gt), 0.0).sum(-1)         # (N,)
+    exchanged = np.where(vis, keypoint_distances(pred[:, flip], gt), 0.0).sum(-1)
+    return (exchanged < straight) & vis.any(-1)
+
+
+def swap_tolerant_pck(pred, gt, visible, norm, flip, thresholds=PCK_THRESHOLDS) -> np.ndarray:
+    """Pooled PCK (A,) after exchanging left and right in the frames ``swapped_frames``
+    finds: how good the estimate is when the body's side is not held against it. A
+    diagnostic beside the strict PCK, which stays the headline."""
+    pred = np.asarray(pred, np.float64)
+    swap = swapped_frames(pred, gt, visible, flip)
+    fixed = np.where(swap[:, None, None], pred[:, np.asarray(flip)], pred)
+    return pooled_pck(fixed, gt, visible, norm, thresholds)
+
+
+# ============================================================================ motion
+# Shapes, once for the section:
+#   pred, gt : (..., T, K, 2) sequences of keypoints (a window, a video), T on axis -3
+#   visible  : (..., T, K) bool
+# Velocity is the first difference over frames, acceleration the second, in the unit of
+# the points per frame (per frame squared): heatmap pixels here. A difference counts only
+# where every frame it spans is visible (error metrics) or finite (jitter). Each function
+# returns the mean over the counted (frame, keypoint) pairs; NaN when none is counted.
+
+
+def _differences(x: np.ndarray, order: int) -> np.ndarray:
+    return np.diff(np.asarray(x, np.float64), n=order, axis=-3)
+
+
+def _spanned(mask: np.ndarray, order: int) -> np.ndarray:
+    """(..., T - order, K): every frame a difference of ``order`` spans is in ``mask``."""
+    m = np.asarray(mask, bool)
+    out = m[..., order:, :].copy()
+    for i in range(order):
+        out &= m[..., i:m.shape[-2] - order + i, :]
+    return out
+
+
+def _mean_where(values: np.ndarray, mask: np.ndarray) -> float:
+    return float(values[mask].mean()) if mask.any() else float("nan")
+
+
+def velocity_error(pred, gt, visible) -> float:
+    """Mean ||v_pred - v_gt|| (VideoPoses3D's MPJVE, in 2-D): how far the predicted motion
+    is from the true one, frame to frame."""
+    d = np.linalg.norm(_differences(pred, 1) - _differences(gt, 1), axis=-1)
+    return _mean_where(d, _spanned(visible, 1) & np.isfinite(d))
+
+
+def acceleration_error(pred, gt, visible) -> float:
+    """Mean ||a_pred - a_gt|| (DeciWatch's and SmoothNet's Accel): jerky outputs and
+    over-smoothed ones both score badly, since the true motion accelerates too."""
+    d = np.linalg.norm(_differences(pred, 2) - _differences(gt, 2), axis=-1)
+    return _mean_where(d, _spanned(visible, 2) & np.isfinite(d))
+
+
+def jitter(pred) -> float:
+    """Mean ||a_pred||, the acceleration magnitude of the output alone: needs no ground
+    truth, so it also scores a user's own video (WHAM and GVHMR report the jerk, the
+    next difference; the acceleration is steadier over 5-frame windows)."""
+    a = np.linalg.norm(_differences(pred, 2), axis=-1)
+    return _mean_where(a, np.isfinite(a))

@@ -129,7 +129,12 @@ class BackboneInfo:
         if self.source != "poselab" or not self.card:
             return ""
         c, data = self.card, self.card.get("data", {})
-        labels = "label-free" if c.get("task") == "pose" else "with the 15 class labels"
+        if c.get("task") == "pose":
+            labels = "label-free"
+        elif c.get("class_family") == "pretrain":
+            labels = f"with {len(c.get('classes') or [])} pretraining classes, none of the demo's"
+        else:
+            labels = "with the demo's 15 class labels"
         n = data.get("train_samples")
         return (f"ResNet-50 trained from scratch on {f'{n:,}' if isinstance(n, int) else '?'} rendered crops "
                 f"(task {c.get('task', '?')}, {labels}, {c.get('epochs', '?')} epochs, "

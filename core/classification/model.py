@@ -2,8 +2,12 @@
 for Fitness Pose Classification", plus "beyond the paper" presets.
 
     image (B,3,S,S) -> backbone (ResNet-50 up to the pool) -> (B,2048)   forward_features
-    (B,2048) -> fc (ResNet's own 2048->1000) -> (B,1000)
-             [+ keypoints (B,17,3) flattened -> (B,1051)] -> head -> (B,C)  forward_head
+    (B,2048) -> fc (the backbone's own 2048->F) -> (B,F)
+             [+ keypoints (B,17,3) flattened -> (B,F+51)] -> head -> (B,C)  forward_head
+
+F is the width of the backbone's own final layer: 1000 for ImageNet's (its classes), one
+logit per pretraining class for the PoseLab backbone (``ClassifierConfig.fc_dim``, read
+from the weights with ``fc_width``).
 
 Everything a paper preset trains sits after the pooled 2048-d features, so those can be
 computed once per image and cached (``core.classification.features``); ``forward_head`` is exactly what
@@ -24,15 +28,16 @@ from torchvision.models import resnet50
 from core.errors import RunError
 
 FEATURE_DIM = 2048      # ResNet-50 pooled features
-FC_DIM = 1000           # ResNet-50's own fc outputs (ImageNet classes)
+FC_DIM = 1000           # ImageNet ResNet-50's own fc outputs (its classes)
 NUM_KEYPOINTS = 17      # COCO-17, each (x/W, y/H, visible)
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
     num_classes: int = 15                 # set from the dataset's classes at train time
-    train_fc: bool = False                # ResNet's own fc (2048->1000) trainable ("final layer")
-    use_keypoints: bool = False           # concatenate the 17x3 keypoints to the fc's 1000 outputs
+    train_fc: bool = False                # the backbone's own fc (2048->fc_dim) trainable ("final layer")
+    use_keypoints: bool = False           # concatenate the 17x3 keypoints to the fc's outputs
+    fc_dim: int = FC_DIM                  # the backbone fc's outputs (fc_width of its weights)
     hidden: tuple[int, ...] = ()          # head hidden widths; () = one Linear to num_classes
     dropout: float = 0.5                  # after each hidden ReLU (paper: 0.5)
     unfreeze: Literal["none", "layer4", "all"] = "none"  # backbone part trained too (beyond paper)
@@ -85,10 +90,15 @@ PAPER_TEST_ACC: dict[str, float] = {
 }
 
 
-def get_preset(name: str, num_classes: int) -> ClassifierConfig:
+def get_preset(name: str, num_classes: int, fc_dim: int = FC_DIM) -> ClassifierConfig:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    return replace(PRESETS[name], num_classes=num_classes)
+    return replace(PRESETS[name], num_classes=num_classes, fc_dim=fc_dim)
+
+
+def fc_width(state: dict[str, torch.Tensor]) -> int:
+    """Outputs of a torchvision ResNet-50 state dict's own fc (1000 for ImageNet's)."""
+    return int(state["fc.weight"].shape[0])
 
 
 def _make_head(in_dim: int, hidden: tuple[int, ...], num_classes: int, dropout: float) -> nn.Sequential:
@@ -111,10 +121,13 @@ class PoseClassifier(nn.Module):
         else:
             with torch.device("meta"):
                 resnet = resnet50(weights=None)
-        self.fc = resnet.fc                  # ResNet's own 2048->1000, kept (frozen or trained)
+        self.fc = resnet.fc                  # the backbone's own fc, kept (frozen or trained)
+        if cfg.fc_dim != self.fc.out_features:
+            with torch.device(self.fc.weight.device):
+                self.fc = nn.Linear(FEATURE_DIM, cfg.fc_dim)
         resnet.fc = nn.Identity()
         self.backbone = resnet               # up to the pooled features: (B,3,S,S) -> (B,2048)
-        in_dim = FC_DIM + (NUM_KEYPOINTS * 3 if cfg.use_keypoints else 0)
+        in_dim = cfg.fc_dim + (NUM_KEYPOINTS * 3 if cfg.use_keypoints else 0)
         self.head = _make_head(in_dim, cfg.hidden, cfg.num_classes, cfg.dropout)
         set_trainable(self, cfg)
 
@@ -122,11 +135,11 @@ class PoseClassifier(nn.Module):
         return self.backbone(images)                                   # (B, 2048)
 
     def forward_head(self, features: torch.Tensor, keypoints: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.fc(features)                                          # (B, 1000)
+        x = self.fc(features)                                          # (B, F)
         if self.cfg.use_keypoints:
             if keypoints is None:
                 raise ValueError("this preset uses keypoints: pass keypoints (B,17,3)")
-            x = torch.cat([x, keypoints.flatten(1).to(x.dtype)], dim=1)  # (B, 1051)
+            x = torch.cat([x, keypoints.flatten(1).to(x.dtype)], dim=1)  # (B, F + 51)
         return self.head(x)                                            # (B, C)
 
     def forward(self, images: torch.Tensor, keypoints: torch.Tensor | None = None) -> torch.Tensor:
@@ -191,11 +204,12 @@ def load_backbone_weights(model: PoseClassifier, state: dict[str, torch.Tensor])
     storage, since presets that unfreeze layers update them in place."""
     fc = {k[3:]: v.clone() for k, v in state.items() if k.startswith("fc.")}
     body = {k: v.clone() for k, v in state.items() if not k.startswith("fc.")}
+    if fc_width(state) != model.cfg.fc_dim:
+        raise RunError(None, f"the backbone's fc has {fc_width(state)} outputs, the preset's config "
+                             f"{model.cfg.fc_dim} (build it with get_preset(..., fc_dim=fc_width(weights)))")
     model.backbone.load_state_dict(body, strict=True, assign=True)
     model.fc.load_state_dict(fc, strict=True, assign=True)
     set_trainable(model, model.cfg)      # assign=True replaced the parameters
-
-
 
 
 def load_trained_weights(model: PoseClassifier, state: dict[str, torch.Tensor], path) -> None:

@@ -8,13 +8,22 @@ outputs. Every paper preset consumes exactly that pooled feature (frozen, throug
 and a small head), so a task that must be read linearly off it is what shapes it for them;
 a spatial head on layer4 would leave the pooled feature free to discard the pose.
 
-Tasks (``--task``):
+Tasks (``--task``), on scenes whose people take the poses of one class family
+(``--classes``, ``core.classification.pretrain_data``):
 
-* ``pose`` (label-free, the default): camera-frame and view-invariant 3D joints, 2D
-  keypoints in the crop and their visibility, for all 27 body joints; no pose-class label
-  is read, so the demo's questions (do keypoints help? does a trainable fc help?) stay open.
-* ``pose+classes`` / ``classes``: the same plus (or only) the 15-way pose class, for when
-  the label-free task does not make the classifiers good enough; the card says which.
+* ``pose+classes`` (the default): camera-frame and view-invariant 3D joints, 2D keypoints
+  in the crop and their visibility, for all 27 body joints, plus the person's pose class.
+* ``pose``: the pose targets alone (label-free); ``classes``: the class alone.
+
+With ``--classes pretrain`` (the default) the classes are the pretraining family, which no
+demo, test or default dataset contains: the backbone knows bodies and has never seen the
+fifteen classes the demo scores, the position ImageNet is in for InfiniteForm. Its class
+head (2048 -> one logit per pretraining class) ships as the backbone's ``fc``, so a
+frozen "final layer" (the paper's model1 and model3) outputs the logits of *other* classes,
+as ImageNet's 1000 do. ``--classes demo`` trains on the fifteen themselves (the backbone
+before this one); its head is never shipped, since a frozen fc that already held the
+demo's classes would answer "does a trainable fc help?" before it is asked, so it ships
+torchvision's seeded fc init instead, as does the label-free ``pose`` task.
 
 Training is ``core.engine.fit`` (resumable per epoch in ``<out>.work/``, torchrun like the
 other trainers): AdamW, one-cycle learning rate per step (3 % warm-up, cosine), batch 64,
@@ -22,9 +31,9 @@ horizontal flip with left/right swapped, the person pasted on another sample's b
 optionally Gaussian pixel noise (``--pixel-noise``; the shipped backbone used 0.2), bf16
 autocast (also on a CPU: twice ResNet-50's float32 training speed on the 2-core machine,
 measured). Export: BatchNorm statistics re-estimated on clean crops with the final
-weights, the trained body with torchvision's seeded fc init (the task head is not shipped:
-every preset trains or freezes its own fc), saved as fp16 safetensors with a JSON card beside it
-(``core.classification.backbones`` reads both).
+weights, the trained body with its fc (above), saved as fp16 safetensors with a JSON card
+beside it that lists every class and target trained on (``core.classification.backbones``
+reads both).
 """
 from __future__ import annotations
 
@@ -51,7 +60,6 @@ from core.classification.pretrain_data import Crops, DataConfig, J, data_summary
 from core.errors import DataError
 from core.io import atomic_path, sha256_file, write_json
 from core.runs import DataInfo, RunInfo, RunWriter, git_commit
-from core.synthetic.poses import CLASS_NAMES
 
 TASKS = ("pose", "pose+classes", "classes")
 HEAD = {"cam3d": 3 * J, "canon3d": 3 * J, "kp2d": 2 * J, "vis": 3 * J}   # the pose outputs
@@ -63,7 +71,7 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "train_score", "val_loss", "val_score"
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    task: str = "pose"             # pose (label-free) | pose+classes | classes
+    task: str = "pose+classes"     # pose+classes | pose (label-free) | classes
     epochs: int = 3                # passes over the training crops
     batch_size: int = 64
     lr: float = 1e-3               # AdamW peak learning rate (one-cycle)
@@ -74,20 +82,30 @@ class PretrainConfig:
     # Gaussian pixel noise, std per crop uniform in [0, pixel_noise] of the 0-255 range (0 =
     # off). Training with input noise penalises the input gradient (Bishop 1995): features
     # that answer to pixel-level texture rather than to the body cost loss.
-    pixel_noise: float = 0.0
+    pixel_noise: float = 0.2
     bf16: bool = True              # bf16 autocast (CPU too)
     val_fraction: float = 0.02     # last scenes held out
     bn_samples: int = 2048         # clean crops that set the exported BatchNorm statistics
 
 
-def head_dim(task: str) -> int:
-    return {"pose": POSE_DIM, "classes": len(CLASS_NAMES), "pose+classes": POSE_DIM + len(CLASS_NAMES)}[task]
+def head_dim(task: str, num_classes: int) -> int:
+    return {"pose": POSE_DIM, "classes": num_classes, "pose+classes": POSE_DIM + num_classes}[task]
 
 
-def build_network(task: str, seed: int) -> nn.Module:
+def split_outputs(out: torch.Tensor, task: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The head's outputs (B, D) as (pose outputs (B, POSE_DIM) or None, class logits (B, C)
+    or None): the pose block first, the classes after it."""
+    if task == "pose":
+        return out, None
+    if task == "classes":
+        return None, out
+    return out[:, :POSE_DIM], out[:, POSE_DIM:]
+
+
+def build_network(task: str, num_classes: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     net = resnet50(weights=None, zero_init_residual=True)
-    net.fc = nn.Linear(2048, head_dim(task))
+    net.fc = nn.Linear(2048, head_dim(task, num_classes))
     nn.init.normal_(net.fc.weight, std=0.01)
     nn.init.zeros_(net.fc.bias)
     return net
@@ -96,14 +114,14 @@ def build_network(task: str, seed: int) -> nn.Module:
 def loss_terms(out: torch.Tensor, tg: dict, task: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss as (sums, counts) per part, so that ``D.global_mean`` can pool them: the
     loss is the sum of the parts' means (each of order 1 at init)."""
-    out = out.float()
     b = out.shape[0]
+    pose, logits = split_outputs(out.float(), task)
     sums, counts = [], []
-    if task != "pose":
-        sums.append(F.cross_entropy(out[:, -len(CLASS_NAMES):], tg["label"], reduction="sum"))
+    if logits is not None:
+        sums.append(F.cross_entropy(logits, tg["label"], reduction="sum"))
         counts.append(torch.tensor(float(b)))
-    if task != "classes":
-        o = dict(zip(HEAD, out[:, :POSE_DIM].split(list(HEAD.values()), dim=1)))
+    if pose is not None:
+        o = dict(zip(HEAD, pose.split(list(HEAD.values()), dim=1)))
         for k in ("cam3d", "canon3d"):
             sums.append(F.smooth_l1_loss(o[k].reshape(b, J, 3), tg[k] / SCALE_3D, beta=0.5, reduction="sum"))
             counts.append(torch.tensor(float(b * J * 3)))
@@ -121,11 +139,12 @@ def loss_terms(out: torch.Tensor, tg: dict, task: str) -> tuple[torch.Tensor, to
 def held_out_scores(out: torch.Tensor, tg: dict, task: str) -> dict[str, float]:
     """Held-out scores in interpretable units: MPJPE in % of body height (both 3D
     targets), 2D error in % of the crop on in-frame joints, visibility and class accuracy."""
-    out, b, m = out.float(), out.shape[0], {}
-    if task != "pose":
-        m["class_accuracy"] = float((out[:, -len(CLASS_NAMES):].argmax(1) == tg["label"]).float().mean())
-    if task != "classes":
-        o = dict(zip(HEAD, out[:, :POSE_DIM].split(list(HEAD.values()), dim=1)))
+    b, m = out.shape[0], {}
+    pose, logits = split_outputs(out.float(), task)
+    if logits is not None:
+        m["class_accuracy"] = float((logits.argmax(1) == tg["label"]).float().mean())
+    if pose is not None:
+        o = dict(zip(HEAD, pose.split(list(HEAD.values()), dim=1)))
         for k in ("cam3d", "canon3d"):
             m[f"{k}_mpjpe_pct_height"] = float((o[k].reshape(b, J, 3) * SCALE_3D - tg[k]).norm(dim=-1).mean() * 100)
         seen = tg["vis"] > 0
@@ -234,33 +253,66 @@ def recalibrate_batchnorm(net: nn.Module, data: Crops, n: int, batch: int = 64) 
     net.eval()
 
 
-def torchvision_state(net: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A full torchvision ResNet-50 state dict: the trained body and torchvision's own
-    seeded fc init. Not the task's head: a frozen fc that already held the pose classes
-    would answer the paper's "does a trainable fc help?" before it is asked."""
+def ships_head(task: str, classes: str) -> bool:
+    """Whether the trained class head ships as the backbone's fc (module docstring)."""
+    return task != "pose" and classes != "demo"
+
+
+def torchvision_state(net: nn.Module, task: str, classes: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A full torchvision ResNet-50 state dict: the trained body and its fc, which is the
+    class head's rows (one logit per pretraining class) when ``ships_head``, else
+    torchvision's own seeded fc init (2048 -> 1000)."""
+    state = {k: v.detach().clone() for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    if ships_head(task, classes):
+        rows = slice(POSE_DIM, None) if task == "pose+classes" else slice(None)
+        state["fc.weight"] = net.fc.weight.detach()[rows].clone()
+        state["fc.bias"] = net.fc.bias.detach()[rows].clone()
+        return state
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         ref = resnet50(weights=None).fc
-    state = {k: v.detach().clone() for k, v in net.state_dict().items() if not k.startswith("fc.")}
     state["fc.weight"], state["fc.bias"] = ref.weight.detach().clone(), ref.bias.detach().clone()
     return state
 
 
-def export(net: nn.Module, data: Crops, cfg: PretrainConfig, out: Path, card: dict) -> dict:
+def export(net: nn.Module, data: Crops, cfg: PretrainConfig, classes: str, out: Path, card: dict) -> dict:
     """Write ``out`` (fp16 safetensors) and its card; returns the card."""
     net = net.float().to(memory_format=torch.contiguous_format).cpu()
     recalibrate_batchnorm(net, data, cfg.bn_samples)
-    state = torchvision_state(net)
+    state = torchvision_state(net, cfg.task, classes)
     tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     with atomic_path(out) as tmp:
         save_file(tensors, str(tmp), metadata={"poselab_pretrain": json.dumps({k: card[k] for k in ("task", "data")})})
     shipped = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
-    net.load_state_dict({**{k: v for k, v in shipped.items() if not k.startswith("fc.")},   # the head kept
-                         "fc.weight": net.fc.weight, "fc.bias": net.fc.bias})
+    # the held-out scores of what ships: its fp16 body (and class rows), the pose rows as trained
+    head = {"weight": net.fc.weight.detach().clone(), "bias": net.fc.bias.detach().clone()}
+    if ships_head(cfg.task, classes):
+        rows = slice(POSE_DIM, None) if cfg.task == "pose+classes" else slice(None)
+        head["weight"][rows], head["bias"][rows] = shipped["fc.weight"], shipped["fc.bias"]
+    net.load_state_dict({**{k: v for k, v in shipped.items() if not k.startswith("fc.")},
+                         "fc.weight": head["weight"], "fc.bias": head["bias"]})
     card = {**card, "held_out": evaluate(net, data, cfg, torch.device("cpu"), limit=None),   # of what ships
             "sha256": sha256_file(out), "bytes": out.stat().st_size}
     write_json(card_path(out), card)
     return card
+
+
+def trained_on(task: str, data: DataConfig) -> dict:
+    """The card's record of every label and target the backbone was trained on, and what
+    its fc outputs."""
+    targets = ([f"{k} ({HEAD[k]} values: {TARGET_NOTES[k]})" for k in HEAD] if task != "classes" else [])
+    classes = list(data.class_names) if task != "pose" else []
+    if ships_head(task, data.classes):
+        fc = f"the pretraining class head: one logit per class of classes ({len(classes)})"
+    else:
+        fc = "torchvision's seeded init (2048 -> 1000), not trained"
+    return {"labels_used": (f"the {len(classes)} classes of the {data.classes!r} family" if classes
+                            else "none (label-free)"),
+            "class_family": data.classes if classes else None, "classes": classes, "targets": targets, "fc": fc}
+
+
+TARGET_NOTES = {"cam3d": "27 joints in the camera frame", "canon3d": "27 joints, view-invariant",
+                "kp2d": "27 projected joints in the crop", "vis": "27 joints: outside, occluded, visible"}
 
 
 # ----------------------------------------------------------------------------- the command
@@ -290,7 +342,7 @@ def pretrain(*, out: str | Path = DEFAULT_OUT, data: DataConfig = DataConfig(), 
     info = RunInfo(kind="pretrain", name=cfg.task, config={"data": asdict(data), "train": asdict(cfg)},
                    data=DataInfo(root=str(work / "data"), fingerprint=fingerprint, num_train=len(crops.train_rows),
                                  num_val=len(crops.val_rows)), seed=seed, device=str(dev), distributed=D.describe())
-    net = build_network(cfg.task, seed).to(dev).to(memory_format=torch.channels_last)
+    net = build_network(cfg.task, len(data.class_names), seed).to(dev).to(memory_format=torch.channels_last)
     writer = RunWriter.open(work / "runs", info)
     resumed = engine.resume(writer)
     state = resumed.state if resumed else engine.FitState()
@@ -315,7 +367,7 @@ def pretrain(*, out: str | Path = DEFAULT_OUT, data: DataConfig = DataConfig(), 
     net.load_state_dict(state.best_weights)
     card = {"command": shlex.join(command or ["python", "-m", "core", "pretrain"]),
             "code_version": git_commit(), "task": cfg.task,
-            "labels_used": "none (label-free)" if cfg.task == "pose" else "the 15 pose classes",
+            **trained_on(cfg.task, data),
             "data": {**asdict(data), **data_summary(shards), "train_samples": len(crops.train_rows),
                      "val_samples": len(crops.val_rows)},
             "train": asdict(cfg), "epochs": cfg.epochs, "image_size": data.image_size, "seed": seed,
@@ -323,7 +375,7 @@ def pretrain(*, out: str | Path = DEFAULT_OUT, data: DataConfig = DataConfig(), 
             "history": state.history,
             "wall_seconds": {"render": round(t_render, 1), "train": round(sum(r["seconds"] for r in state.history), 1)}}
     t2 = time.perf_counter()
-    card = export(net, crops, cfg, out, card)
+    card = export(net, crops, cfg, data.classes, out, card)
     card["wall_seconds"]["export"] = round(time.perf_counter() - t2, 1)
     card["wall_seconds"]["total_this_call"] = round(time.perf_counter() - t0, 1)
     write_json(card_path(out), card)

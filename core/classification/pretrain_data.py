@@ -2,6 +2,12 @@
 classifier's crops, with label-free pose targets (and the pose class, for the class-label
 tasks only).
 
+The scenes' people take their poses from one *family* of classes (``DataConfig.classes``):
+``pretrain``, the pretraining family of ``core.synthetic.pretrain_poses`` (disjoint from the
+demo's fifteen: no demo, test or default dataset contains it), or ``demo``, the fifteen
+exercise classes themselves (how the backbone before the current one was made; its
+classifiers then had the answer built in). docs/BACKBONE.md says why.
+
 One sample per annotated person of a rendered scene (the people the synthetic writer
 annotates: at least one visible pixel), cropped as the classifier's image cache does
 (``crop_box`` square with a 15 % margin, ImageNet-mean padding, PIL bilinear resize to
@@ -48,10 +54,12 @@ from core.io import write_json
 from core.keypoints import BODY_JOINTS, flip_permutation
 from core.synthetic import body as B
 from core.synthetic.poses import CLASS_NAMES
+from core.synthetic.pretrain_poses import PRETRAIN_CLASS_NAMES
 from core.synthetic.render import render_scene
 from core.synthetic.scene import sample_scene
 
 PRETRAIN_SEED = 1_000_003
+FAMILIES: dict[str, tuple[str, ...]] = {"pretrain": PRETRAIN_CLASS_NAMES, "demo": CLASS_NAMES}
 J = len(BODY_JOINTS)
 FLIP = torch.as_tensor(flip_permutation(BODY_JOINTS))
 TARGETS = ("cam3d", "canon3d", "kp2d", "vis", "label")
@@ -69,9 +77,14 @@ class DataConfig:
     people_max: int = 2          # people per scene (the demo's)
     image_size: int = 112        # crop side fed to ResNet-50 (the demo's)
     margin: float = DEFAULT_MARGIN
+    classes: str = "pretrain"    # pose-class family of the scenes: "pretrain" or "demo" (FAMILIES)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return FAMILIES[self.classes]
 
 
-def person_targets(person, rendered, camera, box) -> dict:
+def person_targets(person, rendered, camera, box, class_names: tuple[str, ...]) -> dict:
     """Label-free targets of one person (module docstring), and its class index."""
     joints = person.joints[B.BODY_FROM_ALL]                          # (J, 3) world, metres
     pelvis = person.joints[_PELVIS]
@@ -85,13 +98,13 @@ def person_targets(person, rendered, camera, box) -> dict:
     kp2d = np.where(vis[:, None] > 0, np.stack([(kp[:, 0] - x0) / side, (kp[:, 1] - y0) / side], 1), 0.0)
     return {"cam3d": cam.astype(np.float32), "canon3d": canon.astype(np.float32),
             "kp2d": np.clip(kp2d, -1, 2).astype(np.float32), "vis": vis.astype(np.int8),
-            "label": np.int16(CLASS_NAMES.index(person.class_name))}
+            "label": np.int16(class_names.index(person.class_name))}
 
 
 def render_samples(cfg: DataConfig, index: int) -> list[tuple[np.ndarray, np.ndarray, dict]]:
     """[(crop (S, S, 3) uint8, mask (S, S) uint8, targets)] of one scene."""
     rng = np.random.default_rng([cfg.seed, 0, index])
-    scene = sample_scene(rng, size=cfg.size, people_max=cfg.people_max)
+    scene = sample_scene(rng, size=cfg.size, people_max=cfg.people_max, classes=cfg.class_names)
     result = render_scene(scene, supersample=2, rng=rng)
     out = []
     for person, pr in zip(scene.people, result.people):
@@ -106,7 +119,7 @@ def render_samples(cfg: DataConfig, index: int) -> list[tuple[np.ndarray, np.nda
             crop = crop.resize((s, s), Image.Resampling.BILINEAR, reducing_gap=None)
             mask = mask.resize((s, s), Image.Resampling.BILINEAR, reducing_gap=None)
         out.append((np.asarray(crop, np.uint8), np.asarray(mask, np.uint8),
-                    person_targets(person, pr, scene.camera, box)))
+                    person_targets(person, pr, scene.camera, box, cfg.class_names)))
     return out
 
 
@@ -148,10 +161,14 @@ def _render_shard(task: tuple) -> str:
 
 def render_data(cfg: DataConfig, work: Path, *, workers: int | None = None, progress: bool = True) -> list[Path]:
     """Every shard of ``cfg`` under ``work`` (rendered where missing; one process per CPU)."""
+    if cfg.classes not in FAMILIES:
+        raise ValueError(f"unknown pose-class family {cfg.classes!r}; choose from {', '.join(FAMILIES)}")
+    family = "" if cfg.classes == "demo" else f"-{cfg.classes}"      # the demo family's shards kept their names
     shards = []
     for first in range(0, cfg.scenes, SHARD_SCENES):
         n = min(SHARD_SCENES, cfg.scenes - first)
-        shards.append((first, n, Path(work) / f"shard-{cfg.seed}-{cfg.size}-{cfg.people_max}-{cfg.image_size}-{first:07d}-{n}"))
+        shards.append((first, n, Path(work) / f"shard-{cfg.seed}-{cfg.size}-{cfg.people_max}-{cfg.image_size}"
+                                              f"{family}-{first:07d}-{n}"))
     todo = [(cfg, first, n, str(folder)) for first, n, folder in shards if not (folder / "meta.json").is_file()]
     if todo:
         workers = workers or min(len(todo), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)

@@ -54,6 +54,7 @@ from core.classification.model import (
     ClassifierConfig,
     PoseClassifier,
     build_classifier,
+    fc_width,
     get_preset,
     load_trained_weights,
 )
@@ -306,7 +307,8 @@ def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, margi
     images come from the image cache of ``prep.image_decoder``; features from the
     torchvision (GPU JPEG) decoder carry their own key, their pixels differ from PIL's by
     a level or two."""
-    extractor = build_classifier(PRESETS["model1"], prep.backbone_state).to(prep.device)
+    extractor = build_classifier(get_preset("model1", len(prep.index.classes), fc_width(prep.backbone_state)),
+                                 prep.backbone_state).to(prep.device)
     extractor = extractor.to(memory_format=torch.channels_last)     # see compute_features
     everything = _all_samples(prep.index)
     path = feature_cache_path(prep.runs_dir, prep.index.fingerprint, backbone_id(prep.backbone.to_dict()),
@@ -382,7 +384,7 @@ def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_di
     _report(on_progress, 0.5, "features ready")
     out = []
     for i, name in enumerate(presets):
-        cfg = get_preset(name, len(prep.index.classes))
+        cfg = get_preset(name, len(prep.index.classes), fc_width(prep.backbone_state))
         n_epochs = (10 if epochs is None else epochs) if cfg.trained else 0
         out.append(_run_preset(name, cfg, replace(base, epochs=n_epochs), prep, seed=seed,
                                progress=progress, init_from=init_from, reuse_finished=reuse_finished))

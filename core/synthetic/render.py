@@ -163,8 +163,10 @@ PART_NAMES: tuple[str, ...] = tuple(_PART_SHAPES)
 # Painter's order uses a part's mean axis depth. A limb beside the trunk (an arm
 # hanging at the side, a thigh at the hip) has the same axis depth as the trunk, yet is
 # seen in front of its silhouette's edge: sort the trunk a little further back, less
-# than a limb that really is behind it (the far arm in a side view, ~0.3 m).
-_DEPTH_BIAS = {"torso": 0.08, "pelvis": 0.08}
+# than a limb that really is behind it (the far arm in a side view, ~0.3 m). The neck ends
+# at the head's centre: seen from behind it would be drawn over the back of the head,
+# where it reads as a face, so it sorts behind the head (and still in front of the trunk).
+_DEPTH_BIAS = {"torso": 0.08, "pelvis": 0.08, "neck": 0.05}
 
 
 @dataclass
@@ -227,6 +229,9 @@ def _person_primitives(p: Person, pi: int, cam: Camera, light: np.ndarray, scale
                 out += [hair, face] if z[ino] < z[ih] else [face, hair]
                 depths.append(z[ih])
                 dirs.append(np.zeros(3))
+                features = _face_features(p, uv, z, r)
+                if features:   # drawn over the shaded head, under anything in front of it
+                    prims.append(_Primitive(float(z[ih]) - 1e-3, features, 1.0, pi, "head"))
         if not out:
             continue
         if not depths:
@@ -237,9 +242,63 @@ def _person_primitives(p: Person, pi: int, cam: Camera, light: np.ndarray, scale
         perp = light - d * float(light @ d)
         shade = 0.55 + 0.45 * float(np.linalg.norm(perp)) * (0.6 + 0.4 * max(0.0, light[1]))
         prims.append(_Primitive(float(np.mean(depths)) + _DEPTH_BIAS.get(part, 0.0), out, shade, pi, part))
+    neckline = _neckline(p, cam, scale)
+    if neckline:   # on the shirt's front, under anything in front of the trunk
+        prims.append(_Primitive(_torso_depth(z) + _DEPTH_BIAS["torso"] - 1e-3, neckline, 1.0, pi, "torso"))
     if p.dumbbells:
         prims += _dumbbell_primitives(p, pi, cam, scale)
     return prims
+
+
+def _torso_depth(z: np.ndarray) -> float:
+    """The torso polygon's mean depth, as the torso primitive sorts by it."""
+    idx = B.JOINT_INDEX
+    return float(np.mean([z[idx[j]] for j in ("left_shoulder", "right_shoulder", "right_hip", "left_hip")]))
+
+
+def _neckline(p: Person, cam: Camera, scale: float) -> list[tuple]:
+    """A shirt's neckline, cut lower at the front: a patch of skin below the neck, seen
+    only when the chest faces the camera (the second front/back cue after the face)."""
+    idx = B.JOINT_INDEX
+    ls, rs, neck, pelvis = (p.joints[idx[n]] for n in ("left_shoulder", "right_shoulder", "neck", "pelvis"))
+    forward = np.cross(ls - rs, neck - pelvis)          # the body faces +z, its left is +x
+    forward /= np.linalg.norm(forward) + 1e-9
+    top = 0.5 * (ls + rs)
+    if forward @ (cam.position - top) <= 0:
+        return []
+    down = (pelvis - neck) / (np.linalg.norm(pelvis - neck) + 1e-9)
+    centre = top + 0.035 * down + 0.06 * forward
+    uv, z = project(cam, centre[None])
+    if z[0] <= 0.05:
+        return []
+    k = p.shape.height / 1.72
+    return [("dot", uv[0] * scale, cam.focal * scale * 0.04 * k / z[0], p.skin * 0.95)]
+
+
+# Face features, seen only from the front: without them the back of a head looks like its
+# front, and a person seen from behind reads as mirrored (left and right swapped), which
+# an estimator cannot tell either.
+_EYE_COLOUR = np.array([35.0, 28.0, 28.0])
+_MOUTH_DARKEN = np.array([0.62, 0.42, 0.42])
+
+
+def _face_features(p: Person, uv: np.ndarray, z: np.ndarray, r: float) -> list[tuple]:
+    """Dark eyes (each when it faces the camera), brows in the hair colour and a mouth
+    below the nose, as unshaded dots of a few pixels."""
+    idx = B.JOINT_INDEX
+    ih, ino = idx["head"], idx["nose"]
+    if z[ino] >= z[ih] or r < 1.5:          # the face is turned away, or the head is a speck
+        return []
+    out = []
+    eyes = [idx["left_eye"], idx["right_eye"]]
+    mid = 0.5 * (uv[eyes[0]] + uv[eyes[1]])
+    down = uv[ino] - mid                        # eyes -> nose, in the image
+    for ie in eyes:
+        if z[ie] < z[ih]:
+            out.append(("dot", uv[ie], max(0.6, 0.11 * r), _EYE_COLOUR))
+            out.append(("dot", uv[ie] - 0.9 * down, max(0.5, 0.1 * r), p.hair * 0.8))
+    out.append(("dot", uv[ino] + 1.1 * down, max(0.6, 0.14 * r), p.skin * _MOUTH_DARKEN))
+    return out
 
 
 def _dumbbell_primitives(p: Person, pi: int, cam: Camera, scale: float) -> list[_Primitive]:
@@ -388,6 +447,11 @@ def _draw_primitive(draw: ImageDraw.ImageDraw, prim: _Primitive, light2d, ambien
             if s[0] == "flat":
                 if shrink == 1.0:
                     draw.polygon([tuple(q) for q in s[1]], fill=_rgb(colour))
+                continue
+            if s[0] == "dot":                  # unshaded, drawn once
+                if shrink == 1.0:
+                    (cx, cy), rr = s[1], s[2]
+                    draw.ellipse((cx - rr, cy - rr, cx + rr, cy + rr), fill=_rgb(colour))
                 continue
             _draw_shape(draw, s, _rgb(colour * k * tone + (12 if tone > 1 else 0)), shrink,
                         (light2d[0] * off, light2d[1] * off))
