@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from core.keypoints import TEMPORAL25
-from core.metrics import box_norm, mean_threshold_px, pck, pck_table, torso_norm
+from core.metrics import box_norm, mean_threshold_px, pck, pck_table, pooled_pck, torso_norm
 
 
 def _arrays(dist, visible=None, norm=10.0):
@@ -102,3 +102,54 @@ def test_pck_table_layout():
     assert (body.drop(index=3)["identity_pck@0.2"] == 0.0).all()  # 7.1 px > 3.2 px
     np.testing.assert_allclose(df.iloc[-1][["pck@0.05", "pck@0.1", "pck@0.2"]].astype(float),
                                [0.8, 1.6, 3.2])
+
+
+# ----------------------------------------------------------------------------- left / right, motion
+
+def test_a_mirrored_estimate_is_a_swapped_frame_and_counts_when_tolerated():
+    from core.metrics import swap_tolerant_pck, swapped_frames
+    names = ("nose", "left_wrist", "right_wrist")
+    flip = np.array([0, 2, 1])
+    gt = np.array([[[0.0, 0.0], [-10.0, 0.0], [10.0, 0.0]]] * 2)            # (2, 3, 2)
+    pred = gt.copy()
+    pred[1] = gt[1][flip]                                                   # frame 1: wrists exchanged
+    vis = np.ones((2, 3), bool)
+    assert swapped_frames(pred, gt, vis, flip).tolist() == [False, True]
+    norm = np.full(2, 100.0)
+    strict = pooled_pck(pred, gt, vis, norm, (0.05,))
+    tolerant = swap_tolerant_pck(pred, gt, vis, norm, flip, (0.05,))
+    assert strict[0] == pytest.approx(4 / 6) and tolerant[0] == 1.0
+    assert len(names) == len(flip)
+    # a frame whose paired keypoints are all invisible is never swapped
+    assert not swapped_frames(pred, gt, np.array([[True, False, False]] * 2), flip).any()
+
+
+def test_pck_auc_is_the_normalised_area_under_the_curve():
+    from core.metrics import pck_auc
+    gt = np.zeros((4, 1, 2))
+    pred = np.array([[[0.0, 0.0]], [[5.0, 0.0]], [[10.0, 0.0]], [[50.0, 0.0]]])   # 0, 0.05, 0.1, 0.5 of norm 100
+    vis = np.ones((4, 1), bool)
+    norm = np.full(4, 100.0)
+    # curve over a in [0, 0.2]: 1/4 at 0, 2/4 from 0.05, 3/4 from 0.1 (a step function on 21 points)
+    a = np.linspace(0, 0.2, 21)
+    expected = np.trapezoid(np.where(a >= 0.1, 0.75, np.where(a >= 0.05, 0.5, 0.25)), a) / 0.2
+    assert pck_auc(pred, gt, vis, norm) == pytest.approx(expected)
+    assert pck_auc(gt, gt, vis, norm) == pytest.approx(1.0)
+
+
+def test_velocity_and_acceleration_errors_and_jitter_by_hand():
+    from core.metrics import acceleration_error, jitter, velocity_error
+    t = np.arange(5, dtype=np.float64)
+    gt = np.stack([t, np.zeros(5)], -1)[:, None]                  # (T=5, K=1, 2): constant velocity 1
+    pred = gt.copy()
+    pred[2, 0, 1] = 2.0                                           # one frame off by 2 px in y
+    vis = np.ones((5, 1), bool)
+    # velocities: pred - gt differ by (0, 2) at t=1->2 and (0, -2) at 2->3: mean over 4 = 1
+    assert velocity_error(pred, gt, vis) == pytest.approx(1.0)
+    # accelerations differ by (0,2), (0,-4), (0,2): mean 8/3
+    assert acceleration_error(pred, gt, vis) == pytest.approx(8 / 3)
+    assert jitter(gt) == 0.0 and jitter(pred) == pytest.approx(8 / 3)
+    # a difference spanning an invisible frame is not counted; windows lead the shape
+    vis[0] = False                                                # the triples 1-3 and 2-4 remain: 4 and 2
+    assert acceleration_error(pred, gt, vis) == pytest.approx(3.0)
+    assert np.isnan(velocity_error(pred[None, :1], gt[None, :1], vis[None, :1]))
