@@ -27,8 +27,8 @@ import torch  # noqa: E402
 
 from core.demo import DEMO_MODEL_OVERRIDES  # noqa: E402
 from core.engine import resolve_device  # noqa: E402
+from core.heatmaps import decode_heatmaps, gaussian_heatmaps, normalize_heatmaps  # noqa: E402
 from core.io import write_json
-from core.temporal.heatmaps import decode_heatmaps, gaussian_heatmaps, normalize_heatmaps  # noqa: E402
 from core.temporal.models import ARCHS, TRAINABLE_ARCHS, build_temporal, make_config  # noqa: E402
 from core.temporal.train import compute_loss  # noqa: E402
 

@@ -7,23 +7,62 @@ and exit code 2. Heavy modules (torch) are imported only by the command that nee
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from core.errors import PoseLabError
 
 
-def _add_common_train(p: argparse.ArgumentParser) -> None:
+def _int_range(lo: int, hi: int | None = None):
+    """An argparse type: an integer in [lo, hi] (argparse then says which flag is wrong)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{v} is outside {lo}..{hi if hi is not None else 'any'}")
+        return v
+    return parse
+
+
+def _float_range(lo: float, hi: float | None = None, *, above: bool = False):
+    """An argparse type: a finite float >= lo (> lo with ``above``) and <= hi."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+        if not math.isfinite(v) or v < lo or (above and v == lo) or (hi is not None and v > hi):
+            bound = f"{'>' if above else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
+            raise argparse.ArgumentTypeError(f"{v:g} must be {bound}")
+        return v
+    return parse
+
+
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. hidden=32, not {text!r}")
+    return key.strip(), value.strip()
+
+
+def _add_common_train(p: argparse.ArgumentParser, grid: bool) -> None:
     p.add_argument("--data", type=Path, required=True,
                    help="dataset folder or its annotation file")
-    p.add_argument("--epochs", type=int, default=None, help="default: the preset's/paper's")
+    p.add_argument("--epochs", type=_int_range(0, 100_000), default=None, help="default: the preset's/paper's")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto = CUDA when available")
     p.add_argument("--runs", type=Path, default=None,
                    help="folder that receives the run folders (default: $POSELAB_RUNS or checkpoints/)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=_int_range(0), default=0, help="the (first) seed")
+    if grid:
+        p.add_argument("--seeds", type=_int_range(1, 1000), default=1,
+                       help="train every variant this many times, seeds --seed .. --seed + N - 1 "
+                            "(tables then show the mean and a 95%% interval across seeds)")
+    p.add_argument("--batch-size", type=_int_range(1, 65_536), default=None)
+    p.add_argument("--lr", type=_float_range(0, above=True), default=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,26 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
         dest="what", required=True)
     p = synth.add_parser("images", help="fitness-pose images in InfiniteForm's layout")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--train", type=int, default=2000)
-    p.add_argument("--test", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=224, help="scene width and height in pixels")
-    p.add_argument("--people-max", type=int, default=3, help="most people in one scene")
+    p.add_argument("--train", type=_int_range(0), default=2000)
+    p.add_argument("--test", type=_int_range(0), default=500)
+    p.add_argument("--seed", type=_int_range(0), default=0)
+    p.add_argument("--size", type=_int_range(32, 4096), default=224, help="scene width and height in pixels")
+    p.add_argument("--people-max", type=_int_range(1, 10), default=3, help="most people in one scene")
     p.add_argument("--format", choices=("png", "jpeg"), default="png",
                    help="png (InfiniteForm's) or jpeg (what the GPU JPEG decoder reads)")
     p = synth.add_parser("sequences", help="rendered videos + a single-frame estimator's heatmaps")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--videos", type=int, default=40)
-    p.add_argument("--frames", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--heatmap", type=int, default=64,
+    p.add_argument("--videos", type=_int_range(1), default=40)
+    p.add_argument("--frames", type=_int_range(5), default=60)
+    p.add_argument("--seed", type=_int_range(0), default=0)
+    p.add_argument("--heatmap", type=_int_range(8, 256), default=64,
                    help="heatmap side in pixels (blazepose: 64, or 32 / 16 pooled from its 64)")
     p.add_argument("--estimator", choices=("blazepose", "simulated"), default="blazepose",
                    help="blazepose: render every frame and run BlazePose on it; simulated: a noise "
                         "model on the ground truth, no frames (fast, for tests)")
     p.add_argument("--frame-size", type=_size, default=(480, 360), metavar="WxH",
                    help="rendered frame size (default 480x360)")
-    p.add_argument("--noise", type=float, default=1.0,
+    p.add_argument("--noise", type=_float_range(0), default=1.0,
                    help="simulated estimator's error level (1.0 = default, 0 = perfect estimator)")
 
     p = sub.add_parser("estimate", help="BlazePose on your own video: a sequence dataset without ground truth")
@@ -68,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--video", type=Path, help="a video file (anything FFmpeg reads)")
     src.add_argument("--frames", type=Path, help="a folder of frame images (natural order)")
     p.add_argument("--out", type=Path, required=True, help="the dataset folder to write")
-    p.add_argument("--fps", type=float, default=None, help="frame rate of a --frames folder (recorded only)")
-    p.add_argument("--heatmap", type=int, default=64, help="heatmap side: 64 (BlazePose's), 32 or 16")
+    p.add_argument("--fps", type=_float_range(0, above=True), default=None,
+                   help="frame rate of a --frames folder (recorded only)")
+    p.add_argument("--heatmap", type=int, choices=(64, 32, 16), default=64, help="heatmap side: 64 (BlazePose's), 32 or 16")
 
     p = sub.add_parser("refine", help="a finished temporal run refines every frame of a dataset")
     p.add_argument("--run", type=Path, required=True, help="the temporal run folder")
@@ -81,15 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     grid = sub.add_parser("grid", help="train every variant").add_subparsers(dest="what", required=True)
     for group, is_grid in ((train, False), (grid, True)):
         p = group.add_parser("classifier")
-        _add_common_train(p)
+        _add_common_train(p, is_grid)
         if is_grid:
             p.add_argument("--presets", default=None,
                            help="comma-separated preset names (default: the paper's seven)")
         else:
             p.add_argument("--preset", required=True)
-        p.add_argument("--weights", type=Path, default=None,
-                       help="backbone weights file (.safetensors or a torch state dict)")
-        p.add_argument("--image-size", type=int, default=224, help="crop side fed to ResNet-50 (paper: 224)")
+        p.add_argument("--weights", default=None,
+                       help="backbone: a weights file (.safetensors or a torch state dict), imagenet, "
+                            "poselab, or random (default: ImageNet if cached, else the PoseLab backbone)")
+        p.add_argument("--image-size", type=_int_range(32, 1024), default=224,
+                       help="crop side fed to ResNet-50 (paper: 224)")
         p.add_argument("--keypoints", choices=("annotation", "estimated"), default="annotation",
                        help="keypoint presets' keypoints: the annotation's (the paper's setting) or "
                             "BlazePose's on each crop (what a deployed system has)")
@@ -97,38 +139,43 @@ def build_parser() -> argparse.ArgumentParser:
                        help="image cache decoder: auto = the GPU's JPEG decoder on CUDA when every "
                             "image is a JPEG, else PIL on every core")
         p = group.add_parser("temporal")
-        _add_common_train(p)
+        _add_common_train(p, is_grid)
         if is_grid:
             p.add_argument("--archs", default=None,
-                           help="comma-separated (default: conv3d,deciwatch,convlstm-sum,convlstm-concat)")
+                           help="comma-separated model names (default: every learned model and baseline; "
+                                "python -m core archs lists them)")
         else:
-            p.add_argument("--arch", required=True,
-                           choices=("conv3d", "deciwatch", "convlstm-sum", "convlstm-concat", "identity"))
+            p.add_argument("--arch", required=True, help="a model name (python -m core archs lists them)")
+        p.add_argument("--model", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+                       help="model config field, e.g. --model hidden=32 --model interval=1 (repeatable)")
         p.add_argument("--init-from", type=Path, default=None,
-                       help="fine-tune from this run's weights")
+                       help="fine-tune from this run's weights (grid: a run, or a folder of runs)")
+
+    p = sub.add_parser("archs", help="list the temporal models and baselines")
 
     p = sub.add_parser("bench", help="speed benchmark: image cache, features, grid, fine-tune, temporal, saliency")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--images", type=int, default=200, help="synthetic scenes to render and measure on")
+    p.add_argument("--images", type=_int_range(1), default=200, help="synthetic scenes to render and measure on")
     p.add_argument("--out", type=Path, default=None,
                    help="result JSON (default: bench/results/bench-<device>-<date>.json)")
 
     p = sub.add_parser("pretrain", help="pretrain ResNet-50 on PoseLab's renders (the shipped backbone)")
-    p.add_argument("--scenes", type=int, default=48_000, help="rendered scenes (about 1.5 people each)")
-    p.add_argument("--seed", type=int, default=1_000_003, help="the renders' seed (no demo or test uses it)")
-    p.add_argument("--image-size", type=int, default=112, help="crop side (the demo's classifiers use 112)")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--scenes", type=_int_range(1), default=48_000, help="rendered scenes (about 1.5 people each)")
+    p.add_argument("--seed", type=_int_range(0), default=1_000_003, help="the renders' seed (no demo or test uses it)")
+    p.add_argument("--image-size", type=_int_range(32, 1024), default=112,
+                   help="crop side (the demo's classifiers use 112)")
+    p.add_argument("--epochs", type=_int_range(1, 1000), default=3)
     p.add_argument("--task", choices=("pose+classes", "pose", "classes"), default="pose+classes",
                    help="pose: label-free 3D/2D pose targets; the others add (or use only) the pose classes")
     p.add_argument("--classes", choices=("pretrain", "demo"), default="pretrain",
                    help="pose-class family of the renders: pretrain (disjoint from the demo's 15; its class "
                         "head ships as the backbone's fc) or demo (the 15 themselves: the answer built in)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--pixel-noise", type=float, default=0.2,
+    p.add_argument("--batch-size", type=_int_range(1, 65_536), default=64)
+    p.add_argument("--lr", type=_float_range(0, above=True), default=1e-3)
+    p.add_argument("--pixel-noise", type=_float_range(0, 1), default=0.2,
                    help="Gaussian pixel noise per crop, std up to this share of 0-255 (0 = off)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--workers", type=int, default=None, help="rendering processes (default: one per CPU)")
+    p.add_argument("--workers", type=_int_range(1, 512), default=None, help="rendering processes (default: one per CPU)")
     p.add_argument("--out", type=Path, default=None,
                    help="weights file (default checkpoints/_poselab/resnet50-poselab.safetensors)")
 
@@ -182,27 +229,60 @@ def _refine(args, runs_dir: Path) -> None:
     refine_dataset(run=args.run, data=args.data, out=args.out)
 
 
-def _common(args, runs_dir: Path) -> dict:
-    return dict(data=args.data, runs_dir=runs_dir, epochs=args.epochs, device=args.device,
-                seed=args.seed, batch_size=args.batch_size, lr=args.lr)
+def _seeds(args) -> tuple[int, ...]:
+    return tuple(range(args.seed, args.seed + getattr(args, "seeds", 1)))
 
 
 def _classifier(args, runs_dir: Path) -> None:
-    from core.classification.train import train_classifier, train_classifier_grid
-    kw = dict(weights=args.weights, image_size=args.image_size, decoder=args.decoder, keypoints=args.keypoints,
-              **_common(args, runs_dir))
+    from core.classification.model import PAPER_PRESETS
+    from core.classification.train import ClassifierJob, TrainConfig, train_classifier, train_classifier_grid
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    recipe = TrainConfig(image_size=args.image_size, **{k: v for k, v in given.items() if v is not None})
+    presets = (args.preset,) if args.command == "train" else tuple(_split(args.presets) or PAPER_PRESETS)
+    job = ClassifierJob(data=args.data, runs_dir=runs_dir, presets=presets, seeds=_seeds(args), recipe=recipe,
+                        weights=args.weights, keypoints=args.keypoints, device=args.device, decoder=args.decoder)
     if args.command == "train":
-        train_classifier(preset=args.preset, **kw)
+        train_classifier(job)
     else:
-        train_classifier_grid(presets=_split(args.presets), **kw)
+        train_classifier_grid(job)
 
 
 def _temporal(args, runs_dir: Path) -> None:
-    from core.temporal.train import train_temporal, train_temporal_grid
+    from core.errors import RunError
+    from core.temporal.models import BASELINES, LEARNED, config_fields
+    from core.temporal.train import ModelPlan, TemporalJob, default_recipe, train_temporal, train_temporal_grid
+    archs = (args.arch,) if args.command == "train" else tuple(_split(args.archs) or LEARNED + BASELINES)
+    model = {k: _number(v) for k, v in args.model}
+    # a grid applies each --model setting to the models that have that field (one: all of it)
+    fits = {a: {k: v for k, v in model.items() if len(archs) == 1 or k in config_fields(a)} for a in archs}
+    unused = set(model) - {k for f in fits.values() for k in f}
+    if unused:
+        raise RunError(None, f"--model {', '.join(sorted(unused))}: no model of {', '.join(archs)} has that field")
+    plans = tuple(ModelPlan(a, model=fits[a],
+                            recipe=default_recipe(a, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr))
+                  for a in archs)
+    job = TemporalJob(data=args.data, runs_dir=runs_dir, plans=plans, seeds=_seeds(args), device=args.device,
+                      init_from=args.init_from)
     if args.command == "train":
-        train_temporal(arch=args.arch, init_from=args.init_from, **_common(args, runs_dir))
+        train_temporal(job)
     else:
-        train_temporal_grid(archs=_split(args.archs), init_from=args.init_from, **_common(args, runs_dir))
+        train_temporal_grid(job)
+
+
+def _number(text: str):
+    """A --model value as the config field would hold it: int, float, bool or text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _archs(args, runs_dir: Path) -> None:
+    from core.temporal.models import ARCHS
+    for name, arch in ARCHS.items():
+        print(f"{name:<16} {'baseline' if arch.baseline else 'learned ':<9} {arch.summary}")
 
 
 def _bench(args, runs_dir: Path) -> None:
@@ -211,13 +291,15 @@ def _bench(args, runs_dir: Path) -> None:
 
 
 def _pretrain(args, runs_dir: Path) -> None:
-    from core.classification.pretrain import DEFAULT_OUT, PretrainConfig, pretrain
+    from core.classification.pretrain import DEFAULT_OUT, PretrainConfig, PretrainJob, pretrain
     from core.classification.pretrain_data import DataConfig
-    pretrain(out=args.out or DEFAULT_OUT, data=DataConfig(scenes=args.scenes, seed=args.seed,
-                                                          image_size=args.image_size, classes=args.classes),
-             cfg=PretrainConfig(task=args.task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                pixel_noise=args.pixel_noise),
-             device=args.device, workers=args.workers, command=["python", "-m", "core", *sys.argv[1:]])
+    pretrain(PretrainJob(out=args.out or DEFAULT_OUT,
+                         data=DataConfig(scenes=args.scenes, seed=args.seed, image_size=args.image_size,
+                                         classes=args.classes),
+                         train=PretrainConfig(task=args.task, epochs=args.epochs, batch_size=args.batch_size,
+                                              lr=args.lr, pixel_noise=args.pixel_noise),
+                         device=args.device, workers=args.workers,
+                         command=("python", "-m", "core", *sys.argv[1:])))
 
 
 def _runs(args, runs_dir: Path) -> None:
@@ -237,7 +319,7 @@ HANDLERS = {("demo", None): _demo, ("synth", "images"): _synth_images, ("synth",
             ("train", "classifier"): _classifier, ("grid", "classifier"): _classifier,
             ("train", "temporal"): _temporal, ("grid", "temporal"): _temporal,
             ("bench", None): _bench, ("runs", None): _runs, ("estimate", None): _estimate,
-            ("refine", None): _refine, ("pretrain", None): _pretrain}
+            ("refine", None): _refine, ("pretrain", None): _pretrain, ("archs", None): _archs}
 
 
 def run_command(args: argparse.Namespace) -> int:

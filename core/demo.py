@@ -17,21 +17,20 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
 from core import engine
-from core.classification.train import train_classifier_grid
+from core.classification.train import ClassifierJob, TrainConfig, train_classifier_grid
 from core.io import read_json, write_json
 from core.synthetic.images import ANNOTATIONS_VERSION, write_image_dataset
 from core.temporal.blazepose_videos import HEATMAPS_VERSION
-from core.temporal.sequences import load_sequences
+from core.temporal.models import BASELINES
 from core.temporal.synth import write_sequence_dataset
-from core.temporal.train import train_temporal
-from core.temporal.windows import make_window_datasets
+from core.temporal.train import ModelPlan, TemporalJob, default_recipe, train_temporal_grid
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,31 +40,30 @@ REPO = Path(__file__).resolve().parent.parent
 # (75 Adam steps). Crops are 112 px rather than the paper's 224: the feature pass, which
 # dominates on CPU, is ~4x cheaper.
 DEMO_IMAGES = dict(n_train=1600, n_test=300, seed=0, size=192, people_max=2)
-DEMO_CLASSIFIER = dict(image_size=112, epochs=10, seed=0)
+# 112-px crops, the paper's recipe otherwise; three seeds per preset, so every comparison has
+# an interval (the heads train on cached features: each extra seed costs seconds).
+DEMO_CLASSIFIER = dict(recipe=TrainConfig(image_size=112, epochs=10), seeds=(0, 1, 2))
 
 # Temporal part: about 1.5 min of the 5-minute budget on a 2-core CPU: 12 short videos
 # rendered at 320 x 240 and run through BlazePose (its 64-px heatmaps pooled to 32 px),
-# training windows every 2nd frame, narrow models, a few epochs each. Epochs and lr differ per model because their costs and step sizes differ:
-# DeciWatch works on coordinates (an epoch costs ~0.5 s) and gets more epochs; the
+# training windows every 2nd frame, narrow models, a few epochs each. Epochs and lr differ
+# per model because their costs and step sizes differ: DeciWatch works on coordinates (an
+# epoch costs ~0.5 s) and gets many more epochs, watching every frame (interval 1); the
 # ConvLSTMs move slowly at 1e-3 in so few steps. Every setting lands in the runs' run.json.
 DEMO_SEQUENCES = dict(videos=12, frames=30, heatmap=32, estimator="blazepose", image_size=(320, 240))
-DEMO_MODEL_OVERRIDES: dict[str, dict[str, Any]] = {
-    "conv3d": dict(hidden=16),
-    "deciwatch": dict(embed_dim=64, heads=4, ffn_dim=128, encoder_layers=2, decoder_layers=2),
-    "convlstm-sum": dict(hidden=8),
-    "convlstm-concat": dict(hidden=8),
-    "identity": {},
-}
-DEMO_PLAN: dict[str, dict[str, Any]] = {  # arch -> epochs + TrainConfig overrides
-    "conv3d": dict(epochs=4, train_stride=2),
-    "deciwatch": dict(epochs=12, train_stride=2),
-    "convlstm-sum": dict(epochs=5, train_stride=2, lr=3e-3),
-    "convlstm-concat": dict(epochs=5, train_stride=2, lr=3e-3),
-    "identity": dict(epochs=0, train_stride=2),
-}
-# Share of the temporal span per step, roughly proportional to its measured cost.
-_TEMPORAL_COST = {"data": 1.0, "conv3d": 2.0, "deciwatch": 1.0, "convlstm-sum": 2.5,
-                  "convlstm-concat": 2.5, "identity": 0.2}
+DEMO_PLANS: tuple[ModelPlan, ...] = (
+    ModelPlan("conv3d", {"hidden": 16}, default_recipe("conv3d", epochs=4, train_stride=2)),
+    ModelPlan("deciwatch", {"embed_dim": 64, "heads": 4, "ffn_dim": 128, "encoder_layers": 2, "decoder_layers": 2,
+                            "interval": 1},
+              default_recipe("deciwatch", epochs=40, train_stride=2)),
+    ModelPlan("convlstm-sum", {"hidden": 8}, default_recipe("convlstm-sum", epochs=5, train_stride=2, lr=3e-3)),
+    ModelPlan("convlstm-concat", {"hidden": 8},
+              default_recipe("convlstm-concat", epochs=5, train_stride=2, lr=3e-3)),
+    *(ModelPlan(a, recipe=default_recipe(a, train_stride=2)) for a in BASELINES),
+)
+# Share of the temporal span per run, roughly proportional to its measured cost.
+_TEMPORAL_COST = {"data": 1.0, "conv3d": 2.0, "deciwatch": 2.0, "convlstm-sum": 2.5,
+                  "convlstm-concat": 2.5, **{a: 0.2 for a in BASELINES}}
 
 Report = Callable[[float, str], None]
 
@@ -120,15 +118,14 @@ def build_classifier_demo(*, data_dir: Path, runs_dir: Path, device: str = "auto
                             on_progress=lambda f: say(0.15 * f, "rendering synthetic images"))
         write_json(images / "demo-params.json", params)   # last: its presence = finished
     say(0.15, "images ready")
-    paper = train_classifier_grid(data=images, runs_dir=runs_dir, device=device, progress=False,
-                                  reuse_finished=True, **DEMO_CLASSIFIER,
-                                  on_progress=lambda f, m: say(0.15 + 0.7 * f, m))
+    job = ClassifierJob(data=images, runs_dir=runs_dir, device=device, progress=False, reuse_finished=True,
+                        **DEMO_CLASSIFIER)
+    paper = train_classifier_grid(job, on_progress=lambda f, m: say(0.15 + 0.7 * f, m))
     # model4 once more on BlazePose's keypoints of each crop: beside the annotation's run,
     # it shows how much of the accuracy rests on perfect keypoints
     say(0.85, "estimating keypoints (BlazePose) for model4 on estimated keypoints")
-    estimated = train_classifier_grid(data=images, runs_dir=runs_dir, device=device, progress=False,
-                                      reuse_finished=True, presets=["model4"], keypoints="estimated",
-                                      **DEMO_CLASSIFIER, on_progress=lambda f, m: say(0.85 + 0.15 * f, m))
+    estimated = train_classifier_grid(replace(job, presets=("model4",), keypoints="estimated"),
+                                      on_progress=lambda f, m: say(0.85 + 0.15 * f, m))
     return paper + estimated
 
 
@@ -159,25 +156,22 @@ def _temporal_runs(data_dir: Path, runs_dir, device: str, seed: int, say: Report
         say(0.0, "temporal: writing synthetic sequences")
         write_sequence_dataset(out, seed=seed, progress=False, **DEMO_SEQUENCES)
         write_json(out / "demo-params.json", settings)
-    index = load_sequences(out, seed=seed)
-    datasets = make_window_datasets(index, train_stride=2)
     total = sum(_TEMPORAL_COST.values())
-    done = _TEMPORAL_COST["data"]
-    paths = []
-    for arch, plan in DEMO_PLAN.items():
-        plan = dict(plan)
-        epochs = plan.pop("epochs")
-        say(done / total, f"temporal: training {arch}")
+    done = [_TEMPORAL_COST["data"]]
 
-        def on_epoch(epoch: int, row: dict, arch=arch, base=done, epochs=epochs) -> None:
-            f = base + _TEMPORAL_COST[arch] * epoch / max(epochs, 1)
-            say(f / total, f"temporal: {arch} epoch {epoch}/{epochs}, val PCK@0.05 {row['val_pck']:.3f}")
+    def on_run(i: int, n: int, arch: str) -> None:
+        if i:
+            done.append(done[-1] + _TEMPORAL_COST[DEMO_PLANS[i - 1].arch])
+        say(done[-1] / total, f"temporal: {'tuning' if arch in BASELINES else 'training'} {arch}")
 
-        paths.append(train_temporal(
-            data=out, arch=arch, runs_dir=runs_dir, epochs=epochs, device=device, seed=seed,
-            progress=False, index=index, datasets=datasets, reuse_finished=True,
-            model_overrides=DEMO_MODEL_OVERRIDES[arch], train_overrides=plan, on_epoch=on_epoch))
-        done += _TEMPORAL_COST[arch]
+    def on_epoch(arch: str, epoch: int, row: dict) -> None:
+        epochs = next(p.recipe.epochs for p in DEMO_PLANS if p.arch == arch)
+        f = done[-1] + _TEMPORAL_COST[arch] * epoch / max(epochs, 1)
+        say(f / total, f"temporal: {arch} epoch {epoch}/{epochs}, val PCK@0.05 {row['val_pck']:.3f}")
+
+    job = TemporalJob(data=out, runs_dir=runs_dir, plans=DEMO_PLANS, seeds=(seed,), device=device,
+                      reuse_finished=True, progress=False)
+    paths = train_temporal_grid(job, on_run=on_run, on_epoch=on_epoch)
     say(1.0, "temporal: done")
     return paths
 

@@ -20,8 +20,8 @@ meet it with the same two rules:
   keypoints) divided by their count. ``global_mean`` divides each rank's sum by the count
   summed over ranks (one small all-reduce per step) and multiplies by the world size, so
   DDP's plain gradient average is exactly the single-process mean gradient, whatever each
-  rank holds. The task's DDP wrapper (``core.classification.ddp``, ``core.temporal.ddp``)
-  only routes calls; no comm hook is needed.
+  rank holds. The one DDP wrapper (``wrap_ddp``) only routes a model's entry methods
+  through DDP's single ``forward``; no comm hook is needed.
 * The same random numbers. Dropout draws its mask per rank for the rank's rows, so
   models with dropout (model5, model6, DeciWatch) are equal in distribution, not bit for
   bit; the others match to float noise.
@@ -267,3 +267,44 @@ def remove_scratch() -> None:
 def describe() -> dict:
     """For run.json: how this run was launched."""
     return {"world_size": world_size(), "backend": dist.get_backend() if is_distributed() else None}
+
+
+# ----------------------------------------------------------------------------- DDP
+
+class _Entries(nn.Module):
+    """DDP's single entry, routed to one of the model's methods by name."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, entry: str, *args):
+        return getattr(self.model, entry)(*args)
+
+
+class DDPModel(nn.parallel.DistributedDataParallel):
+    """DistributedDataParallel over a model that trains through several methods (the
+    classifier's ``forward`` and ``forward_head``, DeciWatch's ``forward_train``): each
+    named entry goes through DDP's ``forward``, so every one of them synchronises
+    gradients. Anything else (config, state dicts) is read from ``unwrap(model)``."""
+
+    def __init__(self, model: nn.Module, device: torch.device, entries: tuple[str, ...]):
+        # buffers are constants or frozen BatchNorm statistics: nothing to broadcast per step
+        super().__init__(_Entries(model), device_ids=[device] if device.type == "cuda" else None,
+                         forward_sync_buffers=False)
+        self.entries = entries
+
+    def __getattr__(self, name: str):
+        if name != "entries" and name in self.__dict__.get("entries", ()):
+            return lambda *args: nn.parallel.DistributedDataParallel.forward(self, name, *args)
+        return super().__getattr__(name)
+
+    def forward(self, *args):
+        return super().forward("forward", *args)
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, entries: tuple[str, ...] = ("forward",)) -> nn.Module:
+    """``model`` in ``DDPModel`` under torchrun when it trains anything, else itself."""
+    if not is_distributed() or not any(p.requires_grad for p in model.parameters()):
+        return model
+    return DDPModel(model, device, entries)

@@ -1,9 +1,24 @@
-"""The training machinery both trainers share: device and autocast, the epoch seeding rule,
-the finite-loss check, the resume checkpoint, best-epoch tracking and the epoch loop.
+"""The training machinery every trainer shares: device and autocast, the epoch seeding
+rule, the finite-loss check, the resume checkpoint, best-epoch tracking, the epoch loop,
+and the run lifecycle around it.
 
-What differs between the tasks -- losses, evaluation, predictions -- stays in
-``core.classification.train`` and ``core.temporal.train``; both call ``fit`` here with a
-``train_epoch`` and an ``evaluate`` of their own. See docs/ARCHITECTURE.md ("Training").
+What differs between the trainers -- data, model, loss, metric -- stays in
+``core.classification.train``, ``core.temporal.train`` and
+``core.classification.pretrain``; each opens its run with ``RunLifecycle`` and calls
+``fit`` with a ``FitPlan`` of its own. See docs/ARCHITECTURE.md ("Training").
+
+The lifecycle of a run (the one description; the trainers only call it):
+
+1. ``setup``: the device (torchrun: this rank's) and whether this process shows progress.
+2. ``RunLifecycle.open``: with ``reuse_finished``, a finished run of the identical call is
+   returned instead (after waiting for one that another process is writing); else the
+   unfinished identical run that nobody writes is resumed in its own folder, or a new
+   folder is made. The process holds the folder's lock until the end.
+3. ``fit`` with ``RunLifecycle.epoch_writer``: after every epoch the best weights, the
+   resume checkpoint and history.csv.
+4. ``RunLifecycle.finish``: run.json again, ``metrics.json`` last (the run is finished),
+   the resume checkpoint removed, the lock released. Leaving the ``with`` block without
+   finishing (an error, Ctrl-C) releases the lock and leaves a resumable folder.
 
 Determinism: every epoch reseeds torch's RNG (dropout) and the batch order from
 ``epoch_seed(seed, epoch)``, so epoch e of a resumed run sees exactly the batches and
@@ -23,7 +38,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 from safetensors import safe_open
@@ -31,7 +46,7 @@ from tqdm.auto import tqdm
 
 from core import distributed as D
 from core.errors import RunError, TrainingError
-from core.runs import WEIGHTS, RunWriter, load_weights, save_weights
+from core.runs import WEIGHTS, RunInfo, RunWriter, find_run, load_weights, save_weights, wait_for_live
 
 RESUME_KEY = "poselab_resume"
 RESUME_SCHEMA = 2
@@ -49,11 +64,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return device
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA (no loss scaling needed), nothing elsewhere: CPU bf16 is slower
-    than float32 on the machines this runs on."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def setup(device: str | torch.device = "auto", progress: bool = True) -> tuple[torch.device, bool]:
+    """(this process's device, whether it shows progress): joins torchrun's process group
+    when launched by it, and only rank 0 draws progress bars."""
+    dev = D.init_distributed(resolve_device(device))
+    return dev, progress and D.is_main_process()
+
+
+def autocast(device: torch.device, enabled: bool = True, *, cpu: bool = False):
+    """bf16 autocast on CUDA (no loss scaling needed). On a CPU only with ``cpu``: bf16 is
+    slower than float32 for the small heads and temporal models, and twice as fast for
+    ResNet-50's convolutions (the pretraining, measured on the 2-core machine)."""
+    if enabled and (device.type == "cuda" or cpu):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -113,6 +136,21 @@ class FiniteLoss:
 
 # ----------------------------------------------------------------------------- fit
 
+class Scored(Protocol):
+    """What ``fit`` reads of an epoch's training pass and of its evaluation."""
+    loss: float
+    score: float     # higher is better; the validation score picks the best epoch
+    count: int       # samples scored (a non-finite validation loss over some stops training)
+
+
+@dataclass
+class EpochScore:
+    """A plain ``Scored``: what ``train_one_epoch`` functions return."""
+    loss: float
+    score: float
+    count: int = 1
+
+
 @dataclass
 class FitState:
     """Where a training stands after an epoch: all that a resume needs besides tensors."""
@@ -122,7 +160,7 @@ class FitState:
     best_weights: dict[str, torch.Tensor] | None = None   # trainable state of best_epoch (CPU)
     since_best: int = 0                             # epochs without a new best
     stopped_early: bool = False
-    history: list[dict[str, Any]] = field(default_factory=list)   # one row per finished epoch
+    history: list[dict[str, Any]] = field(default_factory=list)   # one row per epoch (0 = untrained)
     optimizer: dict | None = None                   # optimizer.state_dict() to continue from
     scheduler: dict | None = None                   # scheduler.state_dict() to continue from
 
@@ -140,6 +178,21 @@ class FitState:
         return improved
 
 
+@dataclass
+class FitPlan:
+    """What ``fit`` runs: a trainer's own epoch and evaluation, its optimiser, how long."""
+    optimizer: torch.optim.Optimizer
+    scheduler: Any                                  # stepped once per epoch (ReduceLROnPlateau: on val loss)
+    train_epoch: Callable[[int], Scored]            # epoch -> its training pass
+    evaluate: Callable[[int], Scored]               # epoch -> validation (0: the untrained model)
+    weights: Callable[[], dict]                     # the trainable state kept for the best epoch
+    epochs: int                                     # train epochs state.epoch + 1 .. epochs
+    seed: int                                       # the run's seed (epoch_seed)
+    metric: str                                     # history columns train_<metric>, val_<metric>
+    batches: Any = None                             # reordered per epoch (``set_epoch``)
+    early_stop_patience: int | None = None          # stop after this many epochs without a new best
+
+
 def step_scheduler(scheduler, val_loss: float) -> None:
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         scheduler.step(val_loss)
@@ -147,49 +200,66 @@ def step_scheduler(scheduler, val_loss: float) -> None:
         scheduler.step()
 
 
-def fit(*, optimizer: torch.optim.Optimizer, scheduler, train_epoch: Callable[[int], dict],
-        evaluate: Callable[[int], dict], weights: Callable[[], dict], epochs: int, seed: int,
-        metric: str, batches=None, state: FitState | None = None,
-        early_stop_patience: int | None = None,
-        on_epoch: Callable[[FitState, bool], None] | None = None, progress: bool = True) -> FitState:
-    """Train epochs ``state.epoch + 1 .. epochs``; the best epoch is the one with the
-    highest validation ``metric`` (``FitState.improve``).
+def fit(plan: FitPlan, state: FitState | None = None, *, on_epoch: Callable[[FitState, bool], None] | None = None,
+        progress: bool = True) -> FitState:
+    """Train epochs ``state.epoch + 1 .. plan.epochs``; the best epoch is the one with the
+    highest validation score (``FitState.improve``).
 
-    ``train_epoch(epoch)`` and ``evaluate(epoch)`` return {"loss", metric} (``evaluate``
-    also "count", the samples it scored: a non-finite loss over a non-empty validation set
-    stops training as a TrainingError); ``weights()``
-    the trainable state to keep for the best epoch. Each epoch is seeded by
-    ``seed_epoch`` (``batches.set_epoch`` reorders the training batches), the scheduler
-    steps on the validation loss when it is a ReduceLROnPlateau, and ``on_epoch(state,
-    improved)`` persists the epoch (``EpochWriter``) before the next begins. With
-    ``early_stop_patience``, training stops after that many epochs without a new best.
+    A fresh run first scores the untrained model on validation as epoch 0 (a history row
+    with no training loss): it is a candidate like any epoch, so a training that only
+    makes things worse keeps its starting point (the identity a residual model starts as,
+    the weights it is fine-tuned from). Each epoch is seeded by ``seed_epoch``, the
+    scheduler steps on the validation loss when it is a ReduceLROnPlateau, and
+    ``on_epoch(state, improved)`` persists the epoch (``EpochWriter``) before the next
+    begins. A non-finite validation loss over a non-empty set stops training as a
+    TrainingError.
     """
     state = state or FitState()
     if state.optimizer is not None:
-        optimizer.load_state_dict(state.optimizer)
-        scheduler.load_state_dict(state.scheduler)
-    todo = range(state.epoch + 1, epochs + 1)
+        plan.optimizer.load_state_dict(state.optimizer)
+        plan.scheduler.load_state_dict(state.scheduler)
+    todo = range(state.epoch + 1, plan.epochs + 1)
+    if not state.history and len(todo):
+        t0 = time.perf_counter()
+        va = plan.evaluate(0)
+        _check_finite(va, 0)
+        state.improve(0, va.score, plan.weights)
+        state.history.append(_row(plan, 0, None, va, plan.optimizer.param_groups[0]["lr"], t0))
     for epoch in tqdm(todo, desc="epochs", disable=not progress or not len(todo), leave=False):
-        if early_stop_patience is not None and state.since_best >= early_stop_patience:
+        if plan.early_stop_patience is not None and state.since_best >= plan.early_stop_patience:
             state.stopped_early = True
             break
         t0 = time.perf_counter()
-        seed_epoch(seed, epoch, batches)
-        lr = optimizer.param_groups[0]["lr"]
-        tr = train_epoch(epoch)
-        va = evaluate(epoch)
-        if va.get("count", 1) > 0 and not math.isfinite(va["loss"]):
-            raise TrainingError(f"epoch {epoch} validation: loss became {va['loss']} (diverged); lower --lr")
-        step_scheduler(scheduler, va["loss"])
-        improved = state.improve(epoch, va[metric], weights)
+        seed_epoch(plan.seed, epoch, plan.batches)
+        lr = plan.optimizer.param_groups[0]["lr"]
+        tr = plan.train_epoch(epoch)
+        va = plan.evaluate(epoch)
+        _check_finite(va, epoch)
+        step_scheduler(plan.scheduler, va.loss)
+        improved = state.improve(epoch, va.score, plan.weights)
         state.epoch = epoch
-        state.optimizer, state.scheduler = optimizer.state_dict(), scheduler.state_dict()
-        state.history.append({"epoch": epoch, "train_loss": tr["loss"], f"train_{metric}": tr[metric],
-                              "val_loss": va["loss"], f"val_{metric}": va[metric], "lr": lr,
-                              "seconds": round(time.perf_counter() - t0, 3)})
+        state.optimizer, state.scheduler = plan.optimizer.state_dict(), plan.scheduler.state_dict()
+        state.history.append(_row(plan, epoch, tr, va, lr, t0))
         if on_epoch is not None:
             on_epoch(state, improved)
     return state
+
+
+def _check_finite(va: Scored, epoch: int) -> None:
+    if va.count > 0 and not math.isfinite(va.loss):
+        raise TrainingError(f"epoch {epoch} validation: loss became {va.loss} (diverged); lower --lr")
+
+
+def _row(plan: FitPlan, epoch: int, tr: Scored | None, va: Scored, lr: float, t0: float) -> dict[str, Any]:
+    return {"epoch": epoch, "train_loss": math.nan if tr is None else float(tr.loss),
+            f"train_{plan.metric}": math.nan if tr is None else float(tr.score),
+            "val_loss": float(va.loss), f"val_{plan.metric}": float(va.score), "lr": lr,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def trained_epochs(state: FitState) -> int:
+    """Epochs that trained (the untrained epoch-0 row not counted)."""
+    return sum(1 for r in state.history if r["epoch"] > 0)
 
 
 class EpochWriter:
@@ -202,12 +272,72 @@ class EpochWriter:
         self.after, self.metadata = after, metadata
 
     def __call__(self, state: FitState, improved: bool) -> None:
-        if improved:
+        if improved or not (self.writer.path / WEIGHTS).is_file():   # epoch 0 may be the best so far
             self.writer.write_weights(state.best_weights, self.metadata)
         save_resume(self.writer.last, self.model_state(), state)
         self.writer.write_history(state.history, self.columns)
         if self.after is not None:
             self.after(state)
+
+
+# ----------------------------------------------------------------------------- the run lifecycle
+
+class RunLifecycle:
+    """One run folder from the call to its metrics (the module docstring's steps 2-4)."""
+
+    def __init__(self, writer: RunWriter | None, reused: Path | None = None, resumed: "Resume | None" = None,
+                 columns: list[str] | None = None):
+        self.writer, self.reused, self.columns = writer, reused, columns or []
+        self.state = resumed.state if resumed else FitState()      # where training continues
+        self.resumed_model = resumed.model if resumed else None    # the resumed weights, to load
+
+    @classmethod
+    def open(cls, runs_dir: Path, info: RunInfo, columns: list[str], *,
+             reuse_finished: bool = False) -> "RunLifecycle":
+        """Reuse, resume or start the run of ``info`` (step 2 of the module docstring)."""
+        if reuse_finished:
+            done = None
+            if D.is_main_process():
+                wait_for_live(runs_dir, info.identity())
+                done = find_run(runs_dir, info.identity(), finished=True)
+            done = D.broadcast_object(done)
+            if done is not None:
+                if D.is_main_process():
+                    print(f"{info.name}: reusing finished run {done.name}", flush=True)
+                return cls(None, reused=done)
+        writer = RunWriter.open(runs_dir, info)
+        run = cls(writer, resumed=resume(writer), columns=columns)
+        writer.write_history(run.state.history, columns)
+        return run
+
+    def __enter__(self) -> "RunLifecycle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    @property
+    def path(self) -> Path:
+        return self.reused if self.writer is None else self.writer.path
+
+    @property
+    def info(self) -> RunInfo:
+        return self.writer.info
+
+    def epoch_writer(self, model_state: Callable[[], dict], *, after: Callable[[FitState], None] | None = None,
+                     metadata: dict[str, str] | None = None) -> EpochWriter:
+        return EpochWriter(self.writer, self.columns, model_state, after=after, metadata=metadata)
+
+    def add_seconds(self, **phases: float) -> None:
+        """Add wall seconds per phase to run.json (a resumed run keeps its earlier ones)."""
+        have = self.writer.info.phase_seconds
+        for k, v in phases.items():
+            have[k] = round(have.get(k, 0.0) + v, 3)
+
+    def finish(self, metrics: dict[str, Any]) -> Path:
+        """Step 4: metrics.json last; returns the run folder (rank 0's on every rank)."""
+        return self.writer.finish(metrics)
 
 
 # ----------------------------------------------------------------------------- resume checkpoint
@@ -264,7 +394,7 @@ def load_resume(path: Path, best_weights: Path | None = None) -> Resume:
                          scheduler=meta["scheduler"])
     except (KeyError, TypeError, ValueError) as e:
         raise RunError(path, f"resume checkpoint has no usable state ({e})") from None
-    if state.best_epoch > 0:
+    if best_weights.is_file():             # the best epoch may be 0 (the untrained model)
         state.best_weights = load_weights(best_weights)
     return Resume(state=state, model={k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
 

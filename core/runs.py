@@ -20,18 +20,27 @@ instead of raising, so the dashboard can list them without crashing.
 identical call (``find_run``) or makes a new folder, writes history and best weights after
 every epoch and ``metrics.json`` last. Under torchrun only rank 0 writes into the runs
 folder; the other ranks write into a private scratch folder and follow rank 0's choice.
+
+A live run is owned: the process writing a folder holds an OS lock on its ``.lock`` file
+(``flock``, released by the kernel when the process dies, so a killed run can be resumed
+at once). An unfinished run whose lock is held is *live*: no other call resumes it or
+writes into it (``RunWriter.open`` starts a new folder instead; ``wait_for_live`` lets a
+caller that wants the finished result wait for it).
 """
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import importlib.metadata
 import os
 import platform
 import re
 import subprocess
+import sys
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 from safetensors.torch import load_file, save_file
@@ -47,6 +56,7 @@ PREDICTIONS = "predictions.parquet"
 PCK_CSV = "pck.csv"
 WEIGHTS = "weights.safetensors"
 LAST = "last.safetensors"      # resume checkpoint of an unfinished run (removed when finished)
+LOCK = ".lock"                 # flock-ed by the process writing the run (see the module docstring)
 
 DEFAULT_RUNS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -259,6 +269,55 @@ def create_run_dir(runs_dir: str | Path, name: str) -> Path:
     raise RunError(runs_dir, f"could not create a unique run folder for {name!r}")
 
 
+# ----------------------------------------------------------------------------- ownership
+
+def lock_run(folder: Path) -> int | None:
+    """Take the run folder's lock: its file descriptor, or None when another process
+    holds it (the run is live). The kernel releases it when this process ends."""
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def unlock_run(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)           # closing the descriptor releases the flock
+
+
+def is_live(folder: Path) -> bool:
+    """Whether another process holds ``folder``'s lock (is writing that run now)."""
+    if not (folder / LOCK).exists():
+        return False
+    fd = lock_run(folder)
+    unlock_run(fd)
+    return fd is None
+
+
+def live_identical(runs_dir: str | Path, identity: dict[str, Any]) -> Path | None:
+    """The newest unfinished run with this identity that another process is writing."""
+    for run in list_runs(runs_dir, kind=identity["kind"]):
+        if not run.finished and run.info is not None and \
+                _comparable(run.info.identity()) == _comparable(identity) and is_live(run.path):
+            return run.path
+    return None
+
+
+def wait_for_live(runs_dir: str | Path, identity: dict[str, Any], *, poll: float = 2.0) -> None:
+    """Block while another process writes a run with this identity (one message, then
+    quiet): afterwards it is finished (reuse it) or was stopped (resume it)."""
+    told = False
+    while (live := live_identical(runs_dir, identity)) is not None:
+        if not told:
+            print(f"waiting for {live.name}: the same run is being written by another process", file=sys.stderr,
+                  flush=True)
+            told = True
+        time.sleep(poll)
+
+
 def write_table(path: Path, df: pd.DataFrame) -> None:
     """Atomic CSV or parquet write of a DataFrame, by suffix."""
     with atomic_path(path) as tmp:
@@ -410,14 +469,35 @@ def list_runs(runs_dir: str | Path | None = None, kind: str | None = None) -> li
 
 def find_run(runs_dir: str | Path, identity: dict[str, Any], *, finished: bool) -> Path | None:
     """The newest run with this ``RunInfo.identity()``: a finished one (to reuse it) or an
-    unfinished one that has a resume checkpoint (to resume it)."""
+    unfinished one that has a resume checkpoint and that no live process writes (to
+    resume it)."""
+    for path in _identical(runs_dir, identity, finished=finished):
+        if finished or not is_live(path):
+            return path
+    return None
+
+
+def _identical(runs_dir: str | Path, identity: dict[str, Any], *, finished: bool) -> Iterator[Path]:
     for run in list_runs(runs_dir, kind=identity["kind"]):
         if run.finished != finished or run.info is None:
             continue
         if not finished and not (run.path / LAST).is_file():
             continue                 # killed before its first epoch ended: nothing to resume
         if _comparable(run.info.identity()) == _comparable(identity):
-            return run.path
+            yield run.path
+
+
+def _claim_resumable(runs_dir: str | Path, identity: dict[str, Any]) -> tuple[Path, int] | None:
+    """An unfinished identical run with a resume checkpoint, locked for this process (a
+    live one is skipped), or None."""
+    for path in _identical(runs_dir, identity, finished=False):
+        fd = lock_run(path)
+        if fd is None:
+            continue                 # live: another process writes it
+        if (path / METRICS_JSON).exists() or not (path / LAST).is_file():
+            unlock_run(fd)           # finished (or reset) between the listing and the lock
+            continue
+        return path, fd
     return None
 
 
@@ -430,24 +510,33 @@ class RunWriter:
     a private scratch folder, which is removed at exit, and return rank 0's folder.
     """
 
-    def __init__(self, path: Path, info: RunInfo, resumed: bool):
+    def __init__(self, path: Path, info: RunInfo, resumed: bool, lock: int | None = None):
         self.path, self.info, self.resumed = path, info, resumed
+        self._lock = lock
 
     @classmethod
     def open(cls, runs_dir: str | Path, info: RunInfo) -> "RunWriter":
-        """Resume the unfinished run of this exact call, or create a new run folder.
+        """Resume the unfinished run of this exact call that no other process is writing,
+        or create a new run folder; either way this process holds its lock until
+        ``finish`` or ``close``.
 
         A resumed run keeps its folder, start time and id; ``resumed`` (on every rank)
         tells the trainer to continue from ``last.safetensors`` (``core.engine.resume``,
         which rank 0 reads and broadcasts)."""
-        resume_from = find_run(runs_dir, info.identity(), finished=False) if D.is_main_process() else None
-        resume_from = D.broadcast_object(resume_from)
+        claimed = _claim_resumable(runs_dir, info.identity()) if D.is_main_process() else None
+        resume_from = D.broadcast_object(claimed[0] if claimed else None)
+        lock = claimed[1] if claimed else None
         if not D.is_main_process():
             path = create_run_dir(D.scratch_dir(), info.name)
         elif resume_from is not None:
             path = resume_from
         else:
             path = create_run_dir(runs_dir, info.name)
+            lock = lock_run(path)    # before run.json: until then nothing could resume it
+            live = live_identical(runs_dir, info.identity())
+            if live is not None and live != path:
+                print(f"{live.name} is the same run, being written by another process; "
+                      f"this one writes {path.name}", file=sys.stderr, flush=True)
         if resume_from is not None and D.is_main_process():
             old = read_info(resume_from)
             info.started_at = old.started_at or info.started_at
@@ -457,9 +546,14 @@ class RunWriter:
         info.started_at = info.started_at or now_iso()
         info.git_commit = info.git_commit or git_commit()
         info.versions = info.versions or library_versions()
-        writer = cls(path, info, resumed=resume_from is not None)
+        writer = cls(path, info, resumed=resume_from is not None, lock=lock)
         writer.write_info()
         return writer
+
+    def close(self) -> None:
+        """Give up the run folder (finished or not): another call may resume it now."""
+        unlock_run(self._lock)
+        self._lock = None
 
     @property
     def last(self) -> Path:
@@ -486,6 +580,7 @@ class RunWriter:
         self.write_info()
         write_json(self.path / METRICS_JSON, metrics)
         self.last.unlink(missing_ok=True)      # finished: the resume state has no use left
+        self.close()
         path = D.broadcast_object(self.path)   # every rank returns rank 0's folder
         if D.is_distributed():
             D.remove_scratch()

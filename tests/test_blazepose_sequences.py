@@ -15,11 +15,11 @@ from PIL import Image
 
 from core import cli
 from core.estimator.blazepose import VideoPoses
+from core.heatmaps import box_affines, gaussian_heatmaps, pool_heatmaps, to_heatmap, to_image
 from core.keypoints import TEMPORAL25
 from core.synthetic.motion import animate
 from core.synthetic.videos import render_clip
 from core.temporal.blazepose_videos import index_affines, video_from_poses
-from core.temporal.heatmaps import box_affines, gaussian_heatmaps, pool_heatmaps, to_heatmap, to_image
 from core.temporal.refine import window_starts
 from core.temporal.sequences import load_sequences
 from core.temporal.synth import write_sequence_dataset
@@ -59,7 +59,7 @@ def test_rotated_crop_mapping_round_trips_and_matches_the_box_mapping():
     affines = np.concatenate([rot * 3.7, rng.uniform(0, 300, (6, 2, 1))], -1)      # (6, 2, 3)
     np.testing.assert_allclose(to_heatmap(to_image(pts, affines), affines), pts, atol=1e-9)
     boxes = np.array([[10.0, 20.0, 74.0, 100.0]] * 6)
-    from core.temporal.heatmaps import heatmap_to_image
+    from core.heatmaps import heatmap_to_image
     np.testing.assert_allclose(to_image(pts, box_affines(boxes, (32, 32))), heatmap_to_image(pts, boxes, (32, 32)),
                                atol=1e-9)
 
@@ -73,7 +73,7 @@ def test_pooled_heatmaps_keep_their_peaks_where_they_are_in_the_image():
     import torch
     hm = gaussian_heatmaps(torch.tensor(p_hm, dtype=torch.float32), (64, 64), sigma=3.0).numpy()
     pooled, a32 = pool_heatmaps(hm, affine, 2)                                  # (1, 1, 32, 32)
-    from core.temporal.heatmaps import decode_heatmaps
+    from core.heatmaps import decode_heatmaps
     got64 = to_image(decode_heatmaps(torch.tensor(hm))[0].numpy(), affine)
     got32 = to_image(decode_heatmaps(torch.tensor(pooled))[0].numpy(), a32)
     np.testing.assert_allclose(got64, p_img, atol=0.2)
@@ -123,7 +123,7 @@ def test_logit_heatmaps_become_probabilities_with_their_peaks_kept():
                        image_size=(320, 240), model_version="v")
     import torch
 
-    from core.temporal.heatmaps import decode_heatmaps, normalize_heatmaps
+    from core.heatmaps import decode_heatmaps, normalize_heatmaps
     v = video_from_poses(poses, vid="x", heatmap=64)
     maps = normalize_heatmaps(v.heatmaps.astype(np.float32))
     assert (maps.reshape(t, 25, -1).max(-1) > 0).all()                      # no empty map
@@ -134,7 +134,7 @@ def test_logit_heatmaps_become_probabilities_with_their_peaks_kept():
 def test_an_empty_map_decodes_to_a_missing_keypoint_not_the_corner():
     import torch
 
-    from core.temporal.heatmaps import decode_heatmaps
+    from core.heatmaps import decode_heatmaps
     maps = torch.zeros(2, 3, 8, 8)
     maps[0, 1, 5, 2] = 1.0
     pts, val = decode_heatmaps(maps)
@@ -202,11 +202,11 @@ def test_identity_on_rendered_videos_is_at_least_blazeposes_own_landmarks():
     against 0.586/0.733/0.858). Before the fix, 41 % of the maps were empty and identity
     scored 0.385/0.458/0.506."""
     from core.estimator.blazepose import BlazePose
+    from core.heatmaps import bbox_norm, normalize_heatmaps
     from core.keypoints import BLAZEPOSE_INDICES
     from core.metrics import pooled_pck
     from core.synthetic.motion import movement_for
     from core.temporal.blazepose_videos import estimate_frames
-    from core.temporal.heatmaps import bbox_norm, normalize_heatmaps
     est = BlazePose(num_threads=1)
     ident, lmk, gts, viss, empty = [], [], [], [], []
     for i in range(4):

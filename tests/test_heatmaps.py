@@ -1,9 +1,9 @@
-"""core.temporal.heatmaps: preprocessing, Gaussian targets, box mapping, sub-pixel decoding."""
+"""core.heatmaps: preprocessing, Gaussian targets, box mapping, sub-pixel decoding."""
 import numpy as np
 import pytest
 import torch
 
-from core.temporal.heatmaps import (
+from core.heatmaps import (
     HEATMAP_SUM,
     bbox_norm,
     clamp_to_heatmap,

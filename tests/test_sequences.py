@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from core.errors import DataError
+from core.heatmaps import image_to_heatmap
 from core.keypoints import COCO17, TEMPORAL25
 from core.synthetic.estimator import simulate_estimator
 from core.synthetic.motion import MOVEMENTS, animate
@@ -21,7 +22,6 @@ from core.temporal.external import (
     load_brace,
     load_penn_action,
 )
-from core.temporal.heatmaps import image_to_heatmap
 from core.temporal.sequences import (
     NOT_DATA_NPZ,
     NOT_SEGMENT,

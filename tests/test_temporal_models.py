@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from core.temporal.heatmaps import decode_heatmaps, gaussian_heatmaps
+from core.heatmaps import decode_heatmaps, gaussian_heatmaps
 from core.temporal.models import (
     ARCHS,
     TRAINABLE_ARCHS,

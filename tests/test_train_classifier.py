@@ -19,6 +19,8 @@ import torch
 
 from core import runs as R
 from core.classification import train as T
+from core.classification.backbones import resolve_backbone
+from core.classification.model import fc_width
 from core.errors import DataError, RunError, TrainingError
 from core.models import load_model
 from core.synthetic.images import ANNOTATIONS_VERSION
@@ -51,6 +53,13 @@ def _write_tiny(root: Path, n_train: int, n_test: int, classes: tuple[str, ...])
     return root
 
 
+def job(data, runs_dir, *presets, epochs=2, batch_size=4, image_size=SIZE, feature_cache=True, **kw) -> T.ClassifierJob:
+    """A job with a tiny recipe: the named presets (the paper's seven when none is named)."""
+    recipe = T.TrainConfig(epochs=epochs, batch_size=batch_size, image_size=image_size, feature_cache=feature_cache)
+    return T.ClassifierJob(data=data, runs_dir=runs_dir, presets=presets or T.PAPER_PRESETS, recipe=recipe,
+                           progress=False, **kw)
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     monkeypatch.setenv("POSELAB_OFFLINE", "1")   # never try to download ImageNet weights
@@ -71,8 +80,7 @@ def grid(data, tmp_path_factory):
     import os
     os.environ["POSELAB_OFFLINE"] = "1"
     runs_dir = tmp_path_factory.mktemp("runs")
-    paths = T.train_classifier_grid(data=data, runs_dir=runs_dir, epochs=2, batch_size=4,
-                                    image_size=SIZE, progress=False)
+    paths = T.train_classifier_grid(job(data, runs_dir))
     return runs_dir, paths
 
 
@@ -90,6 +98,7 @@ def warm_runs(grid, tmp_path) -> Path:
 def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, data):
     runs_dir, paths = grid
     assert [R.load_run(p).name for p in paths] == list(T.PAPER_PRESETS)
+    shipped_fc = fc_width(resolve_backbone("poselab", runs_dir=runs_dir)[0])   # the backbone's own final layer
     # one shared feature pass: one cache file for the dataset + backbone + size
     caches = list((runs_dir / "_cache" / "features").glob("*.safetensors"))
     assert len(caches) == 1 and caches[0].name.endswith(f"-{SIZE}.safetensors")
@@ -102,7 +111,7 @@ def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, da
         info, m = json.loads((p / R.RUN_JSON).read_text()), run.metrics   # the on-disk contract
         classes = info["data"]["classes"]
         assert info["kind"] == "classifier"
-        assert info["config"]["model"] == T.get_preset(run.name, len(classes)).to_dict()
+        assert info["config"]["model"] == T.get_preset(run.name, len(classes), shipped_fc).to_dict()
         assert info["config"]["train"]["epochs"] == (0 if run.name == "baseline" else 2)
         assert classes == sorted(classes) and len(classes) >= 3 and m["num_test"] >= 4
         assert info["data"]["root"] == str(data.resolve())
@@ -116,8 +125,9 @@ def test_grid_writes_one_finished_run_per_preset_in_the_contract_format(grid, da
         hist = run.history()
         assert list(hist.columns) == T.HISTORY_COLUMNS
         expected_epochs = 0 if run.name == "baseline" else 2
-        assert len(hist) == expected_epochs and m["best_epoch"] <= expected_epochs
-        assert (run.name == "baseline") == (m["best_epoch"] == 0)
+        # a trained run's history starts with the untrained head (epoch 0), a candidate too
+        assert hist["epoch"].tolist() == ([] if run.name == "baseline" else [0, 1, 2])
+        assert m["best_epoch"] <= expected_epochs and m["epochs_run"] == expected_epochs
         if expected_epochs:
             assert m["val_acc"] == pytest.approx(hist["val_acc"].max())
         pred = run.predictions()
@@ -158,9 +168,8 @@ def test_saved_run_round_trips_through_load_model(grid, data):
 
 def test_feature_cache_equals_training_through_the_frozen_backbone(data, warm_runs, tmp_path):
     # model5 has dropout: equality also needs the same batches and the same masks
-    kw = dict(data=data, preset="model5", epochs=2, batch_size=4, image_size=SIZE, progress=False)
-    cached = T.train_classifier(runs_dir=warm_runs, feature_cache=True, **kw)
-    direct = T.train_classifier(runs_dir=tmp_path / "direct", feature_cache=False, **kw)
+    cached = T.train_classifier(job(data, warm_runs, "model5", feature_cache=True))
+    direct = T.train_classifier(job(data, tmp_path / "direct", "model5", feature_cache=False))
     # through the backbone: no feature cache, crops read from the image cache
     assert not (tmp_path / "direct" / "_cache" / "features").exists()
     assert list((tmp_path / "direct" / "_cache" / "images").glob("*.npy"))
@@ -178,24 +187,25 @@ def test_feature_cache_equals_training_through_the_frozen_backbone(data, warm_ru
 
 def test_killed_run_resumes_from_last_finished_epoch(data, grid, warm_runs, monkeypatch):
     # same call as the grid's model4 run (2 epochs), which serves as the unbroken reference
-    kw = dict(data=data, preset="model4", epochs=2, batch_size=4, image_size=SIZE, progress=False)
+    model4 = job(data, warm_runs, "model4")
     straight = grid[1][T.PAPER_PRESETS.index("model4")]
 
     real_evaluate, calls = T.evaluate, []
 
-    def killed_in_epoch_2(*a, **k):   # the kill lands in epoch 2's validation
+    def killed_in_epoch_2(*a, **k):   # evaluations: epoch 0 (untrained), 1, then 2: the kill
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:
             raise KeyboardInterrupt
         return real_evaluate(*a, **k)
     monkeypatch.setattr(T, "evaluate", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        T.train_classifier(runs_dir=warm_runs, **kw)
+        T.train_classifier(model4)
     (half,) = R.list_runs(warm_runs)
-    assert half.status == "unfinished" and len(half.history()) == 1 and (half.path / T.LAST).is_file()
+    assert half.status == "unfinished" and half.history()["epoch"].tolist() == [0, 1]
+    assert (half.path / T.LAST).is_file()
     monkeypatch.setattr(T, "evaluate", real_evaluate)
 
-    resumed = T.train_classifier(runs_dir=warm_runs, **kw)
+    resumed = T.train_classifier(model4)
     assert resumed == half.path                         # same folder, continued
     r = R.load_run(resumed, require_finished=True)
     assert r.info.resumed_after_epoch == [1]
@@ -217,8 +227,7 @@ def test_nan_loss_stops_with_training_error_and_leaves_run_unfinished(data, warm
         return model
     monkeypatch.setattr(T, "build_classifier", poisoned)
     with pytest.raises(TrainingError, match="loss became nan"):
-        T.train_classifier(data=data, preset="model1", runs_dir=warm_runs, epochs=1, batch_size=4,
-                           image_size=SIZE, progress=False)
+        T.train_classifier(job(data, warm_runs, "model1", epochs=1))
     (run,) = R.list_runs(warm_runs)
     assert run.status == "unfinished" and not (run.path / R.METRICS_JSON).exists()
 
@@ -229,8 +238,7 @@ def test_half_written_run_folders_are_never_touched(data, warm_runs):
     (broken / "run.json").write_text('{"kind": "classifier", "name": "mod')   # cut mid-write
     (broken / "history.csv").write_text("epoch\n1\n")
     before = {p.name: p.read_bytes() for p in broken.iterdir()}
-    out = T.train_classifier(data=data, preset="model1", runs_dir=warm_runs, epochs=1, batch_size=4,
-                             image_size=SIZE, progress=False)
+    out = T.train_classifier(job(data, warm_runs, "model1", epochs=1))
     assert out != broken
     assert {p.name: p.read_bytes() for p in broken.iterdir()} == before
 
@@ -239,16 +247,14 @@ def test_init_from_a_run_with_other_classes_is_run_error(grid, tmp_path):
     _, paths = grid
     other = _write_tiny(tmp_path / "other", n_train=6, n_test=3, classes=("crunch", "lunge", "tree"))
     with pytest.raises(RunError, match="classes"):
-        T.train_classifier(data=other, preset="model1", runs_dir=tmp_path / "runs", epochs=1,
-                           batch_size=4, image_size=SIZE, progress=False,
-                           init_from=paths[T.PAPER_PRESETS.index("model1")])
+        T.train_classifier(job(other, tmp_path / "runs", "model1", epochs=1,
+                               init_from=paths[T.PAPER_PRESETS.index("model1")]))
     assert not (tmp_path / "runs").exists() or not R.list_runs(tmp_path / "runs")
 
 
 def test_a_random_backbone_asked_for_is_batchnorm_calibrated_and_stored(data, tmp_path):
     runs_dir = tmp_path / "runs"
-    path = T.train_classifier(data=data, preset="baseline", runs_dir=runs_dir, weights="random",
-                              image_size=SIZE, progress=False)
+    path = T.train_classifier(job(data, runs_dir, "baseline", weights="random"))
     b = json.loads((path / R.RUN_JSON).read_text())["backbone"]
     assert b["source"] == "random" and "requested" in b["warning"]
     assert "BatchNorm statistics from" in b["weights"]                 # calibrated on the data
@@ -262,13 +268,12 @@ def test_wrong_backbone_weights_file_is_one_clear_error(data, tmp_path):
     bad = tmp_path / "tiny.safetensors"
     save_file({"conv1.weight": torch.zeros(8, 3, 3, 3)}, str(bad))
     with pytest.raises(DataError, match="tiny.safetensors"):
-        T.train_classifier(data=data, preset="model1", runs_dir=tmp_path / "runs", weights=bad,
-                           epochs=1, image_size=SIZE, progress=False)
+        T.train_classifier(job(data, tmp_path / "runs", "model1", epochs=1, weights=bad))
 
 
 def test_unknown_preset_is_run_error(data, tmp_path):
     with pytest.raises(RunError, match="unknown preset"):
-        T.train_classifier(data=data, preset="model9", runs_dir=tmp_path, progress=False)
+        T.train_classifier(job(data, tmp_path, "model9"))
 
 
 def test_cli_bad_data_exits_2_with_one_line(tmp_path):
@@ -287,7 +292,7 @@ def test_cli_bad_data_exits_2_with_one_line(tmp_path):
 def test_demo_classifier_part_prints_progress_protocol_and_is_idempotent(tmp_path, monkeypatch, capsys):
     from core import demo
     monkeypatch.setattr(demo, "DEMO_IMAGES", dict(n_train=4, n_test=2, seed=0, size=64, people_max=1))
-    monkeypatch.setattr(demo, "DEMO_CLASSIFIER", dict(image_size=SIZE, epochs=1, seed=0))
+    monkeypatch.setattr(demo, "DEMO_CLASSIFIER", dict(recipe=T.TrainConfig(image_size=SIZE, epochs=1), seeds=(0,)))
     paths = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
                                        report=demo.progress, start=0.0, end=0.7)
     assert [R.load_run(p, require_finished=True).name for p in paths] == list(T.PAPER_PRESETS) + ["model4"]
@@ -372,8 +377,7 @@ def test_model4_on_estimated_keypoints_caches_the_estimators_output(data, warm_r
     preds = run.predictions()
     assert "estimated_keypoints" in preds and all(len(k) == 51 for k in preds["estimated_keypoints"])
     # the annotation's keypoints are another run, not this one resumed or reused
-    again = T.train_classifier(data=data, preset="model4", runs_dir=warm_runs, epochs=1, batch_size=4,
-                               image_size=SIZE, progress=False)
+    again = T.train_classifier(job(data, warm_runs, "model4", epochs=1))
     assert again != run.path and R.load_run(again).info.data.keypoint_source == "annotation"
 
 

@@ -10,8 +10,17 @@ from core.errors import RunError, TrainingError
 from core.keypoints import TEMPORAL25
 from core.models import load_model
 from core.runs import list_runs, load_run, load_weights
-from core.temporal.models import build_temporal, make_config
-from core.temporal.train import TrainConfig, fit, train_one_epoch, train_temporal, train_temporal_grid
+from core.temporal.models import BASELINES, build_temporal, make_config
+from core.temporal.train import (
+    ModelPlan,
+    TemporalJob,
+    TrainConfig,
+    default_recipe,
+    fit,
+    train_one_epoch,
+    train_temporal,
+    train_temporal_grid,
+)
 
 SMALL = {  # narrow models: same code paths, a fraction of the time
     "conv3d": dict(hidden=8),
@@ -19,6 +28,16 @@ SMALL = {  # narrow models: same code paths, a fraction of the time
     "convlstm-sum": dict(hidden=6),
     "convlstm-concat": dict(hidden=6),
 }
+
+
+def job(data, runs_dir, *archs, epochs=2, init_from=None, **kw) -> TemporalJob:
+    """A job of small models (every learned one and every baseline when none is named)."""
+    archs = archs or (*SMALL, *BASELINES)
+    plans = tuple(ModelPlan(a, SMALL.get(a, {}), default_recipe(a, epochs=epochs)) for a in archs)
+    return TemporalJob(data=data, runs_dir=runs_dir, plans=plans, device="cpu", init_from=init_from,
+                       progress=False, **kw)
+
+
 PRED_COLUMNS = ["video", "frame", "keypoint", "keypoint_name", "gt_x", "gt_y", "visible",
                 "input_x", "input_y", "pred_x", "pred_y", "norm", "error_px", "input_error_px"]
 
@@ -35,15 +54,14 @@ def seq_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def grid(seq_data, tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("runs")
-    paths = train_temporal_grid(data=seq_data, runs_dir=runs_dir, epochs=2, device="cpu",
-                                progress=False, model_overrides=SMALL)
+    paths = train_temporal_grid(job(seq_data, runs_dir))
     return runs_dir, paths
 
 
-def test_grid_writes_five_valid_run_folders(grid):
+def test_grid_writes_a_valid_run_folder_per_model_and_baseline(grid):
     runs_dir, paths = grid
     runs = list_runs(runs_dir)
-    assert sorted(r.name for r in runs) == sorted([*SMALL, "identity"])
+    assert sorted(r.name for r in runs) == sorted([*SMALL, *BASELINES])
     assert all(r.finished and r.kind == "temporal" for r in runs)
     for path in paths:
         run = load_run(path, require_finished=True)
@@ -54,8 +72,11 @@ def test_grid_writes_five_valid_run_folders(grid):
         assert m["headline"] == "test_pck@0.05"
         for key in ("test_pck@0.05", "test_pck@0.1", "test_pck@0.2", "identity_pck@0.05",
                     "identity_pck@0.1", "identity_pck@0.2", "val_pck@0.05", "num_test_windows",
-                    "best_epoch"):
+                    "best_epoch", "test_accel_error", "test_velocity_error", "test_jitter", "test_pck_auc",
+                    "test_swapped_frames", "test_swap_tolerant_pck@0.05", "identity_accel_error",
+                    "identity_jitter", "gt_jitter"):
             assert key in m, key
+        assert m["test_swap_tolerant_pck@0.05"] >= m["test_pck@0.05"] and 0 <= m["test_pck_auc"] <= 1
         assert 0 <= m["test_pck@0.05"] <= m["test_pck@0.1"] <= m["test_pck@0.2"] <= 1
         info = json.loads((path / "run.json").read_text())   # the on-disk contract
         assert info["config"]["model"]["arch"] == run.name
@@ -87,6 +108,21 @@ def test_identity_run_equals_the_estimator(grid):
     pred = ident.predictions()
     assert np.allclose(pred["pred_x"], pred["input_x"]) and np.allclose(pred["pred_y"], pred["input_y"])
     assert len(ident.history()) == 1 and ident.metrics["best_epoch"] == 0
+    assert ident.metrics["test_jitter"] == ident.metrics["identity_jitter"]
+
+
+def test_filters_are_tuned_on_validation_and_rebuilt_from_their_config(grid):
+    runs_dir, _ = grid
+    for name in BASELINES:
+        if name == "identity":
+            continue
+        run = next(r for r in list_runs(runs_dir) if r.name == name)
+        tuning = run.metrics["tuning"]
+        assert len(tuning) >= 2                                 # several candidates were scored
+        best = max(t["val_pck@0.05"] for t in tuning)
+        chosen = {k: v for k, v in run.info.config["model"].items() if k in tuning[0]}
+        assert next(t for t in tuning if all(t[k] == v for k, v in chosen.items()))["val_pck@0.05"] == best
+        assert run.metrics["epochs_run"] == 0 and not (run.path / "last.safetensors").exists()
 
 
 def test_load_model_rebuilds_identical_outputs(grid):
@@ -104,8 +140,7 @@ def test_init_from_round_trip_and_mismatch(grid, seq_data, tmp_path):
     runs_dir, _ = grid
     src = next(r for r in list_runs(runs_dir) if r.name == "conv3d")
     # 0 epochs: evaluated only, so the new run's weights are exactly the source's
-    dst = train_temporal(data=seq_data, arch="conv3d", runs_dir=tmp_path, epochs=0, device="cpu",
-                         init_from=src.path, progress=False)
+    dst = train_temporal(job(seq_data, tmp_path, "conv3d", epochs=0, init_from=src.path))
     a, b = load_weights(src.path / "weights.safetensors"), load_weights(dst / "weights.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     info = json.loads((dst / "run.json").read_text())
@@ -114,8 +149,7 @@ def test_init_from_round_trip_and_mismatch(grid, seq_data, tmp_path):
     assert info["config"]["train"]["lr"] == 1e-4                     # fine-tuning default
     assert load_run(dst).metrics["test_pck@0.05"] == src.metrics["test_pck@0.05"]
     with pytest.raises(RunError, match="deciwatch"):
-        train_temporal(data=seq_data, arch="deciwatch", runs_dir=tmp_path, epochs=1, device="cpu",
-                       init_from=src.path, progress=False)
+        train_temporal(job(seq_data, tmp_path, "deciwatch", epochs=1, init_from=src.path))
     # a weights file that does not fit the recorded config
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -124,8 +158,7 @@ def test_init_from_round_trip_and_mismatch(grid, seq_data, tmp_path):
     from core.runs import save_weights
     save_weights(bad / "weights.safetensors", {"net.0.weight": torch.zeros(1)})
     with pytest.raises(RunError, match="do not fit"):
-        train_temporal(data=seq_data, arch="conv3d", runs_dir=tmp_path, epochs=1, device="cpu",
-                       init_from=bad, progress=False)
+        train_temporal(job(seq_data, tmp_path, "conv3d", epochs=1, init_from=bad))
 
 
 def _loader(seq_data, split="train"):
@@ -155,8 +188,7 @@ def test_nan_loss_raises_training_error_and_leaves_run_unfinished(seq_data, tmp_
         return m
     monkeypatch.setattr(tt, "build_temporal", poisoned)
     with pytest.raises(TrainingError):
-        train_temporal(data=seq_data, arch="conv3d", runs_dir=tmp_path, epochs=1, device="cpu",
-                       progress=False, model_overrides=SMALL["conv3d"])
+        train_temporal(job(seq_data, tmp_path, "conv3d", epochs=1))
     (run,) = list_runs(tmp_path)
     assert run.status == "unfinished"
 
@@ -167,13 +199,14 @@ def test_training_lowers_the_loss_and_early_stopping(seq_data):
     for arch in ("conv3d", "deciwatch"):
         model = build_temporal(make_config(arch, **SMALL[arch]))
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        losses = [train_one_epoch(model, loader, opt, torch.device("cpu"))["loss"] for _ in range(4)]
+        losses = [train_one_epoch(model, loader, opt, torch.device("cpu")).loss for _ in range(4)]
         assert losses[-1] < losses[0], (arch, losses)
-    # lr 0: validation PCK can never improve, so patience 1 stops after epoch 2
+    # lr 0: validation PCK can never beat the untrained model (epoch 0), so patience 1
+    # stops after epoch 1 and keeps epoch 0
     model = build_temporal(make_config("conv3d", **SMALL["conv3d"]))
     cfg = TrainConfig(epochs=10, lr=0.0, early_stop_patience=1)
     res = fit(model, loader, _loader(seq_data, "val"), cfg, torch.device("cpu"), progress=False)
-    assert res.stopped_early and len(res.history) == 2 and res.best_epoch == 1
+    assert res.stopped_early and [r["epoch"] for r in res.history] == [0, 1] and res.best_epoch == 0
 
 
 def test_cli_bad_data_exits_2_without_writing(tmp_path, capsys):
@@ -191,37 +224,34 @@ def test_demo_part_progress_and_reuse(tmp_path, monkeypatch):
     from core import demo
     monkeypatch.setattr(demo, "DEMO_SEQUENCES", dict(videos=5, frames=10, heatmap=16, estimator="blazepose",
                                                      image_size=(128, 96)))
-    monkeypatch.setattr(demo, "DEMO_MODEL_OVERRIDES", {**SMALL, "identity": {}})
-    monkeypatch.setattr(demo, "DEMO_PLAN", {a: dict(epochs=1 if a != "identity" else 0, train_stride=2)
-                                            for a in [*SMALL, "identity"]})
+    monkeypatch.setattr(demo, "DEMO_PLANS", tuple(ModelPlan(a, SMALL.get(a, {}), default_recipe(a, epochs=1, train_stride=2))
+                                                  for a in (*SMALL, *BASELINES)))
     seen = []
     paths = demo.build_temporal_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
                                    device="cpu", report=lambda f, m: seen.append((f, m)))
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[0] == 0.7 and fractions[-1] == 1.0
-    assert sorted(r.name for r in list_runs(tmp_path / "runs")) == sorted([*SMALL, "identity"])
+    assert sorted(r.name for r in list_runs(tmp_path / "runs")) == sorted([*SMALL, *BASELINES])
     # a second call reuses the data and every finished run instead of training again
     again = demo.build_temporal_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
                                    device="cpu")
-    assert again == paths and len(list_runs(tmp_path / "runs")) == 5
+    assert again == paths and len(list_runs(tmp_path / "runs")) == len(SMALL) + len(BASELINES)
 
 
 def test_killed_run_resumes_to_the_same_result(seq_data, tmp_path):
-    kw = dict(data=seq_data, arch="deciwatch", epochs=3, device="cpu", progress=False,
-              model_overrides=SMALL["deciwatch"])
-    unbroken = train_temporal(runs_dir=tmp_path / "a", **kw)
+    unbroken = train_temporal(job(seq_data, tmp_path / "a", "deciwatch", epochs=3))
 
     def kill_after_2(epoch, row):
         if epoch == 2:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        train_temporal(runs_dir=tmp_path / "b", on_epoch=kill_after_2, **kw)
+        train_temporal(job(seq_data, tmp_path / "b", "deciwatch", epochs=3), on_epoch=kill_after_2)
     (killed,) = list_runs(tmp_path / "b")
     assert killed.status == "unfinished" and (killed.path / "last.safetensors").is_file()
-    resumed = train_temporal(runs_dir=tmp_path / "b", **kw)
+    resumed = train_temporal(job(seq_data, tmp_path / "b", "deciwatch", epochs=3))
     assert resumed == killed.path and not (resumed / "last.safetensors").exists()
     run = load_run(resumed, require_finished=True)
-    assert run.info.resumed_after_epoch == [2] and list(run.history()["epoch"]) == [1, 2, 3]
+    assert run.info.resumed_after_epoch == [2] and list(run.history()["epoch"]) == [0, 1, 2, 3]
     a, b = load_weights(unbroken / "weights.safetensors"), load_weights(resumed / "weights.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert run.metrics["test_pck@0.05"] == load_run(unbroken).metrics["test_pck@0.05"]

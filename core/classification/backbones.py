@@ -45,8 +45,10 @@ import torch
 from safetensors.torch import load_file, save
 from torchvision.models import ResNet50_Weights, resnet50
 
+from core.classification.model import ClassifierConfig, PoseClassifier, build_classifier, load_trained_weights
 from core.errors import DataError, RunError
 from core.io import atomic_write, read_json, sha256_file
+from core.runs import RUN_JSON, WEIGHTS, Run, load_weights
 
 IMAGENET = "ResNet50_Weights.IMAGENET1K_V2"
 BACKBONES_DIR = "_backbones"
@@ -291,3 +293,18 @@ def _check_resnet50(state: dict[str, torch.Tensor], path: Path, error: type) -> 
         if tuple(v.shape) != tuple(ref[k].shape):
             raise error(path, f"not a ResNet-50 state dict: {k} has shape {tuple(v.shape)}, "
                               f"ResNet-50 needs {tuple(ref[k].shape)}")
+
+
+def classifier_from_run(run: Run) -> PoseClassifier:
+    """A finished classifier run's model, rebuilt from its folder alone: its config, its
+    trained parts and the backbone its run.json records (CPU, train mode)."""
+    try:
+        cfg = ClassifierConfig.from_dict(run.info.config["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(run.path / RUN_JSON, f"no usable classifier config ({e})") from None
+    if run.info.backbone is None:
+        raise RunError(run.path / RUN_JSON, "records no backbone")
+    backbone = load_backbone(run.info.backbone.to_dict(), runs_dir=run.path.parent, where=run.path / RUN_JSON)
+    model = build_classifier(cfg, backbone)
+    load_trained_weights(model, load_weights(run.path / WEIGHTS), run.path / WEIGHTS)
+    return model

@@ -43,7 +43,7 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -59,7 +59,7 @@ from core.classification.backbones import SHIPPED_DIR, card_path
 from core.classification.pretrain_data import Crops, DataConfig, J, data_summary, render_data
 from core.errors import DataError
 from core.io import atomic_path, sha256_file, write_json
-from core.runs import DataInfo, RunInfo, RunWriter, git_commit
+from core.runs import DataInfo, RunInfo, git_commit
 
 TASKS = ("pose", "pose+classes", "classes")
 HEAD = {"cam3d": 3 * J, "canon3d": 3 * J, "kp2d": 2 * J, "vis": 3 * J}   # the pose outputs
@@ -167,12 +167,9 @@ def param_groups(net: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def _autocast(device: torch.device, on: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
-
-
 def train_one_epoch(net: nn.Module, data: Crops, batches, optimizer, cfg: PretrainConfig, device: torch.device,
-                    *, epoch: int, steps_per_epoch: int, total_steps: int, seed: int, progress: bool) -> dict:
+                    *, epoch: int, steps_per_epoch: int, total_steps: int, seed: int,
+                    progress: bool) -> engine.EpochScore:
     net.train()
     finite = engine.FiniteLoss(device, f"pretraining epoch {epoch}")
     loss_sum, n = torch.zeros((), device=device), 0
@@ -185,7 +182,7 @@ def train_one_epoch(net: nn.Module, data: Crops, batches, optimizer, cfg: Pretra
         flip = torch.rand(len(rows), generator=gen) < 0.5 if cfg.flip else None
         x, tg = data.batch(rows, flip=flip, swap=cfg.background_swap, noise=cfg.pixel_noise, gen=gen)
         x, tg = x.to(device, non_blocking=True), {t: v.to(device) for t, v in tg.items()}
-        with _autocast(device, cfg.bf16):
+        with engine.autocast(device, cfg.bf16, cpu=True):
             out = net(x)
         sums, counts = loss_terms(out, tg, cfg.task)
         if padding:                                                       # a torchrun padding share
@@ -200,40 +197,44 @@ def train_one_epoch(net: nn.Module, data: Crops, batches, optimizer, cfg: Pretra
         n += 1
     finite.check()
     (loss_sum,) = D.all_reduce_sum(loss_sum)
-    loss = loss_sum / max(n, 1)
-    return {"loss": loss, "score": -loss}
+    loss = float(loss_sum / max(n, 1))
+    return engine.EpochScore(loss=loss, score=-loss, count=n)
+
+
+@dataclass
+class HeldOut:
+    """``evaluate``'s result: the validation loss (its negative picks the best epoch) and
+    the held-out scores in interpretable units (``held_out_scores``)."""
+    loss: float
+    count: int
+    scores: dict = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return -self.loss
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "score": self.score, "count": self.count, **self.scores}
 
 
 @torch.no_grad()
 def evaluate(net: nn.Module, data: Crops, cfg: PretrainConfig, device: torch.device, *, limit: int | None = 2048,
-             batch_size: int = 128) -> dict:
-    """Validation loss (the best-epoch score is its negative) and the held-out scores."""
+             batch_size: int = 128) -> HeldOut:
+    """Validation loss and the held-out scores on the first ``limit`` validation crops."""
     net = D.unwrap(net)
     net.eval()
     rows = data.val_rows if limit is None else data.val_rows[:limit]
     outs, tgs = [], []
     for a in range(0, len(rows), batch_size):
         x, tg = data.batch(rows[a:a + batch_size])
-        with _autocast(device, cfg.bf16):
+        with engine.autocast(device, cfg.bf16, cpu=True):
             outs.append(net(x.to(device)).float().cpu())
         tgs.append(tg)
     if not outs:
-        return {"loss": float("nan"), "score": float("nan"), "count": 0}
+        return HeldOut(float("nan"), 0)
     out, tg = torch.cat(outs), {k: torch.cat([t[k] for t in tgs]) for k in tgs[0]}
     sums, counts = loss_terms(out, tg, cfg.task)
-    loss = float((sums / counts.clamp(min=1)).sum())
-    return {"loss": loss, "score": -loss, "count": len(rows), **held_out_scores(out, tg, cfg.task)}
-
-
-class _Net(nn.Module):
-    """DDP's single entry over the network (the engine's wrappers are the tasks')."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.model = net
-
-    def forward(self, x):
-        return self.model(x)
+    return HeldOut(float((sums / counts.clamp(min=1)).sum()), len(rows), held_out_scores(out, tg, cfg.task))
 
 
 # ----------------------------------------------------------------------------- export
@@ -291,7 +292,7 @@ def export(net: nn.Module, data: Crops, cfg: PretrainConfig, classes: str, out: 
         head["weight"][rows], head["bias"][rows] = shipped["fc.weight"], shipped["fc.bias"]
     net.load_state_dict({**{k: v for k, v in shipped.items() if not k.startswith("fc.")},
                          "fc.weight": head["weight"], "fc.bias": head["bias"]})
-    card = {**card, "held_out": evaluate(net, data, cfg, torch.device("cpu"), limit=None),   # of what ships
+    card = {**card, "held_out": evaluate(net, data, cfg, torch.device("cpu"), limit=None).to_dict(),  # of what ships
             "sha256": sha256_file(out), "bytes": out.stat().st_size}
     write_json(card_path(out), card)
     return card
@@ -317,69 +318,78 @@ TARGET_NOTES = {"cam3d": "27 joints in the camera frame", "canon3d": "27 joints,
 
 # ----------------------------------------------------------------------------- the command
 
-def pretrain(*, out: str | Path = DEFAULT_OUT, data: DataConfig = DataConfig(), cfg: PretrainConfig = PretrainConfig(),
-             device: str = "auto", seed: int = 0, workers: int | None = None, progress: bool = True,
-             command: list[str] | None = None) -> dict:
+@dataclass(frozen=True)
+class PretrainJob:
+    """What ``python -m core pretrain`` runs."""
+    out: Path = DEFAULT_OUT                    # weights file (.safetensors; its card is written beside it)
+    data: DataConfig = DataConfig()            # the renders
+    train: PretrainConfig = PretrainConfig()   # the recipe
+    device: str = "auto"                       # auto = CUDA when there is one
+    seed: int = 0                              # network init and batch order (the renders have data.seed)
+    workers: int | None = None                 # rendering processes (None: one per CPU)
+    progress: bool = True
+    command: tuple[str, ...] = ("python", "-m", "core", "pretrain")   # as typed, for the card
+
+
+def pretrain(job: PretrainJob) -> dict:
     """Render (or reuse) the data, train (resuming a killed run of the same settings in
-    ``<out>.work/``), export ``out`` and its card; returns the card."""
+    ``<out>.work/``, through ``engine.RunLifecycle``), export ``out`` and its card; returns
+    the card (an empty dict on torchrun's other ranks)."""
     # The command's steps in order (render, train, export), each a few lines.
+    data, cfg, seed = job.data, job.train, job.seed
     if cfg.task not in TASKS:
         raise DataError(None, f"unknown pretraining task {cfg.task!r}; choose from {', '.join(TASKS)}")
     if not 0 <= cfg.pixel_noise <= 1:
         raise DataError(None, f"--pixel-noise is a share of the 0-255 range, 0..1 (got {cfg.pixel_noise})")
-    out = Path(out).expanduser().resolve()
+    out = Path(job.out).expanduser().resolve()
     if out.suffix != ".safetensors":
         raise DataError(out, "--out must name a .safetensors file (its card is written beside it)")
     t0 = time.perf_counter()
-    dev = D.init_distributed(engine.resolve_device(device))
-    progress = progress and D.is_main_process()
+    dev, progress = engine.setup(job.device, job.progress)
     work = out.with_name(f".{out.stem}.work")
     with D.main_process_first():
-        shards = render_data(data, work / "data", workers=workers, progress=progress)
+        shards = render_data(data, work / "data", workers=job.workers, progress=progress)
     t_render = time.perf_counter() - t0
     crops = Crops(shards, cfg.val_fraction)
     fingerprint = hashlib.sha256(json.dumps(asdict(data), sort_keys=True).encode()).hexdigest()[:16]
     info = RunInfo(kind="pretrain", name=cfg.task, config={"data": asdict(data), "train": asdict(cfg)},
                    data=DataInfo(root=str(work / "data"), fingerprint=fingerprint, num_train=len(crops.train_rows),
                                  num_val=len(crops.val_rows)), seed=seed, device=str(dev), distributed=D.describe())
-    net = build_network(cfg.task, len(data.class_names), seed).to(dev).to(memory_format=torch.channels_last)
-    writer = RunWriter.open(work / "runs", info)
-    resumed = engine.resume(writer)
-    state = resumed.state if resumed else engine.FitState()
-    if resumed:
-        net.load_state_dict(resumed.model)
-    train_net = (nn.parallel.DistributedDataParallel(_Net(net), device_ids=[dev] if dev.type == "cuda" else None)
-                 if D.is_distributed() else net)
-    batches = D.GlobalBatches(len(crops.train_rows), cfg.batch_size, shuffle=True, seed=seed)
-    optimizer = torch.optim.AdamW(param_groups(net, cfg.weight_decay), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)   # the lr is set per step
-    steps = len(batches)
-    state = engine.fit(
-        optimizer=optimizer, scheduler=scheduler, epochs=cfg.epochs, seed=seed, metric="score", batches=batches,
-        state=state, progress=progress, weights=net.state_dict,
-        train_epoch=lambda e: train_one_epoch(train_net, crops, batches, optimizer, cfg, dev, epoch=e,
-                                              steps_per_epoch=steps, total_steps=steps * cfg.epochs, seed=seed,
-                                              progress=progress),
-        evaluate=lambda e: evaluate(net, crops, cfg, dev),
-        on_epoch=engine.EpochWriter(writer, HISTORY_COLUMNS, net.state_dict))
-    if not D.is_main_process():
-        return {}
-    net.load_state_dict(state.best_weights)
-    card = {"command": shlex.join(command or ["python", "-m", "core", "pretrain"]),
-            "code_version": git_commit(), "task": cfg.task,
-            **trained_on(cfg.task, data),
-            "data": {**asdict(data), **data_summary(shards), "train_samples": len(crops.train_rows),
-                     "val_samples": len(crops.val_rows)},
-            "train": asdict(cfg), "epochs": cfg.epochs, "image_size": data.image_size, "seed": seed,
-            "device": str(dev), "processes": D.world_size(), "torch": torch.__version__,
-            "history": state.history,
-            "wall_seconds": {"render": round(t_render, 1), "train": round(sum(r["seconds"] for r in state.history), 1)}}
-    t2 = time.perf_counter()
-    card = export(net, crops, cfg, data.classes, out, card)
-    card["wall_seconds"]["export"] = round(time.perf_counter() - t2, 1)
-    card["wall_seconds"]["total_this_call"] = round(time.perf_counter() - t0, 1)
-    write_json(card_path(out), card)
-    writer.finish({"headline": "val_loss", "val_loss": state.history[-1]["val_loss"], **card["held_out"]})
+    with engine.RunLifecycle.open(work / "runs", info, HISTORY_COLUMNS) as run:
+        net = build_network(cfg.task, len(data.class_names), seed).to(dev).to(memory_format=torch.channels_last)
+        if run.resumed_model is not None:
+            net.load_state_dict(run.resumed_model)
+        train_net = D.wrap_ddp(net, dev)
+        batches = D.GlobalBatches(len(crops.train_rows), cfg.batch_size, shuffle=True, seed=seed)
+        optimizer = torch.optim.AdamW(param_groups(net, cfg.weight_decay), lr=cfg.lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)   # the lr is set per step
+        steps = len(batches)
+        state = engine.fit(engine.FitPlan(
+            optimizer=optimizer, scheduler=scheduler, epochs=cfg.epochs, seed=seed, metric="score",
+            batches=batches, weights=net.state_dict,
+            train_epoch=lambda e: train_one_epoch(train_net, crops, batches, optimizer, cfg, dev, epoch=e,
+                                                  steps_per_epoch=steps, total_steps=steps * cfg.epochs, seed=seed,
+                                                  progress=progress),
+            evaluate=lambda e: evaluate(net, crops, cfg, dev)),
+            run.state, on_epoch=run.epoch_writer(net.state_dict), progress=progress)
+        if not D.is_main_process():
+            return {}
+        net.load_state_dict(state.best_weights)
+        card = {"command": shlex.join(job.command), "code_version": git_commit(), "task": cfg.task,
+                **trained_on(cfg.task, data),
+                "data": {**asdict(data), **data_summary(shards), "train_samples": len(crops.train_rows),
+                         "val_samples": len(crops.val_rows)},
+                "train": asdict(cfg), "epochs": cfg.epochs, "image_size": data.image_size, "seed": seed,
+                "device": str(dev), "processes": D.world_size(), "torch": torch.__version__,
+                "history": state.history,
+                "wall_seconds": {"render": round(t_render, 1),
+                                 "train": round(sum(r["seconds"] for r in state.history), 1)}}
+        t2 = time.perf_counter()
+        card = export(net, crops, cfg, data.classes, out, card)
+        card["wall_seconds"]["export"] = round(time.perf_counter() - t2, 1)
+        card["wall_seconds"]["total_this_call"] = round(time.perf_counter() - t0, 1)
+        write_json(card_path(out), card)
+        run.finish({"headline": "val_loss", "val_loss": state.history[-1]["val_loss"], **card["held_out"]})
     if progress:
         print(f"wrote {out} ({card['bytes'] / 2**20:.0f} MB) and {card_path(out).name}: held-out "
               + ", ".join(f"{k} {v}" for k, v in card["held_out"].items() if k not in ("loss", "score", "count")),

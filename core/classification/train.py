@@ -11,11 +11,10 @@ cache (``core.classification.image_cache``). Either way a batch is one indexed r
 cache, gathered by ``core.distributed.GlobalBatches``, so the same preset and seed see the
 same batches on cached features, through the backbone, resumed, or under torchrun.
 
-Run folder lifecycle (``core.runs.RunWriter``): run.json at start -> history.csv +
-weights.safetensors (best epoch) + last.safetensors (resume state) after every epoch ->
-predictions.parquet -> run.json again (end time) -> metrics.json LAST. A killed run is
-resumed by the next identical call (same preset, config, seed, data fingerprint,
-backbone, keypoint source) from its last finished epoch.
+Entry points: ``train_classifier_grid(job)`` trains every preset of a ``ClassifierJob``
+once per seed, sharing one feature pass; ``train_classifier(job)`` is the one-preset,
+one-seed case. Each run goes through ``core.engine.RunLifecycle`` (reuse, resume, epoch
+checkpoints, finish: described once there).
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -44,7 +43,6 @@ from core.classification.backbones import (
 )
 from core.classification.crops import PoseDataset, model_input, scene_keypoints
 from core.classification.dataset import PoseIndex, load_infiniteform
-from core.classification.ddp import wrap_ddp
 from core.classification.estimated import KEYPOINT_SOURCES, estimated_keypoints
 from core.classification.features import FeatureSet, cached_features, feature_cache_path
 from core.classification.image_cache import cached_pose_dataset, resolve_decoder
@@ -62,27 +60,15 @@ from core.errors import DataError, RunError
 from core.estimator.blazepose import model_version
 from core.io import read_json, write_json
 from core.metrics import accuracy, confusion_matrix, per_class_report
-from core.runs import (
-    LAST,
-    PREDICTIONS,
-    RUN_JSON,
-    WEIGHTS,
-    BackboneInfo,
-    DataInfo,
-    RunInfo,
-    RunWriter,
-    find_run,
-    load_run,
-    load_weights,
-)
+from core.runs import LAST, PREDICTIONS, RUN_JSON, WEIGHTS, BackboneInfo, DataInfo, RunInfo, load_run, load_weights
 
-__all__ = ["TrainConfig", "train_one_epoch", "evaluate", "train_classifier", "train_classifier_grid",
-           "PAPER_PRESETS", "LAST"]
+__all__ = ["TrainConfig", "ClassifierJob", "ClassifierEval", "train_one_epoch", "evaluate", "train_classifier",
+           "train_classifier_grid", "PAPER_PRESETS", "LAST"]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10              # paper: 10 (0 for the untrained baseline)
+    epochs: int = 10              # paper: 10 (the untrained baseline always gets 0)
     batch_size: int = 64          # paper: 64
     lr: float = 1e-3              # Adam learning rate (paper: 1e-3)
     step_size: int = 7            # StepLR: multiply lr by gamma every step_size epochs
@@ -92,7 +78,40 @@ class TrainConfig:
     feature_cache: bool = True    # train on cached pooled features when the preset allows it
 
 
+@dataclass(frozen=True)
+class ClassifierJob:
+    """What ``python -m core train|grid classifier`` runs: which presets and seeds, on which
+    data and backbone, into which runs folder, with which recipe."""
+    data: Path                                  # dataset folder or its annotation file
+    runs_dir: Path                              # receives the run folders, _cache/ and _backbones/
+    presets: tuple[str, ...] = PAPER_PRESETS    # one run per preset and seed
+    seeds: tuple[int, ...] = (0,)               # seeds of the val split, head init, batch order, dropout
+    recipe: TrainConfig = TrainConfig()         # epochs (the untrained baseline gets 0), batch, lr, crops
+    weights: str | Path | None = None           # backbone: a file, imagenet, poselab, random; None = the chain
+    keypoints: str = "annotation"               # keypoint presets' keypoints: annotation | estimated
+    device: str = "auto"                        # auto = CUDA when there is one
+    decoder: str = "auto"                       # image cache decoder: auto | pil | torchvision
+    init_from: Path | None = None               # start the trained parts from this finished run's
+    reuse_finished: bool = False                # return a finished identical run instead of training
+    progress: bool = True                       # progress bars (rank 0 only)
+
+
+@dataclass
+class ClassifierEval:
+    """``evaluate``'s result: the split's loss and accuracy, and per-sample outputs."""
+    loss: float
+    acc: float
+    count: int                # samples scored
+    probs: np.ndarray         # (N, C) float32 softmax probabilities, in the batches' order
+    labels: np.ndarray        # (N,) int64 true classes
+
+    @property
+    def score(self) -> float:  # what picks the best epoch
+        return self.acc
+
+
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+ENTRIES = ("forward", "forward_head")     # the methods a classifier trains through (DDP routes both)
 CALIBRATION_SAMPLES = 64    # training crops that set a random backbone's BN statistics (one batch)
 
 
@@ -134,7 +153,7 @@ class Batches:
 
 def _logits(model: PoseClassifier, batch: dict, device: torch.device) -> torch.Tensor:
     """Images go through the whole model; cached ``features`` only through the head."""
-    kp = batch["keypoints"].to(device, non_blocking=True) if model.cfg.use_keypoints else None
+    kp = batch["keypoints"].to(device, non_blocking=True) if D.unwrap(model).cfg.use_keypoints else None
     with engine.autocast(device):
         if "features" in batch:
             return model.forward_head(batch["features"].to(device, non_blocking=True), kp)
@@ -145,9 +164,9 @@ def _logits(model: PoseClassifier, batch: dict, device: torch.device) -> torch.T
 
 
 def train_one_epoch(model: PoseClassifier, batches, optimizer: torch.optim.Optimizer,
-                    device: torch.device, *, progress: bool = False, desc: str = "train") -> dict:
-    """One pass over ``batches``; returns {"loss", "acc"} (sample-weighted means over every
-    rank). The loss is the global batch's mean cross-entropy (``D.global_mean``); a
+                    device: torch.device, *, progress: bool = False, desc: str = "train") -> engine.EpochScore:
+    """One pass over ``batches``; returns the loss and accuracy (sample-weighted means over
+    every rank). The loss is the global batch's mean cross-entropy (``D.global_mean``); a
     non-finite loss raises TrainingError (``engine.FiniteLoss``). Sums stay on the device
     until the epoch ends: no host sync per step."""
     model.train()
@@ -171,14 +190,14 @@ def train_one_epoch(model: PoseClassifier, batches, optimizer: torch.optim.Optim
         total += count
     finite.check()
     loss_sum, correct, total = D.all_reduce_sum(loss_sum, correct, total)
-    return {"loss": loss_sum / max(total, 1), "acc": correct / total if total else float("nan")}
+    return engine.EpochScore(loss=float(loss_sum / max(total, 1)),
+                             score=float(correct / total) if total else float("nan"), count=int(total))
 
 
 @torch.inference_mode()
 def evaluate(model: PoseClassifier, batches, device: torch.device, *,
-             progress: bool = False, desc: str = "eval") -> dict:
-    """{"loss", "acc", "count", "probs" (N, C) float32 numpy, "labels" (N,) numpy} over
-    ``batches`` (in order)."""
+             progress: bool = False, desc: str = "eval") -> ClassifierEval:
+    """Loss, accuracy and per-sample probabilities over ``batches`` (in order)."""
     model.eval()
     probs, labels, loss_sum = [], [], torch.zeros((), device=device)
     for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
@@ -188,11 +207,10 @@ def evaluate(model: PoseClassifier, batches, device: torch.device, *,
         probs.append(logits.softmax(1))
         labels.append(y)
     if not probs:
-        return {"loss": float("nan"), "acc": float("nan"), "count": 0,
-                "probs": np.zeros((0, model.cfg.num_classes), np.float32), "labels": np.zeros(0, np.int64)}
+        return ClassifierEval(float("nan"), float("nan"), 0, np.zeros((0, model.cfg.num_classes), np.float32),
+                              np.zeros(0, np.int64))
     p, y = torch.cat(probs).cpu().numpy(), torch.cat(labels).cpu().numpy()
-    return {"loss": float(loss_sum) / len(y), "acc": accuracy(p.argmax(1), y), "count": len(y),
-            "probs": p, "labels": y}
+    return ClassifierEval(float(loss_sum) / len(y), accuracy(p.argmax(1), y), len(y), p, y)
 
 
 def make_optimizer(model: PoseClassifier, tcfg: TrainConfig):
@@ -221,8 +239,10 @@ class _Prepared:
     found: float | None = None                      # share of crops the estimator found a person in
 
 
-def _prepare(data, *, runs_dir: Path, device: torch.device, seed: int, weights, image_size: int,
-             margin: float, decoder: str) -> _Prepared:
+def _prepare(job: ClassifierJob, *, seed: int, device: torch.device) -> _Prepared:
+    """The data split of ``seed``, the backbone and the image decoder, for every preset."""
+    data, runs_dir, weights = job.data, Path(job.runs_dir), job.weights
+    image_size, margin = job.recipe.image_size, job.recipe.margin
     t0 = time.perf_counter()
     index = load_infiniteform(data, seed=seed)
     if D.is_main_process():
@@ -241,7 +261,7 @@ def _prepare(data, *, runs_dir: Path, device: torch.device, seed: int, weights, 
     everything = [s for k in ("train", "val", "test") for s in index.splits.get(k, [])]
     return _Prepared(index, state, BackboneInfo.from_dict(info), device, runs_dir,
                      {"load_data": round(t1 - t0, 3), "backbone": round(t2 - t1, 3)},
-                     image_decoder=resolve_decoder(everything, decoder, device))
+                     image_decoder=resolve_decoder(everything, job.decoder, device))
 
 
 def _calibrated(state: dict, info: dict, index: PoseIndex, runs_dir: Path, *, device: torch.device,
@@ -331,64 +351,51 @@ def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, margi
 
 # ----------------------------------------------------------------------------- entry points
 
-def train_classifier(*, data, preset: str, runs_dir, epochs: int | None = None, device="auto",
-                     seed: int = 0, batch_size: int | None = None, lr: float | None = None,
-                     weights=None, image_size: int = 224, progress: bool = True,
-                     feature_cache: bool = True, init_from=None, decoder: str = "auto",
-                     keypoints: str = "annotation") -> Path:
-    """Train one preset on ``data`` and return its run folder (see module docstring)."""
-    return train_classifier_grid(data=data, presets=[preset], runs_dir=runs_dir, epochs=epochs,
-                                 device=device, seed=seed, batch_size=batch_size, lr=lr,
-                                 weights=weights, image_size=image_size, progress=progress,
-                                 feature_cache=feature_cache, init_from=init_from, decoder=decoder,
-                                 keypoints=keypoints)[0]
+def train_classifier(job: ClassifierJob) -> Path:
+    """Train the job's one preset with its one seed; returns the run folder."""
+    if len(job.presets) != 1 or len(job.seeds) != 1:
+        raise RunError(None, f"train_classifier runs one preset with one seed (got presets {list(job.presets)}, "
+                             f"seeds {list(job.seeds)}); use train_classifier_grid for more")
+    return train_classifier_grid(job)[0]
 
 
-def train_classifier_grid(*, data, presets: Sequence[str] | None = None, runs_dir, epochs=None,
-                          device="auto", seed: int = 0, batch_size: int | None = None,
-                          lr: float | None = None, weights=None, image_size: int = 224,
-                          progress: bool = True, feature_cache: bool = True, init_from=None,
-                          reuse_finished: bool = False, decoder: str = "auto", keypoints: str = "annotation",
-                          on_progress: Callable[[float, str], None] | None = None) -> list[Path]:
-    """Train several presets (default: the paper's seven) with ONE shared feature pass.
-
-    ``keypoints``: "annotation" (the paper's setting) or "estimated" (BlazePose on each
-    crop, ``core.classification.estimated``) for the presets that take keypoints.
-    ``reuse_finished``: return an existing finished run of the identical call instead of
-    training again (the demo uses it to be idempotent). ``on_progress(fraction, message)``
-    is called as the grid advances (features = first half, presets share the second)."""
-    presets = list(presets or PAPER_PRESETS)
+def train_classifier_grid(job: ClassifierJob, on_progress: Callable[[float, str], None] | None = None) -> list[Path]:
+    """Every preset of ``job`` once per seed, with ONE shared feature pass (the features do
+    not depend on the seed; each seed has its own validation split). Returns the run
+    folders, seed-major. ``on_progress(fraction, message)`` follows the grid: the feature
+    pass is the first half, the runs share the second."""
+    presets = list(job.presets)
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
         raise RunError(None, f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
-    if keypoints not in KEYPOINT_SOURCES:
-        raise RunError(None, f"unknown keypoint source {keypoints!r}; choose from {', '.join(KEYPOINT_SOURCES)}")
-    dev = D.init_distributed(engine.resolve_device(device))   # torchrun: this rank's device
-    progress = progress and D.is_main_process()                 # one set of progress bars
-    base = TrainConfig(image_size=image_size, feature_cache=feature_cache)
-    base = replace(base, **{k: v for k, v in dict(batch_size=batch_size, lr=lr).items() if v is not None})
-    prep = _prepare(data, runs_dir=Path(runs_dir), device=dev, seed=seed, weights=weights,
-                    image_size=image_size, margin=base.margin, decoder=decoder)
-    if init_from is not None:      # fail before the long feature pass, not after it
-        _check_init_from(Path(init_from), list(prep.index.classes))
-    if feature_cache and any(PRESETS[p].feature_cacheable for p in presets):
-        t0 = time.perf_counter()
-        prep.features = _shared_features(
-            prep, image_size=image_size, batch_size=base.batch_size, margin=base.margin, progress=progress,
-            on_progress=None if on_progress is None else (lambda f, m: on_progress(0.5 * f, m)))
-        prep.phase_seconds["features"] = round(time.perf_counter() - t0, 3)
-    if keypoints == "estimated" and any(PRESETS[p].use_keypoints for p in presets):
-        t0 = time.perf_counter()
-        _estimate_keypoints(prep, margin=base.margin, progress=progress)
-        prep.phase_seconds["estimate_keypoints"] = round(time.perf_counter() - t0, 3)
-    _report(on_progress, 0.5, "features ready")
-    out = []
-    for i, name in enumerate(presets):
-        cfg = get_preset(name, len(prep.index.classes), fc_width(prep.backbone_state))
-        n_epochs = (10 if epochs is None else epochs) if cfg.trained else 0
-        out.append(_run_preset(name, cfg, replace(base, epochs=n_epochs), prep, seed=seed,
-                               progress=progress, init_from=init_from, reuse_finished=reuse_finished))
-        _report(on_progress, 0.5 + 0.5 * (i + 1) / len(presets), f"trained {name}")
+    if job.keypoints not in KEYPOINT_SOURCES:
+        raise RunError(None, f"unknown keypoint source {job.keypoints!r}; choose from {', '.join(KEYPOINT_SOURCES)}")
+    if not job.seeds:
+        raise RunError(None, "no seeds to train with")
+    dev, progress = engine.setup(job.device, job.progress)
+    recipe = job.recipe
+    out, total = [], len(presets) * len(job.seeds)
+    for k, seed in enumerate(job.seeds):
+        prep = _prepare(job, seed=seed, device=dev)
+        if job.init_from is not None:      # fail before the long feature pass, not after it
+            _check_init_from(Path(job.init_from), list(prep.index.classes))
+        if recipe.feature_cache and any(PRESETS[p].feature_cacheable for p in presets):
+            t0 = time.perf_counter()
+            prep.features = _shared_features(
+                prep, image_size=recipe.image_size, batch_size=recipe.batch_size, margin=recipe.margin,
+                progress=progress and k == 0,
+                on_progress=None if on_progress is None or k else (lambda f, m: on_progress(0.5 * f, m)))
+            prep.phase_seconds["features"] = round(time.perf_counter() - t0, 3)
+        if job.keypoints == "estimated" and any(PRESETS[p].use_keypoints for p in presets):
+            t0 = time.perf_counter()
+            _estimate_keypoints(prep, margin=recipe.margin, progress=progress and k == 0)
+            prep.phase_seconds["estimate_keypoints"] = round(time.perf_counter() - t0, 3)
+        _report(on_progress, 0.5, "features ready")
+        for name in presets:
+            cfg = get_preset(name, len(prep.index.classes), fc_width(prep.backbone_state))
+            out.append(_run_preset(name, cfg, replace(recipe, epochs=recipe.epochs if cfg.trained else 0), prep,
+                                   seed=seed, job=job, progress=progress))
+            _report(on_progress, 0.5 + 0.5 * len(out) / total, f"trained {name} (seed {seed})")
     return out
 
 
@@ -428,68 +435,59 @@ def _batches(cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prepared, seed: in
 
 
 def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prepared, *, seed: int,
-                progress: bool, init_from=None, reuse_finished: bool = False) -> Path:
+                job: ClassifierJob, progress: bool) -> Path:
+    """One run: data, model, loss and metric are the classifier's; the rest is the lifecycle."""
     batches, use_features = _batches(cfg, tcfg, prep, seed)
-    info = _run_info(name, cfg, tcfg, prep, seed=seed, init_from=init_from, use_features=use_features)
-    if reuse_finished:
-        done = find_run(prep.runs_dir, info.identity(), finished=True) if D.is_main_process() else None
-        done = D.broadcast_object(done)    # torchrun: every rank follows rank 0's choice
-        if done is not None:
-            print(f"{name}: reusing finished run {done.name}", flush=True)
-            return done
-    # Seed the head's init here: the same preset and seed give the same run whether it is
-    # trained alone, inside a grid, on cached features or through the backbone.
-    torch.manual_seed(seed)
-    model = build_classifier(cfg, prep.backbone_state)
-    if init_from is not None:
-        _check_init_from(Path(init_from), info.data.classes)
-        load_trained_weights(model, load_weights(Path(init_from) / WEIGHTS), Path(init_from) / WEIGHTS)
-    model = model.to(prep.device)
-    if not use_features:
-        model = model.to(memory_format=torch.channels_last)
+    info = _run_info(name, cfg, tcfg, prep, seed=seed, init_from=job.init_from, use_features=use_features)
+    with engine.RunLifecycle.open(prep.runs_dir, info, HISTORY_COLUMNS, reuse_finished=job.reuse_finished) as run:
+        if run.reused is not None:
+            return run.reused
+        # Seed the head's init here: the same preset and seed give the same run whether it is
+        # trained alone, inside a grid, on cached features or through the backbone.
+        torch.manual_seed(seed)
+        model = build_classifier(cfg, prep.backbone_state)
+        if job.init_from is not None:
+            init = Path(job.init_from) / WEIGHTS
+            load_trained_weights(model, load_weights(init), init)
+        if run.resumed_model is not None:
+            load_trained_weights(model, run.resumed_model, run.writer.last)
+        model = model.to(prep.device)
+        if not use_features:
+            model = model.to(memory_format=torch.channels_last)
 
-    writer = RunWriter.open(prep.runs_dir, info)
-    resumed = engine.resume(writer)
-    state = resumed.state if resumed else engine.FitState()
-    if resumed:
-        load_trained_weights(model, resumed.model, writer.last)
-    writer.write_history(state.history, HISTORY_COLUMNS)
-
-    t0 = time.perf_counter()
-    if tcfg.epochs > 0:
-        train_model = wrap_ddp(model, prep.device)
-        optimizer, scheduler = make_optimizer(model, tcfg)
-        state = engine.fit(
-            optimizer=optimizer, scheduler=scheduler, epochs=tcfg.epochs, seed=seed, metric="acc",
-            batches=batches["train"], state=state, progress=progress,
-            train_epoch=lambda e: train_one_epoch(train_model, batches["train"], optimizer, prep.device,
-                                                  progress=progress, desc=f"epoch {e}"),
-            evaluate=lambda e: evaluate(model, batches["val"], prep.device),
-            weights=model.trainable_state_dict,
-            on_epoch=engine.EpochWriter(writer, HISTORY_COLUMNS, model.trainable_state_dict))
-    t1 = time.perf_counter()
-    if state.best_weights is not None:
-        load_trained_weights(model, state.best_weights, writer.path / WEIGHTS)
-    else:                                  # untrained baseline: its random head is the "weights"
-        writer.write_weights(model.trainable_state_dict())
-    val = evaluate(model, batches["val"], prep.device)
-    test = evaluate(model, batches["test"], prep.device, progress=progress, desc="test")
-    estimated = prep.estimated["test"] if cfg.use_keypoints and prep.keypoints == "estimated" else None
-    writer.write_table(PREDICTIONS, predictions_frame(prep.index, test, estimated, margin=tcfg.margin))
-    t2 = time.perf_counter()
-    phases = writer.info.phase_seconds
-    phases["train"] = round(phases.get("train", 0) + t1 - t0, 3)
-    phases["evaluate"] = round(t2 - t1, 3)
-    return writer.finish(_metrics(cfg, state, val, test))
+        t0 = time.perf_counter()
+        state = run.state
+        if tcfg.epochs > 0:
+            train_model = D.wrap_ddp(model, prep.device, ENTRIES)
+            optimizer, scheduler = make_optimizer(model, tcfg)
+            state = engine.fit(engine.FitPlan(
+                optimizer=optimizer, scheduler=scheduler, epochs=tcfg.epochs, seed=seed, metric="acc",
+                batches=batches["train"], weights=model.trainable_state_dict,
+                train_epoch=lambda e: train_one_epoch(train_model, batches["train"], optimizer, prep.device,
+                                                      progress=progress, desc=f"epoch {e}"),
+                evaluate=lambda e: evaluate(model, batches["val"], prep.device)),
+                state, on_epoch=run.epoch_writer(model.trainable_state_dict), progress=progress)
+        t1 = time.perf_counter()
+        if state.best_weights is not None:
+            load_trained_weights(model, state.best_weights, run.path / WEIGHTS)
+        else:                                  # untrained baseline: its random head is the "weights"
+            run.writer.write_weights(model.trainable_state_dict())
+        val = evaluate(model, batches["val"], prep.device)
+        test = evaluate(model, batches["test"], prep.device, progress=progress, desc="test")
+        estimated = prep.estimated["test"] if cfg.use_keypoints and prep.keypoints == "estimated" else None
+        run.writer.write_table(PREDICTIONS, predictions_frame(prep.index, test, estimated, margin=tcfg.margin))
+        run.add_seconds(train=t1 - t0)
+        run.info.phase_seconds["evaluate"] = round(time.perf_counter() - t1, 3)
+        return run.finish(_metrics(cfg, state, val, test))
 
 
-def _metrics(cfg: ClassifierConfig, state: engine.FitState, val: dict, test: dict) -> dict:
-    cm = confusion_matrix(test["probs"].argmax(1), test["labels"], cfg.num_classes)
+def _metrics(cfg: ClassifierConfig, state: engine.FitState, val: ClassifierEval, test: ClassifierEval) -> dict:
+    cm = confusion_matrix(test.probs.argmax(1), test.labels, cfg.num_classes)
     f1 = per_class_report(cm)["f1"]
-    return {"headline": "test_acc", "test_acc": test["acc"], "test_loss": test["loss"],
-            "val_acc": val["acc"], "val_loss": val["loss"], "best_epoch": state.best_epoch,
+    return {"headline": "test_acc", "test_acc": test.acc, "test_loss": test.loss,
+            "val_acc": val.acc, "val_loss": val.loss, "best_epoch": state.best_epoch,
             "test_macro_f1": float(np.nanmean(f1)) if np.isfinite(f1).any() else float("nan"),
-            "num_test": int(len(test["labels"])), "epochs_run": state.epoch}
+            "num_test": int(len(test.labels)), "epochs_run": engine.trained_epochs(state)}
 
 
 def _check_init_from(path: Path, classes: list[str]) -> None:
@@ -508,7 +506,7 @@ def predictions_frame(index: PoseIndex, test: dict, estimated: np.ndarray | None
     column in scene pixels beside the annotation's ``keypoints``."""
     samples = index.splits.get("test", [])
     classes = list(index.classes)
-    probs, labels = test["probs"], test["labels"]
+    probs, labels = test.probs, test.labels
     pred = probs.argmax(1) if len(probs) else np.zeros(0, np.int64)
     df = pd.DataFrame([_sample_columns(s) for s in samples],
                       columns=["sample_id", "image_path", "image_id", "person_index", "bbox", "keypoints"])

@@ -51,6 +51,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from core.heatmaps import apply_affine, invert_affine  # noqa: F401  (re-exported: the estimator's maps)
+
 # --------------------------------------------------------------------------- anchors
 
 DETECTOR_SIZE = 224        # pose_detection.tflite input, pixels (square)
@@ -219,27 +221,6 @@ def heatmap_affine(roi: np.ndarray) -> np.ndarray:
     a = roi_affine(roi, HEATMAP_SIZE)
     a[:, 2] -= a[:, :2] @ np.array([HEATMAP_SHIFT, HEATMAP_SHIFT])
     return a
-
-
-def invert_affine(affine: np.ndarray) -> np.ndarray:
-    """(..., 2, 3) -> (..., 2, 3): the inverse map, exact up to float rounding."""
-    a = np.asarray(affine, dtype=np.float64)
-    m = a[..., :2]
-    det = m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
-    inv = np.stack([np.stack([m[..., 1, 1], -m[..., 0, 1]], -1),
-                    np.stack([-m[..., 1, 0], m[..., 0, 0]], -1)], -2) / det[..., None, None]
-    t = -np.einsum("...ij,...j->...i", inv, a[..., 2])
-    return np.concatenate([inv, t[..., None]], axis=-1)
-
-
-def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """``points`` (..., K, 2) through ``affine`` (..., 2, 3) -> (..., K, 2).
-
-    Leading dimensions broadcast: points (T, K, 2) with affine (T, 2, 3), or one affine
-    (2, 3) for all. float64 arithmetic."""
-    p = np.asarray(points, dtype=np.float64)
-    a = np.asarray(affine, dtype=np.float64)
-    return np.einsum("...ij,...kj->...ki", a[..., :2], p) + a[..., None, :, 2]
 
 
 def heatmap_to_image(points_uv: np.ndarray, affine: np.ndarray) -> np.ndarray:

@@ -50,8 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.heatmaps import bbox_norm, clamp_to_heatmap, default_sigma, image_to_heatmap
 from core.keypoints import TEMPORAL25
-from core.temporal.heatmaps import bbox_norm, clamp_to_heatmap, default_sigma, image_to_heatmap
 
 
 @dataclass(frozen=True)

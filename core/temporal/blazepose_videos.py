@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from core.estimator.blazepose import BlazePose, VideoPoses
-from core.temporal.heatmaps import pool_heatmaps
+from core.heatmaps import pool_heatmaps
 from core.temporal.videos import K, Video
 
 NATIVE = 64                 # BlazePose's heatmap side

@@ -26,11 +26,11 @@ import torch
 from tqdm.auto import tqdm
 
 from core.errors import DataError, RunError
+from core.heatmaps import decode_heatmaps, pool_heatmaps, to_image
 from core.io import atomic_path, atomic_write
 from core.keypoints import TEMPORAL25
-from core.models import load_model
 from core.runs import Run, load_run
-from core.temporal.heatmaps import decode_heatmaps, pool_heatmaps, to_image
+from core.temporal.models import model_from_run
 from core.temporal.sequences import INDEX, _read_index
 from core.temporal.videos import Video, load_video
 from core.temporal.windows import video_frames
@@ -125,7 +125,7 @@ def refine_dataset(*, run: str | Path, data: str | Path, out: str | Path | None 
     videos = read_videos(data)
     if not videos:
         raise DataError(data, "holds no video")
-    model = load_model(r)
+    model = model_from_run(r).eval()
     k = int(r.info.config["model"].get("frames", 5))
     size = _run_heatmap_size(r)
     results = [refine_video(model, v, k=k, size=size) for v in tqdm(videos, desc="refine", unit="video",

@@ -38,11 +38,11 @@ import pandas as pd
 import torch
 
 from core.errors import DataError, RunError
+from core.heatmaps import normalize_heatmaps, to_heatmap, to_image
 from core.images import open_image
 from core.io import resolve_inside
 from core.keypoints import TEMPORAL25, side_merged_name
 from core.metrics import PCK_THRESHOLDS, pool
-from core.temporal.heatmaps import normalize_heatmaps, to_heatmap, to_image
 from core.temporal.videos import Video, load_video
 
 THRESHOLD_ROW = "threshold_px"      # the pck.csv row holding mean a*s in heatmap pixels

@@ -1,31 +1,34 @@
-"""Training and evaluation of the temporal refinement models on ``core.engine.fit``.
+"""Training and evaluation of the temporal refinement models on ``core.engine``.
 
 Plain functions in the torchvision-reference style:
 
-    train_one_epoch(model, batches, optimizer, device, ...) -> {"loss", "pck"}
-    evaluate(model, batches, device, ...)                   -> {"loss", "pck", "count", arrays...}
+    train_one_epoch(model, batches, optimizer, device, ...) -> engine.EpochScore
+    evaluate(model, batches, device, ...)                   -> TemporalEval
     fit(model, train_batches, val_batches, cfg, device, ...) -> engine.FitState
 
-and the two entry points the CLI calls, ``train_temporal`` and ``train_temporal_grid``,
-which write run folders through ``core.runs.RunWriter`` (run.json, history.csv,
-predictions.parquet, pck.csv, weights.safetensors, metrics.json last).
+and the entry points the CLI calls: ``train_temporal_grid(job)`` runs every ``ModelPlan``
+of a ``TemporalJob`` once per seed on data loaded once per seed; ``train_temporal(job)``
+is the one-model, one-seed case. Each run goes through ``core.engine.RunLifecycle``
+(reuse, resume, epoch checkpoints, finish: described once there) and writes run.json,
+history.csv, predictions.parquet, pck.csv, weights.safetensors, metrics.json last.
 
-Losses: heatmap models (Conv3D, bi-ConvLSTM) regress the ground-truth Gaussian heatmaps
-with MSE; DeciWatch uses its own two masked L1 terms (``deciwatch_loss_terms``). Every loss
-is masked by ``visible`` (ground truth exists for that frame and keypoint, which is False
-for joints a dataset lacks), so missing joints are never trained towards zero. Under
-torchrun each term's denominator is pooled over ranks (``core.distributed.global_mean``).
+What each model is, and its loss, comes from the registry ``core.temporal.models.ARCHS``.
+Learned models train (Adam + ReduceLROnPlateau on the validation loss, early stopping,
+best epoch by validation PCK@0.05, the untrained model a candidate too); the baselines
+are evaluated only: identity as it is, the classical filters with the parameters that
+score best on the validation split (``tune``).
 
 PCK during training and for the headline is *pooled* (``core.metrics.pooled_pck``): every
 visible keypoint weighs the same. The per-keypoint table (pck.csv) is
-``core.metrics.pck_table``. Optimiser: Adam + ReduceLROnPlateau on the validation loss,
-early stopping; best epoch by validation PCK@0.05.
+``core.metrics.pck_table``. metrics.json also carries what PCK cannot see: velocity and
+acceleration error, jitter, PCK-AUC, the share of left/right-swapped frames and the
+swap-tolerant PCK, for the run and for the identity baseline on the same windows.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,29 +41,27 @@ from tqdm.auto import tqdm
 from core import distributed as D
 from core import engine
 from core.errors import DataError, RunError
-from core.metrics import PCK_THRESHOLDS, pck_table, pooled_pck
-from core.runs import (
-    PCK_CSV,
-    PREDICTIONS,
-    RUN_JSON,
-    DataInfo,
-    RunInfo,
-    RunWriter,
-    find_run,
-    list_runs,
-    load_run,
-    load_weights,
+from core.keypoints import flip_permutation
+from core.metrics import (
+    PCK_THRESHOLDS,
+    acceleration_error,
+    jitter,
+    pck_auc,
+    pck_table,
+    pooled_pck,
+    swap_tolerant_pck,
+    swapped_frames,
+    velocity_error,
 )
-from core.temporal.ddp import wrap_ddp
-from core.temporal.heatmaps import decode_heatmaps
+from core.runs import PCK_CSV, PREDICTIONS, RUN_JSON, DataInfo, RunInfo, list_runs, load_run, load_weights
 from core.temporal.models import (
-    TRAINABLE_ARCHS,
-    Identity,
-    TemporalConfig,
+    ARCHS,
+    BASELINES,
+    LEARNED,
     build_temporal,
     config_from_dict,
     config_to_dict,
-    deciwatch_loss_terms,
+    get_arch,
     load_state,
     make_config,
 )
@@ -73,13 +74,14 @@ from core.temporal.windows import WindowBatches, make_window_datasets
 LR_FINETUNE = 1e-4
 LR_SCRATCH = 1e-3
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_pck", "val_loss", "val_pck", "lr", "seconds"]
+ENTRIES = ("forward", "forward_train")     # the methods a temporal model trains through (DDP routes both)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 30               # upper bound; early stopping usually ends sooner
     batch_size: int = 16           # the study's batch size
-    lr: float = LR_SCRATCH         # Adam learning rate (see LR_FINETUNE / LR_SCRATCH)
+    lr: float | None = None        # Adam learning rate; None: LR_FINETUNE with --init-from, else LR_SCRATCH
     weight_decay: float = 0.0      # Adam weight decay
     plateau_factor: float = 0.5    # ReduceLROnPlateau: lr *= factor ...
     plateau_patience: int = 2      # ... after this many epochs without val-loss gain
@@ -89,62 +91,77 @@ class TrainConfig:
     amp: bool = True               # bf16 autocast, on CUDA only (CPU bf16 is slower here)
 
 
-# ----------------------------------------------------------------------------- losses
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model of a job: its arch, its config and its recipe."""
+    arch: str                                  # a name of ARCHS
+    model: dict[str, Any] = field(default_factory=dict)   # config overrides (an --init-from run's config wins)
+    recipe: TrainConfig | None = None          # how it trains; None: default_recipe(arch). Baselines
+                                               # use only batch_size and train_stride
+
+
+@dataclass(frozen=True)
+class TemporalJob:
+    """What ``python -m core train|grid temporal`` runs: which models and seeds, on which
+    sequence dataset, into which runs folder."""
+    data: Path                                 # a sequence dataset (folder, index.json, .npz, Penn Action, BRACE)
+    runs_dir: Path                             # receives the run folders
+    plans: tuple[ModelPlan, ...] = tuple(ModelPlan(a) for a in LEARNED + BASELINES)
+    seeds: tuple[int, ...] = (0,)              # seeds of the split by video, init, batch order, dropout
+    device: str = "auto"                       # auto = CUDA when there is one
+    init_from: Path | None = None              # fine-tune from a run (or, for a grid, a folder of runs)
+    reuse_finished: bool = False               # return a finished identical run instead of training
+    progress: bool = True                      # progress bars (rank 0 only)
+
+
+@dataclass
+class TemporalEval:
+    """``evaluate``'s result over a split. Arrays (W windows, T frames, K keypoints):
+    pred, gt, input (W, T, K, 2) heatmap px; visible (W, T, K); norm (W, T); video, start (W,)."""
+    loss: float
+    pred: np.ndarray
+    gt: np.ndarray
+    input: np.ndarray
+    visible: np.ndarray
+    norm: np.ndarray
+    video: np.ndarray
+    start: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.pred.shape[0])
+
+    @property
+    def pck(self) -> np.ndarray:
+        """Pooled PCK at ``PCK_THRESHOLDS`` (A,)."""
+        return pooled_pck(self.pred, self.gt, self.visible, self.norm)
+
+    @property
+    def identity_pck(self) -> np.ndarray:
+        return pooled_pck(self.input, self.gt, self.visible, self.norm)
+
+    @property
+    def score(self) -> float:   # what picks the best epoch: PCK@0.05
+        return float(self.pck[0])
+
+
+# ----------------------------------------------------------------------------- train / eval
 
 def _to(batch: dict, device: torch.device) -> dict:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
             for k, v in batch.items()}
 
 
-LossTerms = list  # [(weight, sum, count)]: loss = sum of weight * sum / max(count, 1)
-
-
-def loss_terms(model: nn.Module, batch: dict) -> tuple[LossTerms, torch.Tensor]:
-    """(the loss as (weight, sum, count) terms, predicted keypoints (B, T, K, 2) in heatmap
-    px) for one batch on its device. Heatmap models: one term, the squared error summed
-    over counted maps (mean over pixels) and their count; DeciWatch: its two L1 terms.
-
-    Terms rather than a loss so that the denominators can be pooled: over all ranks in a
-    distributed step, over all batches in ``evaluate``.
-    """
-    x = batch["heatmaps"]                                         # (B, T, K, H, W)
-    mask = batch["visible"]                                       # (B, T, K) bool
-    size = tuple(x.shape[-2:])
+def loss_terms(model: nn.Module, batch: dict):
+    """(loss terms, predicted keypoints (B, T, K, 2) heatmap px) of the model's own loss
+    (``core.temporal.models.losses``) for one batch on its device."""
     base = D.unwrap(model)
-    if base.output_kind == "coords":
-        denoised, recovered = model.forward_train(x)              # normalised coords
-        terms = deciwatch_loss_terms(base, denoised.float(), recovered.float(), batch["keypoints"],
-                                     mask, size)
-        return terms, base.denormalise(recovered.detach().float(), size)
-    out = model(x).float()                                        # (B, T, K, H, W)
-    per_map = (out - batch["target"]).pow(2).mean(dim=(-2, -1))   # (B, T, K)
-    m = mask.float()
-    terms = [(1.0, (per_map * m).sum(), m.sum())]
-    if isinstance(base, Identity):
-        # The dataset decoded the estimator's peaks from float32 maps; the windows carry
-        # float16 copies. Using its locations keeps the identity run exactly equal to
-        # every run's identity_pck columns.
-        return terms, batch["input_keypoints"].float()
-    pred, _ = decode_heatmaps(out)                                # (B, T, K, 2), no grad
-    return terms, pred
+    return ARCHS[base.cfg.arch].loss(model, base, batch)
 
-
-def combine_terms(terms: LossTerms) -> torch.Tensor:
-    """sum of weight * sum / max(count, 1)."""
-    return sum(w * total / torch.as_tensor(c).clamp(min=1) for w, total, c in terms)
-
-
-def compute_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, predicted keypoints (B, T, K, 2) in heatmap px) for one batch on its device."""
-    terms, pred = loss_terms(model, batch)
-    return combine_terms(terms), pred
-
-
-# ----------------------------------------------------------------------------- train / eval
 
 def train_one_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer,
                     device: torch.device, *, amp: bool = True, grad_clip: float | None = 1.0,
-                    epoch: int = 0, progress: bool = False) -> dict[str, float]:
+                    epoch: int = 0, progress: bool = False) -> engine.EpochScore:
     """One pass over ``batches``; returns mean loss and pooled train PCK@0.05.
 
     Under torchrun each rank holds its share of the global batch (``WindowBatches``) and
@@ -181,21 +198,19 @@ def train_one_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer,
         scored += vis.sum()
     finite.check()
     total, n, hits, scored = D.all_reduce_sum(total, n, hits, scored)
-    return {"loss": total / max(n, 1), "pck": hits / scored if scored else math.nan}
+    return engine.EpochScore(loss=float(total / max(n, 1)), score=float(hits / scored) if scored else math.nan,
+                             count=int(n))
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches, device: torch.device, *, amp: bool = True,
-             progress: bool = False, desc: str = "eval") -> dict[str, Any]:
-    """Loss and PCK over ``batches``, plus the arrays predictions.parquet is made of.
+             progress: bool = False, desc: str = "eval") -> TemporalEval:
+    """Loss, PCK and the arrays predictions.parquet is made of, over ``batches``.
 
     The loss pools its terms over the whole split (sum of errors / number of counted
     keypoints), so it does not depend on how the windows are batched or sharded. Under
     torchrun each rank evaluates its contiguous share and the arrays are gathered in
     rank order, i.e. in window order.
-
-    Returned arrays (W = windows, T frames, K keypoints): pred, gt, input (W, T, K, 2),
-    visible (W, T, K), norm (W, T), video, start (W,).
     """
     model = D.unwrap(model)
     model.eval()
@@ -224,30 +239,45 @@ def evaluate(model: nn.Module, batches, device: torch.device, *, amp: bool = Tru
         out = {k: D.all_gather_cat(v) for k, v in out.items()}
         sums[:, 1:] = np.asarray(D.all_reduce_sum(*sums[:, 1:].reshape(-1))).reshape(-1, 2)
     out = {k: v.numpy() for k, v in out.items()}
-    out["loss"] = float(sum(w * t / max(c, 1) for w, t, c in sums))
-    out["count"] = int(out["pred"].shape[0])
-    out["pck_all"] = pooled_pck(out["pred"], out["gt"], out["visible"], out["norm"])
-    out["identity_pck_all"] = pooled_pck(out["input"], out["gt"], out["visible"], out["norm"])
-    out["pck"] = float(out["pck_all"][0])
-    return out
+    return TemporalEval(loss=float(sum(w * t / max(c, 1) for w, t, c in sums)), **out)
 
 
 def fit(model: nn.Module, train_batches, val_batches, cfg: TrainConfig, device: torch.device, *,
         seed: int = 0, progress: bool = True, state: engine.FitState | None = None,
         on_epoch: Callable[[engine.FitState, bool], None] | None = None) -> engine.FitState:
     """Adam + ReduceLROnPlateau(val loss) + early stopping; best epoch by val PCK@0.05
-    (``engine.fit``). ``state`` continues a resumed run."""
+    (``engine.fit``, the untrained model a candidate). ``state`` continues a resumed run;
+    ``cfg.lr`` must be resolved (``resolve_recipe``)."""
     base = D.unwrap(model)          # state dicts without DDP's prefixes
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
-    return engine.fit(
+    return engine.fit(engine.FitPlan(
         optimizer=optimizer, scheduler=scheduler, epochs=cfg.epochs, seed=seed, metric="pck",
-        batches=train_batches, state=state, early_stop_patience=cfg.early_stop_patience,
-        progress=progress, on_epoch=on_epoch, weights=base.state_dict,
+        batches=train_batches, early_stop_patience=cfg.early_stop_patience, weights=base.state_dict,
         train_epoch=lambda e: train_one_epoch(model, train_batches, optimizer, device, amp=cfg.amp,
                                               grad_clip=cfg.grad_clip, epoch=e, progress=progress),
-        evaluate=lambda e: evaluate(model, val_batches, device, amp=cfg.amp, desc=f"epoch {e} val"))
+        evaluate=lambda e: evaluate(model, val_batches, device, amp=cfg.amp, desc=f"epoch {e} val")),
+        state, on_epoch=on_epoch, progress=progress)
+
+
+def tune(arch: str, cfg, val_batches, device: torch.device) -> tuple[Any, list[dict]]:
+    """A baseline's config with the candidate parameters that score best on validation
+    (PCK@0.05, then PCK@0.1 on a tie; the first of equals), and the table of every
+    candidate tried. Arches without candidates come back unchanged."""
+    candidates = ARCHS[arch].candidates
+    if candidates is None:
+        return cfg, []
+    table, best, best_key = [], cfg, None
+    for overrides in candidates(cfg.frames):
+        trial = replace(cfg, **overrides)
+        ev = evaluate(build_temporal(trial).to(device), val_batches, device, desc=f"tune {arch}")
+        pck = ev.pck
+        table.append({**overrides, **{f"val_pck@{a:g}": float(v) for a, v in zip(PCK_THRESHOLDS, pck)}})
+        key = (float(np.nan_to_num(pck[0], nan=-1)), float(np.nan_to_num(pck[1], nan=-1)))
+        if best_key is None or key > best_key:
+            best, best_key = trial, key
+    return best, table
 
 
 # ----------------------------------------------------------------------------- data on the device
@@ -287,25 +317,25 @@ def _frames_fit_on(device: torch.device, nbytes: int, share: float = 0.5) -> boo
 
 # ----------------------------------------------------------------------------- outputs
 
-def predictions_frame(ev: dict[str, Any], video_names: list[str], keypoint_names) -> pd.DataFrame:
+def predictions_frame(ev: TemporalEval, video_names: list[str], keypoint_names) -> pd.DataFrame:
     """predictions.parquet rows (contract): one per test frame x keypoint, heatmap px."""
-    w, t, k, _ = ev["pred"].shape
-    frame = (ev["start"][:, None] + np.arange(t)[None]).reshape(-1)          # (W*T,)
-    video = np.asarray(video_names, dtype=object)[ev["video"]]                # (W,)
+    w, t, k, _ = ev.pred.shape
+    frame = (ev.start[:, None] + np.arange(t)[None]).reshape(-1)             # (W*T,)
+    video = np.asarray(video_names, dtype=object)[ev.video]                  # (W,)
     rep = lambda a: np.repeat(a, k)                                          # noqa: E731
-    vis = ev["visible"].reshape(-1).astype(bool)
-    err = np.linalg.norm(ev["pred"] - ev["gt"], axis=-1).reshape(-1)
-    ierr = np.linalg.norm(ev["input"] - ev["gt"], axis=-1).reshape(-1)
+    vis = ev.visible.reshape(-1).astype(bool)
+    err = np.linalg.norm(ev.pred - ev.gt, axis=-1).reshape(-1)
+    ierr = np.linalg.norm(ev.input - ev.gt, axis=-1).reshape(-1)
     df = pd.DataFrame({
         "video": rep(np.repeat(video, t)).astype(str),
         "frame": rep(frame).astype(np.int64),
         "keypoint": np.tile(np.arange(k), w * t).astype(np.int64),
         "keypoint_name": np.tile(np.asarray(keypoint_names, dtype=object), w * t).astype(str),
-        "gt_x": ev["gt"][..., 0].reshape(-1), "gt_y": ev["gt"][..., 1].reshape(-1),
+        "gt_x": ev.gt[..., 0].reshape(-1), "gt_y": ev.gt[..., 1].reshape(-1),
         "visible": vis,
-        "input_x": ev["input"][..., 0].reshape(-1), "input_y": ev["input"][..., 1].reshape(-1),
-        "pred_x": ev["pred"][..., 0].reshape(-1), "pred_y": ev["pred"][..., 1].reshape(-1),
-        "norm": rep(ev["norm"].reshape(-1)),
+        "input_x": ev.input[..., 0].reshape(-1), "input_y": ev.input[..., 1].reshape(-1),
+        "pred_x": ev.pred[..., 0].reshape(-1), "pred_y": ev.pred[..., 1].reshape(-1),
+        "norm": rep(ev.norm.reshape(-1)),
         "error_px": np.where(vis, err, np.nan),
         "input_error_px": np.where(vis, ierr, np.nan),
     })
@@ -317,22 +347,47 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape((-1,) + a.shape[2:])
 
 
-def _metrics(val: dict, test: dict, state: engine.FitState, trained: bool) -> dict[str, Any]:
+def motion_metrics(pred: np.ndarray, ev: TemporalEval, flip: np.ndarray) -> dict[str, float]:
+    """What PCK cannot see, of ``pred`` (W, T, K, 2) against ``ev``'s ground truth, over
+    the same windows: velocity and acceleration error, jitter, PCK-AUC, swapped frames,
+    swap-tolerant PCK (``core.metrics``; heatmap px per frame (squared))."""
+    flat = (_flat(pred), _flat(ev.gt), _flat(ev.visible))
+    out = {"velocity_error": velocity_error(pred, ev.gt, ev.visible),
+           "accel_error": acceleration_error(pred, ev.gt, ev.visible),
+           "jitter": jitter(pred),
+           "pck_auc": pck_auc(*flat, _flat(ev.norm)),
+           "swapped_frames": float(swapped_frames(*flat, flip)[_flat(ev.visible).any(-1)].mean())
+           if ev.visible.any() else math.nan}
+    tolerant = swap_tolerant_pck(*flat, _flat(ev.norm), flip)
+    out.update({f"swap_tolerant_pck@{a:g}": float(v) for a, v in zip(PCK_THRESHOLDS, tolerant)})
+    return out
+
+
+def _metrics(val: TemporalEval, test: TemporalEval, state: engine.FitState, names) -> dict[str, Any]:
     metrics: dict[str, Any] = {"headline": "test_pck@0.05"}
-    for i, a in enumerate(PCK_THRESHOLDS):
-        metrics[f"test_pck@{a:g}"] = float(test["pck_all"][i])
-    for i, a in enumerate(PCK_THRESHOLDS):
-        metrics[f"identity_pck@{a:g}"] = float(test["identity_pck_all"][i])
+    for prefix, values in (("test", test.pck), ("identity", test.identity_pck)):
+        metrics.update({f"{prefix}_pck@{a:g}": float(v) for a, v in zip(PCK_THRESHOLDS, values)})
+    flip = flip_permutation(tuple(names))
+    for prefix, pred in (("test", test.pred), ("identity", test.input)):
+        metrics.update({f"{prefix}_{k}": v for k, v in motion_metrics(pred, test, flip).items()})
+    metrics["gt_jitter"] = jitter(np.where(test.visible[..., None], test.gt, np.nan))   # the true motion's
     metrics.update({
-        "val_pck@0.05": val["pck"], "val_loss": val["loss"], "test_loss": test["loss"],
-        "best_epoch": state.best_epoch, "epochs_run": len(state.history) if trained else 0,
-        "stopped_early": state.stopped_early, "num_test_windows": int(test["pred"].shape[0]),
-        "num_test_frames": int(test["pred"].shape[0] * test["pred"].shape[1]),
+        "val_pck@0.05": val.score, "val_loss": val.loss, "test_loss": test.loss,
+        "best_epoch": state.best_epoch, "epochs_run": engine.trained_epochs(state),
+        "stopped_early": state.stopped_early, "num_test_windows": test.count,
+        "num_test_frames": int(test.pred.shape[0] * test.pred.shape[1]),
     })
     return metrics
 
 
 # ----------------------------------------------------------------------------- one run
+
+@dataclass
+class _Data:
+    """A seed's data, loaded and windowed once for every model of a grid."""
+    index: SequenceIndex
+    datasets: dict | None = None
+
 
 def _resolve_init(init_from: Path, arch: str):
     """The finished temporal run to fine-tune from; RunError when it does not fit ``arch``."""
@@ -344,21 +399,31 @@ def _resolve_init(init_from: Path, arch: str):
     return run
 
 
-def _configs(arch: str, init_run, *, epochs, batch_size, lr, model_overrides, train_overrides,
-             keypoints: int, root) -> tuple[TemporalConfig, TrainConfig]:
-    """The model config (the init run's own when fine-tuning) and the training config."""
-    model_cfg = (config_from_dict(init_run.info.config["model"]) if init_run is not None
-                 else make_config(arch, **(model_overrides or {})))
-    if model_cfg.keypoints != keypoints:
-        raise DataError(root, f"has {keypoints} keypoints; the {arch} model expects {model_cfg.keypoints}")
-    overrides = dict(train_overrides or {})
-    known = {f.name for f in fields(TrainConfig)}
-    if set(overrides) - known:
-        raise ValueError(f"TrainConfig has no field(s) {sorted(set(overrides) - known)}")
-    overrides.setdefault("lr", LR_FINETUNE if init_run is not None else LR_SCRATCH)
-    given = dict(epochs=epochs, batch_size=batch_size, lr=lr)
-    overrides.update({k: v for k, v in given.items() if v is not None})
-    return model_cfg, replace(TrainConfig(), **overrides)
+def default_recipe(arch: str, **overrides: Any) -> TrainConfig:
+    """``TrainConfig`` with the arch's own defaults (``Arch.recipe``: DeciWatch trains
+    longer) and then ``overrides`` (None values skipped: "not given")."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return replace(TrainConfig(), **{**get_arch(arch).recipe, **given})
+
+
+def resolve_recipe(recipe: TrainConfig, init_run) -> TrainConfig:
+    """The recipe with its learning rate settled: 1e-4 when fine-tuning, else 1e-3."""
+    if recipe.lr is not None:
+        return recipe
+    return replace(recipe, lr=LR_FINETUNE if init_run is not None else LR_SCRATCH)
+
+
+def _model_config(plan: ModelPlan, init_run, keypoints: int, root):
+    """The model config: the init run's own when fine-tuning, else the arch's default with
+    the plan's overrides."""
+    try:
+        cfg = (config_from_dict(init_run.info.config["model"]) if init_run is not None
+               else make_config(plan.arch, **plan.model))
+    except ValueError as e:
+        raise RunError(None, f"{plan.arch}: {e}") from None
+    if cfg.keypoints != keypoints:
+        raise DataError(root, f"has {keypoints} keypoints; the {plan.arch} model expects {cfg.keypoints}")
+    return cfg
 
 
 def _run_info(arch: str, model_cfg, train_cfg: TrainConfig, index: SequenceIndex, datasets: dict, *,
@@ -375,93 +440,85 @@ def _run_info(arch: str, model_cfg, train_cfg: TrainConfig, index: SequenceIndex
                    distributed=D.describe())
 
 
-def train_temporal(*, data, arch: str, runs_dir, epochs: int | None = None, device: str = "auto",
-                   seed: int = 0, batch_size: int | None = None, lr: float | None = None,
-                   init_from=None, progress: bool = True, index: SequenceIndex | None = None,
-                   model_overrides: dict[str, Any] | None = None,
-                   train_overrides: dict[str, Any] | None = None,
-                   on_epoch: Callable[[int, dict], None] | None = None,
-                   datasets: dict | None = None, reuse_finished: bool = False) -> Path:
-    """Train (or, for ``identity``, only evaluate) one model; returns its run folder.
+def train_temporal(job: TemporalJob, on_epoch: Callable[[int, dict], None] | None = None) -> Path:
+    """Train (or, for a baseline, tune and evaluate) the job's one model with its one seed;
+    returns its run folder. ``on_epoch(epoch, history row)`` follows training (rank 0)."""
+    if len(job.plans) != 1 or len(job.seeds) != 1:
+        raise RunError(None, "train_temporal runs one model with one seed; use train_temporal_grid for more")
+    dev, progress = engine.setup(job.device, job.progress)
+    data = _Data(load_sequences(job.data, seed=job.seeds[0]))
+    init = Path(job.init_from) if job.init_from is not None else None
+    return _train_one(job, job.plans[0], job.seeds[0], data, dev, progress, init, on_epoch)
 
-    ``index`` / ``datasets`` let the grid load and window the data once;
-    ``model_overrides`` / ``train_overrides`` change config fields (the demo uses them for
-    small, fast models); ``on_epoch(epoch, history row)`` follows training (rank 0);
-    ``reuse_finished`` returns a finished run of the identical call instead of training.
-    """
-    # The call's steps in the order they happen (data, configs, run folder, training or
-    # evaluation only, the outputs in _finish); each is a line or two, kept in one place.
+
+def _train_one(job: TemporalJob, plan: ModelPlan, seed: int, data: _Data, dev: torch.device, progress: bool,
+               init_from: Path | None, on_epoch: Callable[[int, dict], None] | None) -> Path:
+    """One run: the temporal data, model, loss and metric; the rest is the lifecycle."""
     t_start = time.perf_counter()
-    dev = D.init_distributed(engine.resolve_device(device))   # torchrun: this rank's device
-    progress = progress and D.is_main_process()                 # one set of progress bars
-    index = index if index is not None else load_sequences(data, seed=seed)
-    phases = {"load_data": time.perf_counter() - t_start}
-    init_run = _resolve_init(Path(init_from), arch) if init_from is not None and arch != "identity" else None
-    model_cfg, train_cfg = _configs(arch, init_run, epochs=epochs, batch_size=batch_size, lr=lr,
-                                    model_overrides=model_overrides, train_overrides=train_overrides,
-                                    keypoints=len(index.keypoints), root=index.root)
-    batches, datasets = _batches(datasets, index, train_cfg, model_cfg.frames, seed, dev)
-    info = _run_info(arch, model_cfg, train_cfg, index, datasets, seed=seed, device=dev, init_run=init_run)
-    if reuse_finished:
-        done = D.broadcast_object(find_run(runs_dir, info.identity(), finished=True)
-                                  if D.is_main_process() else None)
-        if done is not None:
-            return done
-
-    torch.manual_seed(seed)
-    model = build_temporal(model_cfg)
-    if init_run is not None:
-        load_state(model, load_weights(init_run.path / "weights.safetensors"), init_run.path)
-    model.to(dev)
-    info.phase_seconds = phases
-    writer = RunWriter.open(runs_dir, info)
-    resumed = engine.resume(writer)
-    state = resumed.state if resumed else engine.FitState()
-    if resumed:
-        model.load_state_dict(resumed.model)
-    report = on_epoch if D.is_main_process() else None
-
+    arch = get_arch(plan.arch)
+    init_run = _resolve_init(init_from, plan.arch) if init_from is not None and not arch.baseline else None
+    model_cfg = _model_config(plan, init_run, len(data.index.keypoints), data.index.root)
+    recipe = resolve_recipe(plan.recipe or default_recipe(plan.arch), init_run)
+    batches, data.datasets = _batches(data.datasets, data.index, recipe, model_cfg.frames, seed, dev)
     t0 = time.perf_counter()
-    trained = any(p.requires_grad for p in model.parameters()) and train_cfg.epochs > 0
-    if trained:
-        state = fit(wrap_ddp(model, dev), batches["train"], batches["val"], train_cfg, dev, seed=seed,
-                    progress=progress, state=state,
-                    on_epoch=engine.EpochWriter(writer, HISTORY_COLUMNS, model.state_dict,
-                                                after=None if report is None else
-                                                (lambda st: report(st.epoch, st.history[-1])),
-                                                metadata={"arch": arch}))
-        model.load_state_dict(state.best_weights)
-        phases["train"] = time.perf_counter() - t0
-    else:
-        # identity (or 0 epochs): evaluated only; history holds one epoch-0 row.
-        va = evaluate(model, batches["val"], dev, amp=train_cfg.amp, desc="val")
-        state.history = [{"epoch": 0, "train_loss": math.nan, "train_pck": math.nan, "val_loss": va["loss"],
-                          "val_pck": va["pck"], "lr": math.nan, "seconds": time.perf_counter() - t0}]
-        writer.write_history(state.history, HISTORY_COLUMNS)
-        if report is not None:
-            report(0, state.history[0])
-        phases["evaluate_val"] = time.perf_counter() - t0
+    model_cfg, tuning = tune(plan.arch, model_cfg, batches["val"], dev)
+    tuned = time.perf_counter() - t0
+    info = _run_info(plan.arch, model_cfg, recipe, data.index, data.datasets, seed=seed, device=dev,
+                     init_run=init_run)
+    info.phase_seconds = {"load_data": round(t0 - t_start, 3), **({"tune": round(tuned, 3)} if tuning else {})}
+    with engine.RunLifecycle.open(job.runs_dir, info, HISTORY_COLUMNS, reuse_finished=job.reuse_finished) as run:
+        if run.reused is not None:
+            return run.reused
+        torch.manual_seed(seed)
+        model = build_temporal(model_cfg)
+        if init_run is not None:
+            load_state(model, load_weights(init_run.path / "weights.safetensors"), init_run.path)
+        if run.resumed_model is not None:
+            model.load_state_dict(run.resumed_model)
+        model.to(dev)
+        report = on_epoch if D.is_main_process() else None
+        t0 = time.perf_counter()
+        state = run.state
+        trained = not arch.baseline and any(p.requires_grad for p in model.parameters()) and recipe.epochs > 0
+        if trained:
+            state = fit(D.wrap_ddp(model, dev, ENTRIES), batches["train"], batches["val"], recipe, dev,
+                        seed=seed, progress=progress, state=state,
+                        on_epoch=run.epoch_writer(model.state_dict, metadata={"arch": plan.arch},
+                                                  after=None if report is None else
+                                                  (lambda st: report(st.epoch, st.history[-1]))))
+            model.load_state_dict(state.best_weights)
+            run.add_seconds(train=time.perf_counter() - t0)
+        else:
+            # a baseline (or 0 epochs): evaluated only; history holds one epoch-0 row.
+            va = evaluate(model, batches["val"], dev, amp=recipe.amp, desc="val")
+            state.history = [{"epoch": 0, "train_loss": math.nan, "train_pck": math.nan, "val_loss": va.loss,
+                              "val_pck": va.score, "lr": math.nan, "seconds": time.perf_counter() - t0}]
+            run.writer.write_history(state.history, HISTORY_COLUMNS)
+            if report is not None:
+                report(0, state.history[0])
+            run.add_seconds(evaluate_val=time.perf_counter() - t0)
+        return _finish(run, model, batches, data.index, state, recipe, dev, progress, tuning, t_start=t_start)
 
-    return _finish(writer, model, batches, index, state, trained, train_cfg, dev, progress, phases,
-                   t_start=t_start)
 
-
-def _finish(writer: RunWriter, model: nn.Module, batches: dict, index: SequenceIndex, state: engine.FitState,
-            trained: bool, cfg: TrainConfig, dev: torch.device, progress: bool, phases: dict, *,
+def _finish(run: engine.RunLifecycle, model: nn.Module, batches: dict, index: SequenceIndex,
+            state: engine.FitState, cfg: TrainConfig, dev: torch.device, progress: bool, tuning: list, *,
             t_start: float) -> Path:
     """Evaluate the best weights on val and test, write predictions, pck.csv, weights,
     then finish the run (metrics.json last)."""
     t0 = time.perf_counter()
     val = evaluate(model, batches["val"], dev, amp=cfg.amp, desc="val")
     test = evaluate(model, batches["test"], dev, amp=cfg.amp, progress=progress, desc="test")
-    phases["evaluate"] = time.perf_counter() - t0
     names = list(index.keypoints)
-    writer.write_table(PREDICTIONS, predictions_frame(test, [v.id for v in index.splits["test"]], names))
-    writer.write_table(PCK_CSV, pck_table(_flat(test["pred"]), _flat(test["gt"]), _flat(test["visible"]),
-                                          _flat(test["norm"]), identity_pred=_flat(test["input"]), names=names))
-    writer.write_weights(model.state_dict(), metadata={"arch": writer.info.name})
-    writer.info.phase_seconds = {**writer.info.phase_seconds, **phases, "total": time.perf_counter() - t_start}
-    return writer.finish(_metrics(val, test, state, trained))
+    run.writer.write_table(PREDICTIONS, predictions_frame(test, [v.id for v in index.splits["test"]], names))
+    run.writer.write_table(PCK_CSV, pck_table(_flat(test.pred), _flat(test.gt), _flat(test.visible),
+                                              _flat(test.norm), identity_pred=_flat(test.input), names=names))
+    run.writer.write_weights(model.state_dict(), metadata={"arch": run.info.name})
+    run.add_seconds(evaluate=time.perf_counter() - t0)
+    run.info.phase_seconds["total"] = round(time.perf_counter() - t_start, 3)
+    metrics = _metrics(val, test, state, names)
+    if tuning:
+        metrics["tuning"] = tuning
+    return run.finish(metrics)
 
 
 # ----------------------------------------------------------------------------- grid
@@ -469,7 +526,7 @@ def _finish(writer: RunWriter, model: nn.Module, batches: dict, index: SequenceI
 def _grid_init(init_from, arch: str):
     """Grid --init-from: a run folder (used for its own arch) or a folder of runs (the
     newest finished temporal run of each arch). None when nothing fits ``arch``."""
-    if init_from is None or arch == "identity":
+    if init_from is None or ARCHS[arch].baseline:
         return None
     init_from = Path(init_from)
     if (init_from / RUN_JSON).exists():
@@ -481,36 +538,23 @@ def _grid_init(init_from, arch: str):
     raise RunError(init_from, f"holds no finished {arch!r} run to fine-tune from")
 
 
-def train_temporal_grid(*, data, archs: list[str] | None = None, runs_dir, epochs: int | None = None,
-                        device: str = "auto", seed: int = 0, batch_size: int | None = None,
-                        lr: float | None = None, init_from=None, progress: bool = True,
-                        model_overrides: dict[str, dict] | None = None,
-                        train_overrides: dict[str, Any] | None = None,
-                        on_run: Callable[[int, int, str], None] | None = None,
+def train_temporal_grid(job: TemporalJob, *, on_run: Callable[[int, int, str], None] | None = None,
                         on_epoch: Callable[[str, int, dict], None] | None = None) -> list[Path]:
-    """The four trainable models (or ``archs``) plus the identity baseline, data loaded once.
-
-    ``model_overrides`` maps arch -> config overrides. ``on_run(i, n, arch)`` is called
-    before each run and ``on_epoch(arch, epoch, row)`` after each epoch (demo progress).
-    """
-    archs = list(archs) if archs else list(TRAINABLE_ARCHS)
-    for a in archs:
-        if a not in TRAINABLE_ARCHS and a != "identity":
-            raise DataError(None, f"unknown temporal arch {a!r}; choose from "
-                                  f"{', '.join(TRAINABLE_ARCHS)}, identity")
-    if "identity" not in archs:
-        archs.append("identity")
-    index = load_sequences(data, seed=seed)
-    datasets = make_window_datasets(index, train_stride=(train_overrides or {}).get(
-        "train_stride", TrainConfig.train_stride))
-    paths = []
-    for i, arch in enumerate(archs):
-        if on_run:
-            on_run(i, len(archs), arch)
-        paths.append(train_temporal(
-            data=data, arch=arch, runs_dir=runs_dir, epochs=epochs, device=device, seed=seed,
-            batch_size=batch_size, lr=lr, init_from=_grid_init(init_from, arch), progress=progress,
-            index=index, model_overrides=(model_overrides or {}).get(arch),
-            train_overrides=train_overrides, datasets=datasets,
-            on_epoch=(lambda e, row, a=arch: on_epoch(a, e, row)) if on_epoch else None))
+    """Every plan of ``job`` once per seed (the identity baseline always among them), the
+    data loaded and windowed once per seed. ``on_run(i, n, arch)`` is called before each
+    run and ``on_epoch(arch, epoch, row)`` after each epoch (the demo's progress)."""
+    plans = list(job.plans)
+    for plan in plans:
+        get_arch(plan.arch)
+    if not any(p.arch == "identity" for p in plans):
+        plans.append(ModelPlan("identity"))
+    dev, progress = engine.setup(job.device, job.progress)
+    paths, n = [], len(plans) * len(job.seeds)
+    for seed in job.seeds:
+        data = _Data(load_sequences(job.data, seed=seed))
+        for plan in plans:
+            if on_run:
+                on_run(len(paths), n, plan.arch)
+            paths.append(_train_one(job, plan, seed, data, dev, progress, _grid_init(job.init_from, plan.arch),
+                                    (lambda e, row, a=plan.arch: on_epoch(a, e, row)) if on_epoch else None))
     return paths

@@ -12,7 +12,7 @@ heatmaps        (T, 25, H, W)      the estimator's raw output per frame (float16
                 float              values allowed, preprocessing clips them). T >= 5.
 boxes           (T, 4) float       the estimator's predicted person box per frame, xyxy in
                                    image pixels; the heatmaps cover exactly this box
-                                   (top-down), see ``core.temporal.heatmaps`` for the mapping.
+                                   (top-down), see ``core.heatmaps`` for the mapping.
 keypoints       (T, 25, 3) float   optional ground truth in image pixels: x, y, visibility
                                    (0 = missing/outside the frame, 1 = occluded, 2 =
                                    visible). NaN x/y are allowed only where visibility is
@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataError
+from core.heatmaps import box_affines
 from core.io import atomic_write
 from core.keypoints import TEMPORAL25
-from core.temporal.heatmaps import box_affines
 
 K = len(TEMPORAL25)
 WINDOW = 5  # k: frames per window of the temporal models

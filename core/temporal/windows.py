@@ -14,9 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from core import distributed as D
-from core.keypoints import TEMPORAL25
-from core.metrics import PCK_THRESHOLDS, pooled_pck
-from core.temporal.heatmaps import (
+from core.heatmaps import (
     affine_scale,
     bbox_norm,
     clamp_to_heatmap,
@@ -26,6 +24,8 @@ from core.temporal.heatmaps import (
     normalize_heatmaps,
     to_heatmap,
 )
+from core.keypoints import TEMPORAL25
+from core.metrics import PCK_THRESHOLDS, pooled_pck
 from core.temporal.videos import WINDOW, K, Video
 
 

@@ -1,7 +1,7 @@
 """DeciWatch (Zeng et al., ECCV 2022), sample-denoise-recover, on a 5-frame window.
 
 DeciWatch refines a pose *sequence*, not heatmaps: coordinates are decoded from the
-estimator's heatmaps (argmax + sub-pixel, ``core.temporal.heatmaps.decode_heatmaps``), then
+estimator's heatmaps (argmax + sub-pixel, ``core.heatmaps.decode_heatmaps``), then
 
 1. sample every ``interval``-th frame (window T = interval * Q + 1, so for T = 5 the
    interval is 2 (Q = 2, frames 0, 2, 4) or 4 (Q = 1, frames 0, 4));
@@ -16,7 +16,14 @@ estimator's heatmaps (argmax + sub-pixel, ``core.temporal.heatmaps.decode_heatma
 
 Losses (``deciwatch_loss``): L1 between the denoised sampled poses and the ground truth
 of those frames, plus L1 between the recovered poses and the ground truth of all frames,
-both masked by visibility. Coordinates inside the model are normalised to [-1, 1] by the
+both masked by visibility, weighted 1 and 5 as in the reference implementation
+(cure-lab/DeciWatch: the recovery is what is scored, the denoising only helps it).
+
+For a 5-frame window the interval is 1, 2 or 4. Interval 1 watches every frame (no
+sampling: DenoiseNet sees all five, the interpolation is the identity); interval 2
+watches frames 0, 2, 4 and must recover 1 and 3 from them, 4 only 0 and 4. The paper's
+saving comes from long windows (interval 10 over 100 frames); in 5 frames every skipped
+frame is evidence thrown away, which is why the demo uses interval 1. Coordinates inside the model are normalised to [-1, 1] by the
 heatmap size so the transformer sees the same scale at any heatmap resolution; outputs
 are returned in heatmap pixels like every other model's decoded output.
 """
@@ -28,14 +35,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.temporal.heatmaps import decode_heatmaps
+from core.heatmaps import decode_heatmaps
 
 
 @dataclass
 class DeciWatchConfig:
     keypoints: int = 25      # K; a token is one frame's K x 2 coordinates
     frames: int = 5          # window length T = interval * Q + 1
-    interval: int = 2        # sample every interval-th frame (2 or 4 for T = 5)
+    interval: int = 2        # sample every interval-th frame (1, 2 or 4 for T = 5: module docstring)
     embed_dim: int = 128     # transformer width
     heads: int = 4           # attention heads (embed_dim % heads == 0)
     encoder_layers: int = 3  # DenoiseNet depth
@@ -43,7 +50,8 @@ class DeciWatchConfig:
     ffn_dim: int = 256       # transformer feed-forward width
     dropout: float = 0.1     # transformer dropout (the paper's value)
     recover_kernel: int = 5  # RecoverNet's temporal conv embedding kernel (odd)
-    denoise_weight: float = 1.0  # weight of the denoise L1 term (recover term has weight 1)
+    denoise_weight: float = 1.0  # weight of the denoise L1 term (the reference's 1)
+    recover_weight: float = 5.0  # weight of the recover L1 term (the reference's 5)
     out_init_std: float = 1e-3   # std of both output layers' init: small = starts near input
 
     arch = "deciwatch"
@@ -145,31 +153,20 @@ class DeciWatch(nn.Module):
         return self.denormalise(recovered, x.shape[-2:])
 
 
-def deciwatch_loss_terms(model: DeciWatch, denoised: torch.Tensor, recovered: torch.Tensor,
-                         gt_px: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]
-                         ) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
-    """The two masked L1 terms as (weight, sum, count): loss = sum of weight * sum / count.
-
-    Kept apart so that a distributed step can divide each sum by its count over *all*
-    ranks (core.temporal.train), which makes the gradient the single-process one.
-    gt_px (B, T, K, 2) heatmap px, mask (B, T, K) bool/float.
-    """
-    gt = model.normalise(gt_px.float(), size)                            # (B, T, K, 2)
-    m = mask.float()[..., None]                                          # (B, T, K, 1)
+def deciwatch_loss(model: nn.Module, base: DeciWatch, batch: dict) -> tuple[list, torch.Tensor]:
+    """The two masked L1 terms as (weight, sum, count) and the recovered keypoints (B, T, K, 2)
+    in heatmap px (``core.temporal.models.losses``). Each term's count is its (frame,
+    keypoint, axis) entries, so the loss does not shrink when fewer joints are visible."""
+    x = batch["heatmaps"]                                                # (B, T, K, H, W)
+    size = tuple(x.shape[-2:])
+    denoised, recovered = model.forward_train(x)                         # normalised coords
+    gt = base.normalise(batch["keypoints"].float(), size)                # (B, T, K, 2)
+    m = batch["visible"].float()[..., None]                              # (B, T, K, 1)
 
     def l1(pred, target, w):
-        return (pred - target).abs().mul(w).sum(), 2 * w.sum()          # 2 axes per point
+        return (pred.float() - target).abs().mul(w).sum(), 2 * w.sum()  # 2 axes per point
 
-    s = model.sampled
-    return [(model.cfg.denoise_weight, *l1(denoised, gt[:, s], m[:, s])), (1.0, *l1(recovered, gt, m))]
-
-
-def deciwatch_loss(model: DeciWatch, denoised: torch.Tensor, recovered: torch.Tensor,
-                   gt_px: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Masked L1 of both stages. gt_px (B, T, K, 2) heatmap px, mask (B, T, K) bool/float.
-
-    Each term is the mean absolute error over counted (frame, keypoint, axis) entries,
-    so the loss does not shrink when fewer joints are visible.
-    """
-    return sum(w * total / count.clamp(min=1)
-               for w, total, count in deciwatch_loss_terms(model, denoised, recovered, gt_px, mask, size))
+    s = base.sampled
+    terms = [(base.cfg.denoise_weight, *l1(denoised, gt[:, s], m[:, s])),
+             (base.cfg.recover_weight, *l1(recovered, gt, m))]
+    return terms, base.denormalise(recovered.detach().float(), size)

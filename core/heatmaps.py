@@ -1,4 +1,5 @@
-"""Heatmap maths for temporal refinement (docs/ARCHITECTURE.md, "Metrics" and "Sequence datasets").
+"""Heatmap maths (docs/ARCHITECTURE.md, "Metrics" and "Sequence datasets"): a basic module,
+shared by the temporal models, the simulated estimator and the sequence datasets.
 
 Conventions, used by every function here and by the sequence datasets:
 
@@ -39,8 +40,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.estimator.geometry import apply_affine, invert_affine
-
 HEATMAP_SUM = 255.0  # c of the study: every non-empty heatmap sums to this
 
 
@@ -64,6 +63,30 @@ def normalize_heatmaps(heatmaps, total: float = HEATMAP_SUM):
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(s > 0, x * (total / np.where(s > 0, s, 1)), 0)
     return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------- affine maps
+
+def invert_affine(affine: np.ndarray) -> np.ndarray:
+    """(..., 2, 3) -> (..., 2, 3): the inverse map, exact up to float rounding."""
+    a = np.asarray(affine, dtype=np.float64)
+    m = a[..., :2]
+    det = m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
+    inv = np.stack([np.stack([m[..., 1, 1], -m[..., 0, 1]], -1),
+                    np.stack([-m[..., 1, 0], m[..., 0, 0]], -1)], -2) / det[..., None, None]
+    t = -np.einsum("...ij,...j->...i", inv, a[..., 2])
+    return np.concatenate([inv, t[..., None]], axis=-1)
+
+
+def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """``points`` (..., K, 2) through ``affine`` (..., 2, 3) -> (..., K, 2).
+
+    Leading dimensions broadcast: points (T, K, 2) with affine (T, 2, 3), or one affine
+    (2, 3) for all. float64 arithmetic."""
+    p = np.asarray(points, dtype=np.float64)
+    a = np.asarray(affine, dtype=np.float64)
+    return np.einsum("...ij,...kj->...ki", a[..., :2], p) + a[..., None, :, 2]
+
 
 
 # --------------------------------------------------------------------- box <-> heatmap
