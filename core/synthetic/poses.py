@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -35,13 +35,17 @@ class PoseSample(NamedTuple):
 
 @dataclass(frozen=True)
 class PoseTemplate:
-    category: str                               # "HIIT" or "Yoga"
+    category: str                               # "HIIT" or "Yoga" (pretraining: also "Everyday", "Sport", "Exercise")
     variations: tuple[str, ...]
     # (rng, m, variation) -> (degrees dict, root Euler degrees, support); m in [0, 1] is
     # the repetition's progress (0 = start position, 1 = the furthest point).
     build: Callable
     phase_range: tuple[float, float] = (0.0, 1.0)  # of m, when no phase is asked for
     moving: bool = False                        # has a repetition (phase matters)
+    # Variations that ``build`` makes as their mirror image (e.g. side_plank_left is
+    # side_plank_right reflected): data, not a list in sample_pose, so that every pose
+    # family (core.synthetic.pretrain_poses too) can mirror its own.
+    mirrored: frozenset[str] = frozenset()
 
 
 def _sym(d: dict, joint: str, rx: float, ry: float = 0.0, rz: float = 0.0) -> None:
@@ -276,12 +280,14 @@ POSE_CLASSES: dict[str, PoseTemplate] = {
     "overhead_press": PoseTemplate("HIIT", ("overhead_press",), _overhead_press, (0.0, 1.0), True),
     "plank": PoseTemplate("HIIT", ("plank_high", "plank_forearm"), _plank),
     "pushup": PoseTemplate("HIIT", ("pushup_standard", "pushup_wide"), _pushup, (0.0, 1.0), True),
-    "side_plank": PoseTemplate("Yoga", ("side_plank_left", "side_plank_right"), _side_plank),
+    "side_plank": PoseTemplate("Yoga", ("side_plank_left", "side_plank_right"), _side_plank,
+                               mirrored=frozenset({"side_plank_left"})),
     "squat": PoseTemplate("HIIT", ("squat_arms_forward", "squat_prayer", "squat_wide"), _squat,
                        (0.55, 1.0), True),
     "superman": PoseTemplate("Yoga", ("superman", "superman_w"), _superman, (0.3, 1.0), True),
     "tree": PoseTemplate("Yoga", ("tree_left", "tree_right"), _tree),
-    "warrior2": PoseTemplate("Yoga", ("warrior2_left", "warrior2_right"), _warrior2),
+    "warrior2": PoseTemplate("Yoga", ("warrior2_left", "warrior2_right"), _warrior2,
+                             mirrored=frozenset({"warrior2_right"})),
 }
 CLASS_NAMES: tuple[str, ...] = tuple(sorted(POSE_CLASSES))
 
@@ -300,22 +306,23 @@ def repetition(phase: float) -> float:
 
 def sample_pose(class_name: str, rng: np.random.Generator, phase: float | None = None,
                 *, variation: str | None = None, shape: BodyShape | None = None,
-                noise_deg: float = 5.0) -> PoseSample:
-    """A random pose of one exercise class.
+                noise_deg: float = 5.0, family: Mapping[str, PoseTemplate] = POSE_CLASSES) -> PoseSample:
+    """A random pose of one class of ``family`` (the fifteen exercise classes by default;
+    ``core.synthetic.pretrain_poses.PRETRAIN_CLASSES`` is the other family).
 
     ``phase`` in [0, 1] is the point in one repetition (0 and 1 = start position, 0.5 =
     the furthest point: bottom of a squat, arms up in a jumping jack); None picks a
     point where the exercise is recognisable in a still image. Classes without a
-    movement ignore it. ``variation`` (one of ``POSE_CLASSES[c].variations``) is drawn
+    movement ignore it. ``variation`` (one of ``family[c].variations``) is drawn
     at random when None. Angle noise is drawn from ``rng`` (so fix the rng per body
     to animate one person through phases). For bodies supported at two places (plank:
     hands and toes), the root is tilted so that both rest on the floor for ``shape``
     (average body when None).
     """
     try:
-        tpl = POSE_CLASSES[class_name]
+        tpl = family[class_name]
     except KeyError:
-        raise ValueError(f"unknown pose class {class_name!r}; known: {', '.join(CLASS_NAMES)}")
+        raise ValueError(f"unknown pose class {class_name!r}; known: {', '.join(sorted(family))}")
     if variation is None:
         variation = tpl.variations[int(rng.integers(len(tpl.variations)))]
     elif variation not in tpl.variations:
@@ -324,7 +331,7 @@ def sample_pose(class_name: str, rng: np.random.Generator, phase: float | None =
         m = float(rng.uniform(*tpl.phase_range))
     else:
         m = repetition(float(phase)) if tpl.moving else 1.0
-    mirrored = variation in ("side_plank_left", "warrior2_right")
+    mirrored = variation in tpl.mirrored
     degrees, root_deg, support = tpl.build(rng, m, variation)
     pose = pose_from_degrees(**degrees)
     noise = {j: np.radians(rng.normal(0.0, noise_deg, 3)) for j in _NOISY}

@@ -2,7 +2,8 @@
 
 A ``Scene`` is a room (floor pattern, walls with windows and posters, yoga mats, a light),
 1..N ``Person``s from ``core.synthetic.body`` each doing one exercise of
-``core.synthetic.poses``, a few ``Prop``s (ball, box, plant, kettlebell) and a camera.
+``core.synthetic.poses`` (or one pose of the backbone's pretraining family,
+``core.synthetic.pretrain_poses``), a few ``Prop``s (ball, box, plant, kettlebell) and a camera.
 ``core.synthetic.render`` draws it.
 
 ``sample_scene`` draws every choice from one ``numpy.random.Generator``, in a fixed order
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 
 from core.synthetic import body as B
 from core.synthetic.camera import Camera, project, sample_camera
-from core.synthetic.poses import CLASS_NAMES, POSE_CLASSES, sample_pose
+from core.synthetic.poses import CLASS_NAMES, POSE_CLASSES, PoseTemplate, sample_pose
+from core.synthetic.pretrain_poses import PRETRAIN_CLASSES
 
 # --------------------------------------------------------------------------- palettes
 
@@ -31,6 +34,9 @@ HAIR_COLOURS = np.array([(20, 16, 14), (60, 40, 25), (110, 75, 40), (200, 160, 9
 FLOOR_STYLES = ("tiles", "wood", "plain", "checker")
 PROP_KINDS = ("ball", "box", "plant", "kettlebell")
 DUMBBELL_CLASSES = ("bicep_curl", "overhead_press")
+# The pose families people come from: the demo's fifteen classes and the backbone's
+# pretraining classes. Their names are disjoint, so a class name says its family.
+POSE_FAMILIES: tuple[Mapping[str, PoseTemplate], ...] = (POSE_CLASSES, PRETRAIN_CLASSES)
 
 # --------------------------------------------------------------------------- sampling ranges
 
@@ -133,12 +139,22 @@ def sample_look(rng: np.random.Generator, class_name: str) -> dict:
                          else hsv_colour(rng, (0.5, 0.9), (0.3, 0.7))))
 
 
+def pose_family(class_name: str) -> Mapping[str, PoseTemplate]:
+    """The family (``POSE_FAMILIES``) that holds ``class_name``."""
+    for family in POSE_FAMILIES:
+        if class_name in family:
+            return family
+    known = ", ".join(sorted(c for f in POSE_FAMILIES for c in f))
+    raise ValueError(f"unknown pose class {class_name!r}; known: {known}")
+
+
 def sample_person(rng: np.random.Generator, class_name: str, position_xz, heading: float) -> Person:
+    family = pose_family(class_name)
     shape = B.sample_shape(rng)
-    sample = sample_pose(class_name, rng, shape=shape)
+    sample = sample_pose(class_name, rng, shape=shape, family=family)
     joints = B.pose_body(shape, sample.pose, sample.root_rotation, position_xz, heading)
     return Person(shape=shape, class_name=class_name, variation=sample.variation,
-                  category=POSE_CLASSES[class_name].category, joints=joints, heading=heading,
+                  category=family[class_name].category, joints=joints, heading=heading,
                   **sample_look(rng, class_name))
 
 
@@ -151,7 +167,8 @@ def _footprint_clear(joints: np.ndarray, others: list[Person], gap: float = PEOP
 
 
 def sample_people(rng: np.random.Generator, people_max: int, classes: tuple[str, ...]) -> list[Person]:
-    """1..people_max people, each its own class and heading, footprints apart."""
+    """1..people_max people, each its own class and heading, footprints apart. ``classes``
+    may come from any of ``POSE_FAMILIES``."""
     n_people = int(rng.integers(1, max(1, people_max) + 1))
     people: list[Person] = []
     for i in range(n_people):
@@ -274,7 +291,9 @@ def sample_room(rng: np.random.Generator, centre: np.ndarray, radius: float, cam
 
 def sample_scene(rng: np.random.Generator, *, size: int = 224, people_max: int = 3,
                  classes: tuple[str, ...] | None = None) -> Scene:
-    """A random scene: 1..people_max people (each its own class), props, room, camera."""
+    """A random scene: 1..people_max people (each its own class), props, room, camera.
+    ``classes`` defaults to the fifteen exercise classes; the pretraining family's
+    (``core.synthetic.pretrain_poses.PRETRAIN_CLASS_NAMES``) work as well."""
     people = sample_people(rng, people_max, classes or CLASS_NAMES)
     cam = frame_people(rng, people, size)
     mats = sample_mats(rng, people)
