@@ -11,14 +11,21 @@ from safetensors.torch import load_file
 from core import engine
 from core.classification import backbones
 from core.classification import pretrain as P
-from core.classification.pretrain_data import Crops, DataConfig, remove_person, render_data
+from core.classification.pretrain_data import PRETRAIN_SEED, Crops, DataConfig, remove_person, render_data
 from core.errors import DataError
 from core.images import IMAGENET_STD
 from core.keypoints import BODY_JOINTS, flip_permutation
 from core.runs import list_runs
+from core.synthetic.poses import CLASS_NAMES
+from core.synthetic.pretrain_poses import PRETRAIN_CLASS_NAMES
 
 DATA = DataConfig(scenes=12, image_size=32)
 CFG = P.PretrainConfig(epochs=2, batch_size=8, bn_samples=16)
+
+
+def job(out, **kw) -> P.PretrainJob:
+    return P.PretrainJob(**{"out": out, "data": DATA, "train": CFG, "device": "cpu", "workers": 1,
+                            "progress": False, **kw})
 
 
 def test_pretraining_data_targets_and_flip(tmp_path):
@@ -56,20 +63,24 @@ def test_a_killed_pretraining_resumes_and_ships_a_backbone_with_its_card(tmp_pat
             raise KeyboardInterrupt
     monkeypatch.setattr(engine.EpochWriter, "__call__", killed_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
-        P.pretrain(out=out, data=DATA, cfg=CFG, device="cpu", workers=1, progress=False)
+        P.pretrain(job(out))
     assert not out.exists()
     monkeypatch.setattr(engine.EpochWriter, "__call__", real)
-    card = P.pretrain(out=out, data=DATA, cfg=CFG, device="cpu", workers=1, progress=False,
-                      command=["python", "-m", "core", "pretrain", "--scenes", "12"])
+    card = P.pretrain(job(out, command=("python", "-m", "core", "pretrain", "--scenes", "12")))
     (run,) = list_runs(out.with_name(".resnet50-test.work") / "runs")
-    assert run.finished and run.info.resumed_after_epoch == [1] and len(run.history()) == 2
+    assert run.finished and run.info.resumed_after_epoch == [1] and run.history()["epoch"].tolist() == [0, 1, 2]
     on_disk = json.loads(backbones.card_path(out).read_text())
-    assert on_disk == card and card["task"] == "pose" and card["labels_used"] == "none (label-free)"
+    # the card lists every class and target trained on, none of them a demo class
+    assert on_disk == card and card["task"] == "pose+classes" and card["class_family"] == "pretrain"
+    assert card["classes"] == list(PRETRAIN_CLASS_NAMES) and not set(card["classes"]) & set(CLASS_NAMES)
+    assert [t.split()[0] for t in card["targets"]] == ["cam3d", "canon3d", "kp2d", "vis"]
     assert card["sha256"] == backbones.sha256_file(out) and card["data"]["seed"] == 1_000_003
     assert card["command"].endswith("--scenes 12") and card["code_version"]
     assert set(card["held_out"]) >= {"cam3d_mpjpe_pct_height", "kp2d_error_pct_crop", "visibility_accuracy"}
     state = load_file(str(out))
-    assert state["conv1.weight"].dtype == torch.float16 and state["fc.weight"].shape == (1000, 2048)
+    # the pretraining class head ships as the backbone's own fc: one logit per pretraining class
+    assert state["conv1.weight"].dtype == torch.float16
+    assert state["fc.weight"].shape == (len(PRETRAIN_CLASS_NAMES), 2048) and card["fc"].startswith("the pretraining")
     monkeypatch.setattr(backbones, "SHIPPED_DIR", out.parent)          # it is the shipped backbone now
     monkeypatch.setenv("POSELAB_OFFLINE", "1")
     got, info = backbones.resolve_backbone(None, runs_dir=tmp_path)
@@ -79,7 +90,7 @@ def test_a_killed_pretraining_resumes_and_ships_a_backbone_with_its_card(tmp_pat
 
 def test_pixel_noise_outside_its_range_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="pixel-noise"):
-        P.pretrain(out=tmp_path / "b.safetensors", data=DATA, cfg=P.PretrainConfig(pixel_noise=-0.1), progress=False)
+        P.pretrain(job(tmp_path / "b.safetensors", train=P.PretrainConfig(pixel_noise=-0.1)))
 
 
 def test_background_swap_pastes_the_person_on_a_room_without_the_donors_person():
@@ -100,3 +111,24 @@ def test_background_swap_pastes_the_person_on_a_room_without_the_donors_person()
     pasted = m[0] * x[0] + (1 - m[0]) * room[1]
     assert torch.equal(pasted[:, 8:24, 10:20], x[0, :, 8:24, 10:20])               # the person kept
     assert pasted[1].max() == 0                                                    # nobody else in it
+
+
+def test_the_pretraining_seed_is_no_other_datasets_seed():
+    """The renders' seed differs from every seed a demo, a default dataset or a test draws
+    scenes with, so the backbone never saw a scene the demo scores."""
+    import ast
+    from pathlib import Path
+
+    from core import demo
+    from core.cli import build_parser
+    assert DataConfig().seed == PRETRAIN_SEED and DataConfig().classes == "pretrain"
+    parser = build_parser()
+    defaults = {demo.DEMO_IMAGES["seed"], 0,
+                parser.parse_args(["synth", "images", "--out", "x"]).seed,
+                parser.parse_args(["synth", "sequences", "--out", "x"]).seed}
+    # every integer literal a test or bench passes as seed=...
+    for path in [*Path(__file__).parent.glob("test_*.py"), *(Path(__file__).parent.parent / "bench").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "seed" and isinstance(node.value, ast.Constant):
+                defaults.add(node.value.value)
+    assert PRETRAIN_SEED not in defaults

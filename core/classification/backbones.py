@@ -289,6 +289,9 @@ def _check_resnet50(state: dict[str, torch.Tensor], path: Path, error: type) -> 
     if missing or extra:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
         raise error(path, f"not a torchvision ResNet-50 state dict ({detail})")
+    # the fc may have any width (ImageNet's 1000 classes, a pretraining's own), not any shape
+    width = state["fc.weight"].shape[0] if "fc.weight" in state else 1000
+    ref["fc.weight"], ref["fc.bias"] = torch.empty(width, 2048, device="meta"), torch.empty(width, device="meta")
     for k, v in state.items():
         if tuple(v.shape) != tuple(ref[k].shape):
             raise error(path, f"not a ResNet-50 state dict: {k} has shape {tuple(v.shape)}, "
