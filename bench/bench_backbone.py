@@ -47,7 +47,7 @@ from scipy.spatial import ConvexHull  # noqa: E402
 from core.classification import saliency as sal  # noqa: E402
 from core.classification.crops import crop_box  # noqa: E402
 from core.classification.model import PAPER_PRESETS  # noqa: E402
-from core.classification.train import train_classifier_grid  # noqa: E402
+from core.classification.train import ClassifierJob, train_classifier_grid  # noqa: E402
 from core.demo import DEMO_CLASSIFIER, DEMO_IMAGES  # noqa: E402
 from core.images import read_image_size  # noqa: E402
 from core.io import resolve_inside, write_json  # noqa: E402
@@ -144,8 +144,8 @@ def main() -> None:
         candidates = [(f"file:{Path(f).name}", str(f)) for f in args.weights or ()]
         for key, weights in [("default chain", None), *candidates, ("random", "random")]:
             t0 = time.perf_counter()
-            paths = train_classifier_grid(data=data, runs_dir=Path(tmp) / "runs", weights=weights,
-                                          progress=False, **DEMO_CLASSIFIER)
+            paths = train_classifier_grid(ClassifierJob(data=data, runs_dir=Path(tmp) / "runs", weights=weights,
+                                                        progress=False, **{**DEMO_CLASSIFIER, "seeds": (0,)}))
             runs = {load_run(p).name: load_run(p) for p in paths}
             b = runs[args.preset].info.backbone
             entry = {"source": b.source, "weights": b.weights, "sha256": b.sha256,

@@ -25,13 +25,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from core.demo import DEMO_MODEL_OVERRIDES, DEMO_PLAN  # noqa: E402
+from core.demo import DEMO_PLANS  # noqa: E402
 from core.io import write_json  # noqa: E402
 from core.runs import load_run  # noqa: E402
-from core.temporal.sequences import load_sequences  # noqa: E402
 from core.temporal.synth import write_sequence_dataset  # noqa: E402
-from core.temporal.train import train_temporal  # noqa: E402
-from core.temporal.windows import make_window_datasets  # noqa: E402
+from core.temporal.train import TemporalJob, train_temporal_grid  # noqa: E402
 
 STUDY_IDENTITY = {"0.05": 0.194, "0.1": 0.661, "0.2": 0.852}
 
@@ -58,21 +56,23 @@ def main() -> None:
                           "frames_per_s": round(args.videos * args.frames / (time.perf_counter() - t0), 1),
                           "frames_with_a_person": summary["frames_with_a_person"],
                           "identity_pck_all_frames": summary["identity_pck"]}
-        index = load_sequences(Path(tmp) / "seq", seed=args.seed)
-        datasets = make_window_datasets(index, train_stride=2)
         res["models"] = {}
-        for arch, plan in DEMO_PLAN.items():
-            plan = dict(plan)
-            epochs = plan.pop("epochs")
-            t0 = time.perf_counter()
-            path = train_temporal(data=Path(tmp) / "seq", arch=arch, runs_dir=Path(tmp) / "runs", epochs=epochs,
-                                  device="cpu", seed=args.seed, progress=False, index=index, datasets=datasets,
-                                  model_overrides=DEMO_MODEL_OVERRIDES[arch], train_overrides=plan)
-            m = load_run(path).metrics
-            res["models"][arch] = {"test_pck": {a: round(m[f"test_pck@{a}"], 4) for a in ("0.05", "0.1", "0.2")},
-                                   "epochs_run": m["epochs_run"], "seconds": round(time.perf_counter() - t0, 1)}
-            if arch == "identity":
-                res["identity_pck_test"] = res["models"][arch]["test_pck"]
+        t0 = [time.perf_counter()]
+
+        def on_run(i, n, arch):
+            t0[0] = time.perf_counter()
+        job = TemporalJob(data=Path(tmp) / "seq", runs_dir=Path(tmp) / "runs", plans=DEMO_PLANS, seeds=(args.seed,),
+                          device="cpu", progress=False)
+        for path in train_temporal_grid(job, on_run=on_run):
+            r = load_run(path)
+            m = r.metrics
+            res["models"][r.name] = {"test_pck": {a: round(m[f"test_pck@{a}"], 4) for a in ("0.05", "0.1", "0.2")},
+                                     "accel_error": round(m["test_accel_error"], 4),
+                                     "jitter": round(m["test_jitter"], 4),
+                                     "epochs_run": m["epochs_run"],
+                                     "seconds": round(r.info.phase_seconds.get("total", 0.0), 1)}
+            if r.name == "identity":
+                res["identity_pck_test"] = res["models"][r.name]["test_pck"]
         ident = res["identity_pck_test"]
         for arch, r in res["models"].items():
             r["beats_identity"] = {a: r["test_pck"][a] > ident[a] for a in ident} if arch != "identity" else None

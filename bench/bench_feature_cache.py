@@ -21,11 +21,12 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from core.classification.train import train_classifier_grid
+from core.classification.train import ClassifierJob, TrainConfig, train_classifier_grid
 from core.engine import resolve_device
 from core.io import write_json
 from core.synthetic.images import write_image_dataset
@@ -63,15 +64,16 @@ def main(argv=None) -> int:
             data = tmp / "data"
             write_image_dataset(data, n_train=args.train, n_test=args.test, seed=0,
                                 size=args.scene_size, people_max=2, progress=False)
-        common = dict(data=data, presets=presets, epochs=args.epochs, device=str(device),
-                      batch_size=args.batch_size, image_size=args.image_size, progress=False,
-                      weights="random")   # same backbone both ways, no download
+        job = ClassifierJob(data=data, runs_dir=tmp, presets=tuple(presets), device=str(device), progress=False,
+                            weights="random")   # same backbone both ways, no download
         timings, results = {}, {}
         for way, cache in (("feature_cache", True), ("frozen_backbone", False)):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            paths = train_classifier_grid(runs_dir=tmp / way, feature_cache=cache, **common)
+            recipe = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
+                                 feature_cache=cache)
+            paths = train_classifier_grid(replace(job, runs_dir=tmp / way, recipe=recipe))
             if device.type == "cuda":
                 torch.cuda.synchronize()
             timings[way] = time.perf_counter() - t0

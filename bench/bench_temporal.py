@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from core.demo import DEMO_MODEL_OVERRIDES  # noqa: E402
+from core.demo import DEMO_PLANS  # noqa: E402
 from core.engine import resolve_device  # noqa: E402
 from core.heatmaps import decode_heatmaps, gaussian_heatmaps, normalize_heatmaps  # noqa: E402
 from core.io import write_json
-from core.temporal.models import ARCHS, TRAINABLE_ARCHS, build_temporal, make_config  # noqa: E402
-from core.temporal.train import compute_loss  # noqa: E402
+from core.temporal.models import ARCHS, LEARNED, build_temporal, make_config  # noqa: E402
+from core.temporal.train import loss_terms  # noqa: E402
 
 EPOCH_WINDOWS = 5600  # the study's training set size, for the "s / epoch" column
 
@@ -66,7 +66,8 @@ def bench_arch(arch: str, batch: dict, device: torch.device, steps: int, warmup:
                 _sync(device)
                 t0 = time.perf_counter()
             with torch.autocast(**amp):
-                loss, _ = compute_loss(model, batch)
+                terms, _ = loss_terms(model, batch)
+                loss = sum(w * total / torch.as_tensor(c).clamp(min=1) for w, total, c in terms)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heatmap", type=int, default=64)
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 5 on CPU, 50 on CUDA)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 1 CPU, 10 CUDA)")
-    ap.add_argument("--archs", default=",".join([*TRAINABLE_ARCHS, "identity"]))
+    ap.add_argument("--archs", default=",".join([*LEARNED, "identity"]))
     ap.add_argument("--demo", action="store_true", help="the demo's small model configs")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args(argv)
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for a in archs:
         rows.append(bench_arch(a, batch, device, steps, warmup,
-                               DEMO_MODEL_OVERRIDES.get(a, {}) if args.demo else {}))
+                               next((p.model for p in DEMO_PLANS if p.arch == a), {}) if args.demo else {}))
         r = rows[-1]
         tr = r.get("train_windows_per_s")
         print(f"{a:<16} {r['params']:>9,d} params  train {tr or float('nan'):>9.1f} win/s "

@@ -212,7 +212,7 @@ def bench_temporal(*, device: torch.device, batch_size: int, steps: int, warmup:
     bt = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bt)
     batch = bt.make_batch(batch_size, 64, device)
-    return [bt.bench_arch(a, batch, device, steps, warmup, {}) for a in (*bt.TRAINABLE_ARCHS, "identity")]
+    return [bt.bench_arch(a, batch, device, steps, warmup, {}) for a in (*bt.LEARNED, "identity")]
 
 
 def bench_saliency(*, device: torch.device, image_size: int) -> dict:

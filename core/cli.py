@@ -308,11 +308,12 @@ def _runs(args, runs_dir: Path) -> None:
     if not runs:
         print(f"no runs in {runs_dir}")
         return
-    print(f"{'run':<40} {'kind':<10} {'name':<16} {'status':<10} headline")
+    print(f"{'run':<56} {'kind':<10} {'status':<10} {'headline':<22} what")
     for r in runs:
         head = r.headline
-        head_s = f"{head[0]}={head[1]:.4f}" if head and isinstance(head[1], (int, float)) else (r.problem or "")
-        print(f"{r.id:<40} {r.kind or '?':<10} {r.name or '?':<16} {r.status:<10} {head_s}")
+        head_s = f"{head[0]}={head[1]:.4f}" if head and isinstance(head[1], (int, float)) else ""
+        what = r.info.label if r.info else (r.problem or "")
+        print(f"{r.id:<56} {r.kind or '?':<10} {r.status:<10} {head_s:<22} {what}")
 
 
 HANDLERS = {("demo", None): _demo, ("synth", "images"): _synth_images, ("synth", "sequences"): _synth_sequences,

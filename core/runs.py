@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as _dt
 import fcntl
 import importlib.metadata
+import json
 import os
 import platform
 import re
@@ -213,6 +214,33 @@ class RunInfo:
     def world_size(self) -> int:
         return int((self.distributed or {}).get("world_size") or 1)
 
+    def tags(self) -> list[str]:
+        """What tells two runs of one name apart: the keypoint source of a keypoint preset,
+        the backbone (its source and the start of its sha256), the seed."""
+        out = []
+        if self.data.keypoint_source:
+            out.append(self.data.keypoint_source)
+        if self.backbone is not None:
+            out.append(self.backbone.source + (f"-{self.backbone.sha256[:6]}" if self.backbone.sha256 else ""))
+        out.append(f"s{self.seed}")
+        return out
+
+    @property
+    def slug(self) -> str:
+        """The run folder's name after its time stamp: ``model4-estimated-poselab-d7f077-s0``."""
+        return "-".join([self.name, *self.tags()])
+
+    @property
+    def label(self) -> str:
+        """How listings name the run: ``model4 · estimated keypoints · poselab d7f077 · seed 0``."""
+        parts = [self.name]
+        if self.data.keypoint_source:
+            parts.append(f"{self.data.keypoint_source} keypoints")
+        if self.backbone is not None:
+            parts.append(f"{self.backbone.source} {self.backbone.sha256[:6] if self.backbone.sha256 else ''}".strip())
+        parts.append(f"seed {self.seed}")
+        return " · ".join(parts)
+
 
 def _comparable(identity: dict[str, Any]) -> dict[str, Any]:
     """Runs written before keypoint sources existed read the annotations: same as "annotation"."""
@@ -248,7 +276,8 @@ def library_versions() -> dict[str, str]:
 
 
 def make_run_id(name: str, when: _dt.datetime | None = None) -> str:
-    """``20261123-141502-model4``: sorts by time, readable, filesystem-safe."""
+    """``20261123-141502-model4-annotation-poselab-d7f077-s0``: sorts by time, readable,
+    filesystem-safe (``name`` is ``RunInfo.slug``)."""
     when = when or _dt.datetime.now()
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
     return f"{when:%Y%m%d-%H%M%S}-{safe}"
@@ -467,6 +496,21 @@ def list_runs(runs_dir: str | Path | None = None, kind: str | None = None) -> li
     return runs
 
 
+def seed_groups(runs) -> list[list[Run]]:
+    """The finished runs grouped by everything but their seed (``RunInfo.identity``): each
+    group is one variant trained with several seeds, newest first; a seed that appears
+    twice counts once (its newest run). Groups are in the order of their newest run."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        if not r.finished or r.info is None:
+            continue
+        ident = {k: v for k, v in _comparable(r.info.identity()).items() if k != "seed"}
+        group = groups.setdefault(json.dumps(ident, sort_keys=True, default=str), [])
+        if all(g.info.seed != r.info.seed for g in group):
+            group.append(r)
+    return list(groups.values())
+
+
 def find_run(runs_dir: str | Path, identity: dict[str, Any], *, finished: bool) -> Path | None:
     """The newest run with this ``RunInfo.identity()``: a finished one (to reuse it) or an
     unfinished one that has a resume checkpoint and that no live process writes (to
@@ -527,11 +571,11 @@ class RunWriter:
         resume_from = D.broadcast_object(claimed[0] if claimed else None)
         lock = claimed[1] if claimed else None
         if not D.is_main_process():
-            path = create_run_dir(D.scratch_dir(), info.name)
+            path = create_run_dir(D.scratch_dir(), info.slug)
         elif resume_from is not None:
             path = resume_from
         else:
-            path = create_run_dir(runs_dir, info.name)
+            path = create_run_dir(runs_dir, info.slug)
             lock = lock_run(path)    # before run.json: until then nothing could resume it
             live = live_identical(runs_dir, info.identity())
             if live is not None and live != path:

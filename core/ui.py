@@ -113,9 +113,12 @@ def get_run(run_id: str) -> Run:
 
 
 def run_label(r: Run) -> str:
+    """How a picker names a run: what it is (preset, keypoints, backbone, seed), its
+    headline and when it started."""
     head = r.headline
     score = f" · {head[0]}={head[1]:.3f}" if head and isinstance(head[1], (int, float)) else ""
-    return f"{r.name} ({r.kind}){score} · {r.id}"
+    what = r.info.label if r.info else r.name
+    return f"{what} ({r.kind}){score} · {r.id[:15]}"
 
 
 # ------------------------------------------------------------------ cached tables

@@ -7,7 +7,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core import ui
-from core.classification import report
+from core.classification import compare, report
 
 
 def curves_ui(runs) -> None:
@@ -20,7 +20,7 @@ def curves_ui(runs) -> None:
                     disabled=len({r.kind for r in finished}) < 2,
                     index=0 if any(r.kind == "classifier" for r in finished) else 1)
     of_kind = [r for r in finished if r.kind == kind]
-    labels = {r.id: f"{r.name} · {r.id}" for r in of_kind}
+    labels = {r.id: ui.run_label(r) for r in of_kind}
     default = [r.id for r in of_kind][:7]
     chosen = st.multiselect("Runs", list(labels), default=default, format_func=labels.get,
                             key=f"curves_runs_{kind}")
@@ -56,32 +56,54 @@ def curves_ui(runs) -> None:
 
 
 def paper_ui(runs) -> None:
-    st.subheader("The paper's Tables 1-2: test accuracy per preset")
-    table = report.paper_table(runs)
-    if table["run_id"].isna().all():
+    st.subheader("The paper's tables beside this dataset's")
+    settings = compare.settings(runs)
+    if not settings:
         st.info("No finished run of the paper's presets (baseline, model1 ... model6) yet.")
-    backbones = sorted({b for b in table["backbone"].dropna()})
-    st.caption("Paper: InfiniteForm, ImageNet weights. Ours: the newest finished run of each "
-               f"preset on its own data (backbone: {', '.join(backbones) or 'n/a'}).")
-    if "random init" in backbones:
-        st.warning("Some runs used a random backbone: compare shapes, not numbers.")
-    if (table["keypoint_source"] == "estimated").any():
-        st.caption("Rows with keypoint source *estimated* trained and were tested on BlazePose's keypoints "
-                   "of each crop instead of the annotation's: what a deployed system would have.")
-    st.dataframe(table.drop(columns=["table"]), hide_index=True, width="stretch", column_config={
-        "paper_test_acc_%": st.column_config.NumberColumn("paper test acc %", format="%.2f"),
-        "our_test_acc_%": st.column_config.NumberColumn("our test acc %", format="%.2f"),
-        "our_test_loss": st.column_config.NumberColumn("our test loss", format="%.4f"),
-        "difference_pp": st.column_config.NumberColumn("ours - paper (pp)", format="%+.2f"),
-    })
+        return
+    setting = st.selectbox("Data and backbone", list(settings), format_func=settings.get, key="paper_setting",
+                           help="The presets are compared on one dataset with one backbone; newest first.")
+    table = compare.paper_table(runs, setting)
+    st.caption("Paper: InfiniteForm, ImageNet weights (its test accuracies; its losses are not known here). "
+               "Ours: every seed of each preset on the chosen data and backbone, the mean and a 95 % "
+               "interval: across seeds when there are several, else the binomial interval of the one "
+               "seed's test set (column *interval*). Table 1 holds the presets without keypoints, "
+               "Table 2 those with.")
+    if (table["backbone"] == "random init").any():
+        st.warning("These runs used a random backbone: compare shapes, not numbers.")
+    shown = table.assign(test_acc=[_interval(r, "test_acc_%", "acc_low_%", "acc_high_%", 1) for r in table.itertuples()],
+                         loss=[_interval(r, "test_loss", "loss_low", "loss_high", 3) for r in table.itertuples()])
+    st.dataframe(shown[["table", "preset", "fc", "keypoints", "head", "keypoint_source", "paper_test_acc_%",
+                        "test_acc", "difference_pp", "loss", "seeds", "interval"]],
+                 hide_index=True, width="stretch", column_config={
+                     "paper_test_acc_%": st.column_config.NumberColumn("paper test acc %", format="%.2f"),
+                     "test_acc": st.column_config.TextColumn("test acc % [95 % interval]"),
+                     "difference_pp": st.column_config.NumberColumn("ours - paper (pp)", format="%+.1f"),
+                     "loss": st.column_config.TextColumn("test loss [95 % interval]"),
+                 })
     label = table["preset"] + np.where(table["keypoint_source"] == "estimated", " (estimated kp)", "")
+    err = dict(type="data", symmetric=False, array=(table["acc_high_%"] - table["test_acc_%"]).fillna(0),
+               arrayminus=(table["test_acc_%"] - table["acc_low_%"]).fillna(0))
     fig = go.Figure([
         go.Bar(name="paper", x=label, y=table["paper_test_acc_%"], marker_color="#9e9e9e"),
-        go.Bar(name="ours", x=label, y=table["our_test_acc_%"], marker_color="#1f77b4"),
+        go.Bar(name="this dataset", x=label, y=table["test_acc_%"], marker_color="#1f77b4", error_y=err),
     ])
     fig.update_layout(barmode="group", height=320, yaxis_title="test accuracy %",
                       margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(fig, width="stretch", key="paper_bars")
+    st.markdown("**The paper's findings on this dataset** (a comparison holds when it is ahead by more "
+                "than two standard errors of the difference: paired over the test samples, plus the "
+                "seed-to-seed spread)")
+    findings = compare.paper_findings(runs, ui.predictions, setting)
+    for line in compare.finding_lines(findings):
+        st.markdown(f"- {line}")
+
+
+def _interval(row, mean: str, low: str, high: str, digits: int) -> str:
+    m, lo, hi = getattr(row, mean), getattr(row, low), getattr(row, high)
+    if not np.isfinite(m):
+        return ""
+    return f"{m:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if np.isfinite(lo) else "")
 
 
 st.title("Runs")

@@ -68,9 +68,7 @@ def test_helpers_are_no_ops_in_one_process():
     assert D.all_reduce_sum(1, 2.5) == (1.0, 2.5)
     assert D.broadcast_object({"a": 1}) == {"a": 1}
     model = torch.nn.Linear(2, 2)
-    from core.classification.ddp import wrap_ddp as wrap_classifier
-    from core.temporal.ddp import wrap_ddp as wrap_temporal
-    assert wrap_classifier(model, torch.device("cpu")) is model and wrap_temporal(model, torch.device("cpu")) is model
+    assert D.wrap_ddp(model, torch.device("cpu"), ("forward", "forward_head")) is model
     assert D.unwrap(model) is model
     D.barrier()
     with D.main_process_first():
@@ -90,7 +88,7 @@ def _runs_by_name(runs_dir: Path, kind: str = "classifier") -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def two_grids(tmp_path_factory):
-    from core.classification.train import train_classifier_grid
+    from core.classification.train import ClassifierJob, TrainConfig, train_classifier_grid
     from core.synthetic.images import write_image_dataset
     root = tmp_path_factory.mktemp("ddp")
     data = root / "data"
@@ -113,8 +111,8 @@ def two_grids(tmp_path_factory):
     for sub in ("_backbones", "_cache"):          # _backbones only for a random init
         if (root / "ddp" / sub).is_dir():
             shutil.copytree(root / "ddp" / sub, root / "single" / sub)
-    train_classifier_grid(data=data, presets=presets, runs_dir=root / "single", epochs=2, device="cpu",
-                          batch_size=6, image_size=64, progress=False)
+    train_classifier_grid(ClassifierJob(data=data, runs_dir=root / "single", presets=tuple(presets), device="cpu",
+                                        recipe=TrainConfig(epochs=2, batch_size=6, image_size=64), progress=False))
     return root / "single", root / "ddp"
 
 
@@ -233,7 +231,7 @@ def test_window_batches_shards_rebuild_the_single_process_batches():
 def two_temporal_grids(tmp_path_factory):
     from core.temporal.sequences import load_sequences
     from core.temporal.synth import write_sequence_dataset
-    from core.temporal.train import train_temporal_grid
+    from core.temporal.train import ModelPlan, TemporalJob, default_recipe, train_temporal_grid
     from core.temporal.windows import make_window_datasets
     root = tmp_path_factory.mktemp("ddp_temporal")
     data = root / "data"
@@ -255,8 +253,9 @@ def two_temporal_grids(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)             # like each torchrun rank
     try:
-        train_temporal_grid(data=data, archs=archs, runs_dir=root / "single", epochs=3, device="cpu",
-                            batch_size=bs, progress=False)
+        plans = tuple(ModelPlan(a, recipe=default_recipe(a, epochs=3, batch_size=bs)) for a in archs)
+        train_temporal_grid(TemporalJob(data=data, runs_dir=root / "single", plans=plans, device="cpu",
+                                        progress=False))
     finally:
         torch.set_num_threads(threads)
     return root / "single", root / "ddp"

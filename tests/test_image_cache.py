@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -193,12 +194,12 @@ def test_training_with_the_torchvision_decoder_records_and_keys_it(jpeg_index, t
     and run.json records it."""
     import pandas as pd
 
-    from core.classification.train import train_classifier
+    from core.classification.train import ClassifierJob, TrainConfig, train_classifier
     monkeypatch.setenv("POSELAB_OFFLINE", "1")
-    kw = dict(data=jpeg_index.root, preset="model1", runs_dir=tmp_path, epochs=1, batch_size=8,
-              image_size=32, device="cpu", progress=False)
-    tv = train_classifier(decoder="torchvision", **kw)
-    pil = train_classifier(decoder="pil", **kw)
+    job = ClassifierJob(data=jpeg_index.root, runs_dir=tmp_path, presets=("model1",), device="cpu", progress=False,
+                        recipe=TrainConfig(epochs=1, batch_size=8, image_size=32))
+    tv = train_classifier(replace(job, decoder="torchvision"))
+    pil = train_classifier(replace(job, decoder="pil"))
     assert json.loads((tv / "run.json").read_text())["image_decoder"] == "torchvision"
     assert json.loads((pil / "run.json").read_text())["image_decoder"] == "pil"
     assert len(list((tmp_path / "_cache" / "images").glob("*-torchvision.npy"))) == 1

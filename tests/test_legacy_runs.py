@@ -14,7 +14,7 @@ import torch
 
 from core import engine
 from core.runs import LAST, RunInfo, find_run, list_runs, load_run, load_weights
-from core.temporal.train import train_temporal
+from core.temporal.train import ModelPlan, TemporalJob, default_recipe, train_temporal
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy"
 
@@ -74,13 +74,15 @@ def test_a_killed_legacy_temporal_run_resumes_to_the_unbroken_result(legacy, tmp
     from its checkpoint in the same folder, and ends where an unbroken run of the same
     call ends."""
     (killed,) = _runs(legacy)[("conv3d", "unfinished")]
-    kw = dict(data=legacy / "data" / "sequences", arch="conv3d", epochs=3, batch_size=4, device="cpu",
-              seed=0, progress=False, model_overrides={"hidden": 4})
-    resumed = train_temporal(runs_dir=legacy / "runs", **kw)
+    def job(runs_dir):
+        plan = ModelPlan("conv3d", {"hidden": 4}, default_recipe("conv3d", epochs=3, batch_size=4))
+        return TemporalJob(data=legacy / "data" / "sequences", runs_dir=runs_dir, plans=(plan,), device="cpu",
+                           progress=False)
+    resumed = train_temporal(job(legacy / "runs"))
     assert resumed == killed.path and not (resumed / LAST).exists()
     run = load_run(resumed, require_finished=True)
     assert run.info.resumed_after_epoch == [1] and list(run.history()["epoch"]) == [1, 2, 3]
-    unbroken = load_run(train_temporal(runs_dir=tmp_path / "fresh", **kw), require_finished=True)
+    unbroken = load_run(train_temporal(job(tmp_path / "fresh")), require_finished=True)
     a, b = load_weights(unbroken.path / "weights.safetensors"), load_weights(resumed / "weights.safetensors")
     # the fixture's first epoch was computed on another CPU, whose kernels may round the
     # last bits differently (1e-8 measured between two x86_64 machines): equal up to that

@@ -162,23 +162,6 @@ def test_runs_table_lists_broken_and_unfinished():
     assert t["problem"].iloc[2].endswith("not valid JSON")
 
 
-def test_paper_table_takes_newest_run_per_preset():
-    runs = [  # newest first, as list_runs returns them
-        run("model4", metrics={"headline": "test_acc", "test_acc": 0.9, "test_loss": 0.3},
-            info={"backbone": {"source": "imagenet"}}, path="/new"),
-        run("model4", metrics={"headline": "test_acc", "test_acc": 0.1}, path="/old"),
-        run("conv3d", kind="temporal", metrics={"headline": "x", "x": 1}),
-    ]
-    t = report.paper_table(runs).set_index("preset")
-    assert list(t.index) == list(report.PAPER_TEST_ACC)
-    assert t.loc["model4", "paper_test_acc_%"] == 96.55
-    assert t.loc["model4", "our_test_acc_%"] == pytest.approx(90.0)
-    assert t.loc["model4", "difference_pp"] == pytest.approx(90.0 - 96.55)
-    assert t.loc["model4", "run_id"] == "model4" and t.loc["model4", "backbone"] == "ImageNet (torchvision)"
-    assert math.isnan(t.loc["model1", "our_test_acc_%"])
-    assert t.loc["model6", "table"] == "2" and t.loc["baseline", "table"] == "1"
-
-
 def test_history_long_accepts_acc_and_pck():
     h1 = pd.DataFrame({"epoch": [1, 2], "train_loss": [2, 1], "val_loss": [3, 2],
                        "train_acc": [.1, .2], "val_acc": [.1, .3]})

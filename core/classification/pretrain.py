@@ -29,7 +29,8 @@ Training is ``core.engine.fit`` (resumable per epoch in ``<out>.work/``, torchru
 other trainers): AdamW, one-cycle learning rate per step (3 % warm-up, cosine), batch 64,
 horizontal flip with left/right swapped, the person pasted on another sample's background,
 optionally Gaussian pixel noise (``--pixel-noise``; the shipped backbone used 0.2), bf16
-autocast (also on a CPU: twice ResNet-50's float32 training speed on the 2-core machine,
+autocast (also on a CPU that computes bf16 natively, ``engine.cpu_bf16``: twice ResNet-50's
+float32 training speed there; emulated bf16 is far slower than float32, both
 measured). Export: BatchNorm statistics re-estimated on clean crops with the final
 weights, the trained body with its fc (above), saved as fp16 safetensors with a JSON card
 beside it that lists every class and target trained on (``core.classification.backbones``
@@ -83,7 +84,7 @@ class PretrainConfig:
     # off). Training with input noise penalises the input gradient (Bishop 1995): features
     # that answer to pixel-level texture rather than to the body cost loss.
     pixel_noise: float = 0.2
-    bf16: bool = True              # bf16 autocast (CPU too)
+    bf16: bool = True              # bf16 autocast (on a CPU only where it is native: engine.cpu_bf16)
     val_fraction: float = 0.02     # last scenes held out
     bn_samples: int = 2048         # clean crops that set the exported BatchNorm statistics
 
@@ -350,13 +351,13 @@ def pretrain(job: PretrainJob) -> dict:
     with D.main_process_first():
         shards = render_data(data, work / "data", workers=job.workers, progress=progress)
     t_render = time.perf_counter() - t0
-    crops = Crops(shards, cfg.val_fraction)
+    crops = Crops(shards, cfg.val_fraction, engine.memory_format(dev))
     fingerprint = hashlib.sha256(json.dumps(asdict(data), sort_keys=True).encode()).hexdigest()[:16]
     info = RunInfo(kind="pretrain", name=cfg.task, config={"data": asdict(data), "train": asdict(cfg)},
                    data=DataInfo(root=str(work / "data"), fingerprint=fingerprint, num_train=len(crops.train_rows),
                                  num_val=len(crops.val_rows)), seed=seed, device=str(dev), distributed=D.describe())
     with engine.RunLifecycle.open(work / "runs", info, HISTORY_COLUMNS) as run:
-        net = build_network(cfg.task, len(data.class_names), seed).to(dev).to(memory_format=torch.channels_last)
+        net = build_network(cfg.task, len(data.class_names), seed).to(dev).to(memory_format=engine.memory_format(dev))
         if run.resumed_model is not None:
             net.load_state_dict(run.resumed_model)
         train_net = D.wrap_ddp(net, dev)

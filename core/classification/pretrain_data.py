@@ -188,7 +188,9 @@ class Crops:
     """The rendered shards: uint8 crops and masks (memory-mapped) and their targets.
     Validation is the last ``val_fraction`` of the scenes (scenes are i.i.d.)."""
 
-    def __init__(self, shards: list[Path], val_fraction: float = 0.02):
+    def __init__(self, shards: list[Path], val_fraction: float = 0.02,
+                 memory_format: torch.memory_format = torch.channels_last):
+        self.memory_format = memory_format          # of the batches (the network's: engine.memory_format)
         self.crops = [np.load(s / "crops.npy", mmap_mode="r") for s in shards]
         self.masks = [np.load(s / "masks.npy", mmap_mode="r") for s in shards]
         tgs = [np.load(s / "targets.npz") for s in shards]
@@ -242,7 +244,7 @@ class Crops:
         if noise > 0:
             sigma = torch.rand(len(rows), 1, 1, 1, generator=gen) * (noise * 255)
             x = (x + sigma * torch.randn(x.shape, generator=gen)).clamp_(0, 255)
-        x = ((x - _MEAN_255) / _STD_255).contiguous(memory_format=torch.channels_last)
+        x = ((x - _MEAN_255) / _STD_255).contiguous(memory_format=self.memory_format)
         return x, tg
 
 

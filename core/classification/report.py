@@ -21,7 +21,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from core.classification.crops import crop_box, crop_padded
-from core.classification.model import PAPER_TEST_ACC, PRESETS
+from core.classification.model import PRESETS
 from core.errors import RunError
 from core.images import open_image, read_image_size
 from core.io import resolve_inside
@@ -64,6 +64,8 @@ def runs_table(runs: Sequence) -> pd.DataFrame:
             "run_id": r.id,
             "kind": r.kind or "?",
             "name": r.name or "?",
+            "label": info.label if info else "?",
+            "seed": info.seed if info else None,
             "status": r.status,
             "headline": head[0] if head else None,
             "value": _num(head[1]) if head else math.nan,
@@ -81,45 +83,10 @@ def runs_table(runs: Sequence) -> pd.DataFrame:
             "seconds": sum(_num(v) for v in (info.phase_seconds if info else {}).values()) or math.nan,
             "problem": r.problem if r.status != "finished" else None,
         })
-    cols = ["run_id", "kind", "name", "status", "headline", "value", "best_epoch", "data",
+    cols = ["run_id", "kind", "name", "label", "seed", "status", "headline", "value", "best_epoch", "data",
             "num_train", "num_test", "keypoints", "backbone", "backbone_source", "backbone_warning",
             "device", "processes", "started_at", "seconds", "problem"]
     return pd.DataFrame(rows, columns=cols)
-
-
-def paper_table(runs: Sequence) -> pd.DataFrame:
-    """The paper's Tables 1-2 layout: one row per preset, paper's accuracy beside ours.
-
-    For each preset the newest finished classifier run with the annotation's keypoints
-    (the paper's setting) is used (``runs`` newest first, as ``list_runs`` returns them);
-    each keypoint preset that also has a run on estimated keypoints gets a second row
-    (``keypoint_source`` "estimated"), beside the same paper figure. Accuracies in
-    percent; missing runs give NaN."""
-    newest: dict[tuple[str, str], object] = {}
-    for r in runs:
-        if r.kind == "classifier" and r.finished and r.name in PAPER_TEST_ACC:
-            source = r.info.data.keypoint_source or ("annotation" if PRESETS[r.name].use_keypoints else "-")
-            newest.setdefault((r.name, source), r)
-    rows = []
-    for preset, paper_acc in PAPER_TEST_ACC.items():
-        sources = ["annotation" if PRESETS[preset].use_keypoints else "-"]
-        sources += ["estimated"] if (preset, "estimated") in newest else []
-        for source in sources:
-            r = newest.get((preset, source))
-            m = (r.metrics or {}) if r is not None else {}
-            ours = _num(m.get("test_acc")) * 100
-            rows.append({
-                **{"table": preset_description(preset)["table"], "preset": preset},
-                **{k: preset_description(preset)[k] for k in ("fc", "keypoints", "head")},
-                "keypoint_source": source,
-                "paper_test_acc_%": paper_acc,
-                "our_test_acc_%": ours,
-                "our_test_loss": _num(m.get("test_loss")),
-                "difference_pp": ours - paper_acc,
-                "backbone": (r.info.backbone.label if r is not None and r.info.backbone else None),
-                "run_id": r.id if r is not None else None,
-            })
-    return pd.DataFrame(rows)
 
 
 def history_long(histories: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -3,8 +3,8 @@ on ``core.engine.fit``, and the run-writing entry points ``train_classifier`` /
 ``train_classifier_grid`` (docs/ARCHITECTURE.md, "Training").
 
 Recipe (the paper's): Adam lr 1e-3, StepLR(step 7, gamma 0.1), batch 64, 10 epochs,
-cross-entropy, best epoch by validation accuracy kept. channels_last everywhere; bf16
-autocast on CUDA only. Presets that train nothing before the pooled features (all paper
+cross-entropy, best epoch by validation accuracy kept. The device's faster memory layout
+(``engine.memory_format``); bf16 autocast on CUDA only. Presets that train nothing before the pooled features (all paper
 presets) train on cached features (``core.classification.features``); the grid computes
 them in one shared pass. Presets that train the backbone read their crops from the image
 cache (``core.classification.image_cache``). Either way a batch is one indexed read of a
@@ -157,9 +157,9 @@ def _logits(model: PoseClassifier, batch: dict, device: torch.device) -> torch.T
     with engine.autocast(device):
         if "features" in batch:
             return model.forward_head(batch["features"].to(device, non_blocking=True), kp)
-        # channels_last everywhere (CPU included: ~1.4x faster ResNet-50), and the same
-        # layout as the cached-feature pass, so both paths do the same arithmetic.
-        images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        # the device's faster layout (engine.memory_format), the same as the cached-feature
+        # pass uses, so both paths do the same arithmetic.
+        images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=engine.memory_format(device))
         return model(images, kp)
 
 
@@ -329,7 +329,7 @@ def _shared_features(prep: _Prepared, *, image_size: int, batch_size: int, margi
     a level or two."""
     extractor = build_classifier(get_preset("model1", len(prep.index.classes), fc_width(prep.backbone_state)),
                                  prep.backbone_state).to(prep.device)
-    extractor = extractor.to(memory_format=torch.channels_last)     # see compute_features
+    extractor = extractor.to(memory_format=engine.memory_format(prep.device))     # see compute_features
     everything = _all_samples(prep.index)
     path = feature_cache_path(prep.runs_dir, prep.index.fingerprint, backbone_id(prep.backbone.to_dict()),
                               image_size, prep.image_decoder, prep.device)
@@ -453,7 +453,7 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
             load_trained_weights(model, run.resumed_model, run.writer.last)
         model = model.to(prep.device)
         if not use_features:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=engine.memory_format(prep.device))
 
         t0 = time.perf_counter()
         state = run.state

@@ -375,6 +375,7 @@ def _metrics(val: TemporalEval, test: TemporalEval, state: engine.FitState, name
         "val_pck@0.05": val.score, "val_loss": val.loss, "test_loss": test.loss,
         "best_epoch": state.best_epoch, "epochs_run": engine.trained_epochs(state),
         "stopped_early": state.stopped_early, "num_test_windows": test.count,
+        "num_test_keypoints": int((test.visible & (test.norm[..., None] > 0)).sum()),   # what PCK counts
         "num_test_frames": int(test.pred.shape[0] * test.pred.shape[1]),
     })
     return metrics

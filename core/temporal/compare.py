@@ -1,0 +1,51 @@
+"""Comparing temporal runs across seeds: one row per variant (an arch on one dataset with
+one config, ``core.runs.seed_groups``), the mean over its seeds and a 95 % interval of
+each headline (``core.stats.estimate``: across seeds, or with one seed the binomial
+interval of the test keypoints PCK counts), beside the motion metrics' means.
+
+The identity baseline of a variant's seeds is averaged the same way, so a model and the
+estimator it refines are read off one row.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.metrics import PCK_THRESHOLDS
+from core.runs import seed_groups
+from core.stats import estimate
+
+MOTION = ("pck_auc", "accel_error", "velocity_error", "jitter", "swapped_frames")
+
+
+def _values(group, key: str) -> np.ndarray:
+    return np.array([float(v) if isinstance(v := (r.metrics or {}).get(key), (int, float)) else math.nan
+                     for r in group])
+
+
+def seed_table(runs: Sequence) -> pd.DataFrame:
+    """One row per temporal variant, newest first: arch, seeds, per threshold the test PCK
+    (mean, low, high) and the identity's mean, the interval's method, and the motion
+    metrics' means for the run and for identity (PCK in fractions; motion in heatmap px
+    per frame (squared))."""
+    rows = []
+    for group in seed_groups([r for r in runs if r.kind == "temporal"]):
+        r0 = group[0]
+        row = {"arch": r0.name, "seeds": len(group), "data": r0.info.data.root,
+               "init_from": r0.info.init_from or "", "run_ids": [r.id for r in group]}
+        counted = _values(group, "num_test_keypoints")
+        for a in PCK_THRESHOLDS:
+            e = estimate(_values(group, f"test_pck@{a:g}"), counted=float(counted[0]) if np.isfinite(counted[0]) else None)
+            row.update({f"pck@{a:g}": e.mean, f"pck@{a:g}_low": e.low, f"pck@{a:g}_high": e.high,
+                        f"identity_pck@{a:g}": float(np.nanmean(_values(group, f"identity_pck@{a:g}")))})
+            row["interval"] = e.method
+        for m in MOTION:
+            for prefix in ("test", "identity"):
+                v = _values(group, f"{prefix}_{m}")
+                row[f"{'' if prefix == 'test' else 'identity_'}{m}"] = float(np.nanmean(v)) if np.isfinite(v).any() \
+                    else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
