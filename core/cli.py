@@ -153,6 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("archs", help="list the temporal models and baselines")
 
+    study = sub.add_parser("study", help="a study's whole protocol in one resumable command").add_subparsers(
+        dest="what", required=True)
+    p = study.add_parser("temporal", help="the thesis's protocol: pre-train on simulated-estimator sequences, "
+                                          "fine-tune on BlazePose videos, Table 1/2 with intervals")
+    p.add_argument("--out", type=Path, default=Path("data/study-temporal"),
+                   help="work folder: datasets, runs and tables (default data/study-temporal); "
+                        "running again resumes")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--seed", type=_int_range(0), default=0)
+    p.add_argument("--quick", action="store_true", help="tiny sizes (minutes): check the protocol end to end")
+
     p = sub.add_parser("bench", help="speed benchmark: image cache, features, grid, fine-tune, temporal, saliency")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--images", type=_int_range(1), default=200, help="synthetic scenes to render and measure on")
@@ -279,6 +290,13 @@ def _number(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def _study(args, runs_dir: Path) -> None:
+    from core.temporal.study import StudyConfig, quick, run_study
+    cfg = StudyConfig(out=args.out, device=args.device, seed=args.seed)
+    result = run_study(quick(cfg) if args.quick else cfg)
+    print(f"wrote {Path(result['config']['out']) / 'study.md'} in {result['seconds_this_call']:.0f} s")
+
+
 def _archs(args, runs_dir: Path) -> None:
     from core.temporal.models import ARCHS
     for name, arch in ARCHS.items():
@@ -320,7 +338,8 @@ HANDLERS = {("demo", None): _demo, ("synth", "images"): _synth_images, ("synth",
             ("train", "classifier"): _classifier, ("grid", "classifier"): _classifier,
             ("train", "temporal"): _temporal, ("grid", "temporal"): _temporal,
             ("bench", None): _bench, ("runs", None): _runs, ("estimate", None): _estimate,
-            ("refine", None): _refine, ("pretrain", None): _pretrain, ("archs", None): _archs}
+            ("refine", None): _refine, ("pretrain", None): _pretrain, ("archs", None): _archs,
+            ("study", "temporal"): _study}
 
 
 def run_command(args: argparse.Namespace) -> int:

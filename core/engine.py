@@ -46,7 +46,8 @@ from tqdm.auto import tqdm
 
 from core import distributed as D
 from core.errors import RunError, TrainingError
-from core.runs import WEIGHTS, RunInfo, RunWriter, find_run, load_weights, save_weights, wait_for_live
+from core.run_writer import RunWriter, wait_for_live
+from core.runs import WEIGHTS, RunInfo, find_run, load_weights, save_weights
 
 RESUME_KEY = "poselab_resume"
 RESUME_SCHEMA = 2

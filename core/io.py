@@ -69,6 +69,33 @@ def file_lock(path: str | Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def try_lock(path: str | Path) -> int | None:
+    """Take an exclusive OS lock on ``path`` (created if missing) without waiting: its file
+    descriptor, or None when another process holds it. The kernel releases it when the
+    process ends, however it ends; ``unlock`` releases it before."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)           # closing the descriptor releases the flock
+
+
+def is_locked(path: str | Path) -> bool:
+    """Whether another process holds the lock on ``path`` (False when it does not exist)."""
+    if not Path(path).exists():
+        return False
+    fd = try_lock(path)
+    unlock(fd)
+    return fd is None
+
+
 def read_json(path: str | Path, *, error: type = DataError) -> Any:
     """Parsed JSON of ``path``; a missing, unreadable or malformed file raises ``error``
     (a ``PoseLabError`` taking (path, problem)) naming the file."""

@@ -71,8 +71,9 @@ def paper_ui(runs) -> None:
                "Table 2 those with.")
     if (table["backbone"] == "random init").any():
         st.warning("These runs used a random backbone: compare shapes, not numbers.")
-    shown = table.assign(test_acc=[_interval(r, "test_acc_%", "acc_low_%", "acc_high_%", 1) for r in table.itertuples()],
-                         loss=[_interval(r, "test_loss", "loss_low", "loss_high", 3) for r in table.itertuples()])
+    records = table.to_dict("records")
+    shown = table.assign(test_acc=[_interval(r, "test_acc_%", "acc_low_%", "acc_high_%", 1) for r in records],
+                         loss=[_interval(r, "test_loss", "loss_low", "loss_high", 3) for r in records])
     st.dataframe(shown[["table", "preset", "fc", "keypoints", "head", "keypoint_source", "paper_test_acc_%",
                         "test_acc", "difference_pp", "loss", "seeds", "interval"]],
                  hide_index=True, width="stretch", column_config={
@@ -99,8 +100,8 @@ def paper_ui(runs) -> None:
         st.markdown(f"- {line}")
 
 
-def _interval(row, mean: str, low: str, high: str, digits: int) -> str:
-    m, lo, hi = getattr(row, mean), getattr(row, low), getattr(row, high)
+def _interval(row: dict, mean: str, low: str, high: str, digits: int) -> str:
+    m, lo, hi = row[mean], row[low], row[high]
     if not np.isfinite(m):
         return ""
     return f"{m:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if np.isfinite(lo) else "")

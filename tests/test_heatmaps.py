@@ -82,8 +82,10 @@ def test_decode_batched_zero_edge_and_negative():
     assert pts.shape == (2, 3, 2, 2) and val.shape == (2, 3, 2)
     np.testing.assert_allclose(pts[0, 1, 0].numpy(), [0.0, 4.0])
     np.testing.assert_allclose(pts[1, 2, 1].numpy(), [9.0, 7.0])
-    assert val[0, 0, 0] == 0 and (pts[0, 0, 0] == 0).all()     # empty map -> (0, 0), 0
-    assert torch.isfinite(pts).all()
+    assert val[0, 0, 0] == 0 and torch.isnan(pts[0, 0, 0]).all()   # an empty map is a missing keypoint
+    found = torch.zeros(2, 3, 2, dtype=torch.bool)
+    found[0, 1, 0] = found[1, 2, 1] = True
+    assert torch.isfinite(pts[found]).all() and torch.isnan(pts[~found]).all()
     with pytest.raises(ValueError):
         decode_heatmaps(maps, method="soft")
 
