@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.classification.dataset import load_infiniteform  # noqa: E402
 from core.classification.image_cache import build_image_cache, decode_rate  # noqa: E402
+from core.classification.readers import load_pose_dataset  # noqa: E402
 from core.synthetic.images import write_image_dataset  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     try:
         write_image_dataset(tmp / "data", n_train=args.images, n_test=1, seed=0, size=args.size,
                             people_max=2, progress=False)
-        index = load_infiniteform(tmp / "data")
+        index = load_pose_dataset(tmp / "data")
         samples = [s for k in ("train", "val", "test") for s in index.splits[k]]
         rates: dict[str, list[float]] = {"one_core_decode": [], "build_1_worker": [], f"build_{cores}_workers": []}
         for r in range(args.repeats):

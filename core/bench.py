@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from core.classification import saliency as sal
-from core.classification.dataset import load_infiniteform
 from core.classification.image_cache import CachedPoseDataset, build_image_cache, decode_rate, normalize_uint8
 from core.classification.model import PAPER_PRESETS, PRESETS, build_classifier, get_preset
+from core.classification.readers import load_pose_dataset
 from core.classification.train import TrainConfig, make_optimizer, train_one_epoch
 from core.engine import resolve_device
 from core.io import write_json
@@ -85,7 +85,7 @@ def bench_jpeg(root: Path, *, images: int, image_size: int, device: torch.device
     building the image cache, batches of 64 scenes per call."""
     write_image_dataset(root / "jpeg", n_train=images - images // 5, n_test=max(1, images // 5), seed=0,
                         size=320, people_max=2, progress=progress, image_format="jpeg")
-    index = load_infiniteform(root / "jpeg")
+    index = load_pose_dataset(root / "jpeg")
     samples = [s for k in ("train", "val", "test") for s in index.splits[k]]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     one = decode_rate(samples, image_size=image_size)
@@ -247,7 +247,7 @@ def run_bench(*, device: str = "auto", images: int = 200, out: Path | None = Non
         t0 = time.perf_counter()
         write_image_dataset(tmp / "data", n_train=images - images // 5, n_test=max(1, images // 5), seed=0, size=320, people_max=2,
                             progress=progress)
-        index = load_infiniteform(tmp / "data")
+        index = load_pose_dataset(tmp / "data")
         samples = [s for k in ("train", "val", "test") for s in index.splits[k]]
         res["render_seconds"], res["samples"] = time.perf_counter() - t0, len(samples)
         res["cache"], cache = bench_cache(samples, index.fingerprint, image_size=image_size,

@@ -13,6 +13,7 @@ import streamlit as st
 from core import ui
 from core.errors import PoseLabError
 from core.metrics import PCK_THRESHOLDS
+from core.temporal import compare as tc
 from core.temporal import report as pr
 
 
@@ -94,6 +95,37 @@ st.dataframe(_styled(shown, skip_rows=(pr.THRESHOLD_ROW,)), width="stretch", key
 st.caption("PCK in %, pooled over every visible (frame, keypoint) of the test set. "
            "`identity` = the estimator's own output. Last row: mean threshold distance a·s "
            "in heatmap pixels.")
+
+# ---------------------------------------------------------------- what PCK cannot see
+st.subheader("Smoothness and left/right")
+motion = tc.motion_table([by_id[r] for r in chosen], labels)
+st.dataframe(motion, width="stretch", key="pck_motion", column_config={
+    "pck_auc": st.column_config.NumberColumn("PCK-AUC 0..0.2", format="%.3f"),
+    "velocity_error": st.column_config.NumberColumn("velocity error", format="%.3f"),
+    "accel_error": st.column_config.NumberColumn("accel error", format="%.3f"),
+    "jitter": st.column_config.NumberColumn("jitter", format="%.3f"),
+    "gt_jitter": st.column_config.NumberColumn("true motion's jitter", format="%.3f"),
+    "swapped_frames": st.column_config.NumberColumn("swapped frames", format="percent"),
+    **{f"swap_tolerant_pck@{a:g}": st.column_config.NumberColumn(f"swap-tolerant PCK@{a:g}", format="percent")
+       for a in PCK_THRESHOLDS}})
+st.caption("Heatmap pixels per frame (velocity) and per frame² (acceleration, jitter) over the test windows. "
+           "Velocity and acceleration error compare with the ground truth's motion; jitter is the output's own "
+           "mean acceleration (no ground truth needed: compare it with the true motion's). Swapped frames fit the "
+           "ground truth better with left and right exchanged; the swap-tolerant PCK forgives them, a "
+           "diagnostic beside the strict PCK above, which stays the headline.")
+
+seeded = tc.seed_table([by_id[r] for r in chosen])
+if len(seeded):
+    st.subheader("Mean and 95 % interval over seeds")
+    show = seeded[["arch", "seeds", "interval"]].copy()
+    for a in PCK_THRESHOLDS:
+        show[f"PCK@{a:g} %"] = [f"{100 * m:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" if pd.notna(lo) else f"{100 * m:.1f}"
+                               for m, lo, hi in zip(seeded[f"pck@{a:g}"], seeded[f"pck@{a:g}_low"],
+                                                    seeded[f"pck@{a:g}_high"])]
+        show[f"identity PCK@{a:g} %"] = 100 * seeded[f"identity_pck@{a:g}"]
+    st.dataframe(show, hide_index=True, width="stretch", key="pck_seeds")
+    st.caption("The chosen runs grouped by everything but their seed: the mean and a 95 % interval across "
+               "seeds (with one seed, the binomial interval of the test keypoints; column *interval*).")
 
 # ---------------------------------------------------------------- per keypoint
 st.subheader("Per keypoint")

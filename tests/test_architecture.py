@@ -95,3 +95,76 @@ def test_readme_has_no_references_to_files_or_issues_outside_the_repository():
     pattern = re.compile(r"DESIGN\.md|\bissues? \d+|\bissue #?\d+", re.I)
     text = (REPO / "README.md").read_text().splitlines()
     assert not [i for i, line in enumerate(text, 1) if pattern.search(line)]
+
+
+# ----------------------------------------------------------------------------- layers
+
+# docs/ARCHITECTURE.md, "Rules": the layers, bottom up, and what each may import.
+BASICS = {"core.errors", "core.io", "core.keypoints", "core.metrics", "core.images", "core.polygons",
+          "core.heatmaps", "core.stats"}
+RUN_LAYER = {"core.runs", "core.run_writer", "core.distributed", "core.engine"}
+TOP = {"core", "core.__main__", "core.cli", "core.demo", "core.models", "core.bench", "core.ui"}
+# model and metric files: basics only (and their own siblings)
+MODEL_FILES = {"core.classification.model", "core.temporal.models.conv3d", "core.temporal.models.convlstm",
+               "core.temporal.models.deciwatch", "core.temporal.models.identity", "core.temporal.models.filters",
+               "core.temporal.models.losses"}
+
+
+def layer(module: str) -> str:
+    if module in BASICS:
+        return "basics"
+    if module in RUN_LAYER:
+        return "runs"
+    if module in TOP:
+        return "top"
+    for pkg in ("synthetic", "estimator", "classification", "temporal"):
+        if module == f"core.{pkg}" or module.startswith(f"core.{pkg}."):
+            return pkg
+    return "unknown"
+
+
+ALLOWED = {
+    "basics": {"basics"},
+    "synthetic": {"basics", "synthetic"},
+    "estimator": {"basics", "estimator"},
+    "runs": {"basics", "runs"},
+    "classification": {"basics", "synthetic", "estimator", "runs", "classification"},
+    "temporal": {"basics", "synthetic", "estimator", "runs", "temporal"},
+    "top": {"basics", "synthetic", "estimator", "runs", "classification", "temporal", "top"},
+}
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that points up or sideways against the layers above."""
+    bad = []
+    for m, deps in graph.items():
+        for d in deps:
+            if layer(d) not in ALLOWED.get(layer(m), set()):
+                bad.append(f"{m} ({layer(m)}) imports {d} ({layer(d)})")
+            elif m in MODEL_FILES and layer(d) != "basics" and not d.startswith(m.rsplit(".", 1)[0]):
+                bad.append(f"{m} (a model file) imports {d}")
+    return sorted(bad)
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _sources()
+    return {m: {d for d in _imports(p, top_level=True) if d in mods and d != m} for m, p in mods.items()}
+
+
+def test_every_module_has_a_layer():
+    assert not [m for m in _sources() if layer(m) == "unknown"]
+
+
+def test_imports_point_down_the_layers():
+    assert violations(_graph()) == []
+
+
+def test_the_layer_check_catches_imports_that_point_up():
+    """The two imports the layers forbid, once found in the code, stay caught."""
+    assert violations({"core.synthetic.estimator": {"core.heatmaps", "core.temporal.sequences"}}) == [
+        "core.synthetic.estimator (synthetic) imports core.temporal.sequences (temporal)"]
+    assert violations({"core.temporal.refine": {"core.models"}}) == [
+        "core.temporal.refine (temporal) imports core.models (top)"]
+    assert violations({"core.temporal.models.conv3d": {"core.runs"}}) == [
+        "core.temporal.models.conv3d (a model file) imports core.runs"]
+    assert violations({"core.classification.train": {"core.temporal.windows"}})

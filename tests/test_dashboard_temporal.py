@@ -42,8 +42,9 @@ def _page(page: str, **state):
 
 
 def _frames(at) -> dict[str, object]:
-    """The PCK page's tables in page order: summary, per keypoint, [difference], [CI]."""
-    names = ["summary", "table"]
+    """The PCK page's tables in page order: summary, smoothness, seeds, per keypoint,
+    [difference], [CI]."""
+    names = ["summary", "motion", "seeds", "table"]
     if at.selectbox(key="pck_reference").value is not None:
         names.append("diff")
     if at.toggle(key="pck_ci").value:
@@ -66,6 +67,13 @@ def test_pck_page_tables_react_to_runs_threshold_merge_and_reference(real_runs):
     # Both runs chosen; the grid's identity run and the baseline row are told apart.
     assert set(f["summary"].index) == {"identity", "conv3d", "identity baseline", "threshold_px"}
     assert len(f["table"]) == 13 + 1                            # merged by default, + 'all'
+    # smoothness and left/right: every chosen run and the estimator, from the runs' metrics
+    assert set(f["motion"].index) == {"identity", "conv3d", "identity (estimator)"}
+    assert {"pck_auc", "accel_error", "jitter", "swapped_frames", "swap_tolerant_pck@0.05"} <= set(f["motion"].columns)
+    assert (f["motion"]["swap_tolerant_pck@0.05"] >= 0).all()
+    # one seed each: the binomial interval of the test keypoints, labelled as such
+    assert set(f["seeds"]["arch"]) == {"identity", "conv3d"}
+    assert set(f["seeds"]["interval"]) == {"binomial, test set (1 seed)"}
     assert set(f["table"].columns) == {"identity", "conv3d", "identity baseline", "n_visible"}
 
     at.toggle(key="pck_merged").set_value(False).run()

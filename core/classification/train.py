@@ -42,7 +42,7 @@ from core.classification.backbones import (
     store_backbone,
 )
 from core.classification.crops import PoseDataset, model_input, scene_keypoints
-from core.classification.dataset import PoseIndex, load_infiniteform
+from core.classification.dataset import PoseIndex
 from core.classification.estimated import KEYPOINT_SOURCES, estimated_keypoints
 from core.classification.features import FeatureSet, cached_features, feature_cache_path
 from core.classification.image_cache import cached_pose_dataset, resolve_decoder
@@ -56,6 +56,7 @@ from core.classification.model import (
     get_preset,
     load_trained_weights,
 )
+from core.classification.readers import load_pose_dataset
 from core.errors import DataError, RunError
 from core.estimator.blazepose import model_version
 from core.io import read_json, write_json
@@ -244,7 +245,7 @@ def _prepare(job: ClassifierJob, *, seed: int, device: torch.device) -> _Prepare
     data, runs_dir, weights = job.data, Path(job.runs_dir), job.weights
     image_size, margin = job.recipe.image_size, job.recipe.margin
     t0 = time.perf_counter()
-    index = load_infiniteform(data, seed=seed)
+    index = load_pose_dataset(data, seed=seed)
     if D.is_main_process():
         print(index.summary(), file=sys.stderr, flush=True)   # counts + why samples were skipped
     if not index.classes:

@@ -49,3 +49,23 @@ def seed_table(runs: Sequence) -> pd.DataFrame:
                     else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def motion_table(runs: Sequence, labels: dict[str, str]) -> pd.DataFrame:
+    """What PCK cannot see, one row per run (``labels``: run id -> row label) and one for
+    the identity baseline of the first run's test windows: PCK-AUC over 0..0.2, velocity
+    and acceleration error, jitter (the output's mean acceleration; ``gt`` the true
+    motion's), the share of frames whose left and right are swapped, and the PCK with
+    those swaps forgiven. Runs written before these metrics existed give NaN."""
+    def row(m: dict, prefix: str) -> dict:
+        out = {"pck_auc": m.get(f"{prefix}_pck_auc"), "velocity_error": m.get(f"{prefix}_velocity_error"),
+               "accel_error": m.get(f"{prefix}_accel_error"), "jitter": m.get(f"{prefix}_jitter"),
+               "gt_jitter": m.get("gt_jitter"), "swapped_frames": m.get(f"{prefix}_swapped_frames")}
+        out.update({f"swap_tolerant_pck@{a:g}": m.get(f"{prefix}_swap_tolerant_pck@{a:g}") for a in PCK_THRESHOLDS})
+        return {k: float(v) if isinstance(v, (int, float)) else math.nan for k, v in out.items()}
+    rows = {labels.get(r.id, r.id): row(r.metrics or {}, "test") for r in runs}
+    if runs:
+        rows["identity (estimator)"] = row(runs[0].metrics or {}, "identity")
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "run"
+    return out
