@@ -23,13 +23,17 @@ from core.keypoints import TEMPORAL25_SKELETON
 from core.temporal import report as pr
 from core.temporal.refine import read_videos, refine_video
 
-LAYERS = {  # name -> (x column, y column, marker)
-    "ground truth": ("gt_x", "gt_y", dict(symbol="circle", size=9, color="#2ca02c",
-                                         line=dict(width=1, color="white"))),
-    "estimator": ("input_x", "input_y", dict(symbol="x", size=9, color="#ff7f0e")),
-    "refined": ("pred_x", "pred_y", dict(symbol="diamond", size=9, color="#d62728",
-                                        line=dict(width=1, color="white"))),
+LAYERS = {  # name -> (x column, y column, marker): the source by the symbol ...
+    "ground truth": ("gt_x", "gt_y", dict(symbol="circle", size=9, line=dict(width=1, color="white"))),
+    "estimator": ("input_x", "input_y", dict(symbol="x", size=9)),
+    "refined": ("pred_x", "pred_y", dict(symbol="diamond", size=9, line=dict(width=1, color="white"))),
 }
+# ... the body's side by the colour, so a body read mirrored (left for right) shows at once
+SIDES = {"left": "#1f77b4", "right": "#d62728", "centre": "#e0e0e0"}
+
+
+def side(name: str) -> str:
+    return "left" if name.startswith("left_") else "right" if name.startswith("right_") else "centre"
 SOURCES = ("Test videos of the run", "A sequence dataset folder")
 PLAY_DELAY_S = 0.15          # between frames while playing (plus the time to draw one)
 
@@ -84,29 +88,34 @@ def frame_figure(background, overlay, pts: pd.DataFrame, layers: list[str], skel
     if overlay is not None:
         fig.add_trace(go.Image(z=overlay, colormodel="rgba", x0=0.5, y0=0.5, hoverinfo="skip"))
     vis = pts["visible"].astype(bool).to_numpy()
+    sides = np.array([side(n) for n in pts["keypoint_name"]])
     if skeleton:
         name = "ground truth" if vis.any() and "ground truth" in layers else "refined"
-        xc, yc, marker = LAYERS[name]
-        xs, ys = [], []
+        xc, yc, _ = LAYERS[name]
         px, py = pts[xc].to_numpy(), pts[yc].to_numpy()
         at = {int(k): i for i, k in enumerate(pts["keypoint"])}
+        lines: dict[str, tuple[list, list]] = {s_: ([], []) for s_ in SIDES}
         for a, b in TEMPORAL25_SKELETON:
             ia, ib = at.get(a), at.get(b)
             if ia is not None and ib is not None and (name != "ground truth" or (vis[ia] and vis[ib])):
-                xs += [px[ia], px[ib], None]
-                ys += [py[ia], py[ib], None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=marker["color"], width=1.5),
-                                 hoverinfo="skip", showlegend=False))
+                s_ = sides[ia] if sides[ia] == sides[ib] else "centre"    # a limb is its side's colour
+                lines[s_][0].extend([px[ia], px[ib], None])
+                lines[s_][1].extend([py[ia], py[ib], None])
+        for s_, (xs, ys) in lines.items():
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=SIDES[s_], width=1.5),
+                                     hoverinfo="skip", showlegend=False))
     for name in layers:
         xc, yc, marker = LAYERS[name]
-        sub = pts[vis] if name == "ground truth" else pts
-        if sub[xc].isna().all():
+        keep = vis if name == "ground truth" else np.ones(len(pts), bool)
+        if pts.loc[keep, xc].isna().all():
             continue
-        err = sub["error_px" if name == "refined" else "input_error_px"]
+        err = pts["error_px" if name == "refined" else "input_error_px"]
         text = [f"{n}<br>error {e:.1f} px" if name != "ground truth" and pd.notna(e) else n
-                for n, e in zip(sub["keypoint_name"], err)]
-        fig.add_trace(go.Scatter(x=sub[xc], y=sub[yc], mode="markers", name=name, marker=marker,
-                                 text=text, hovertemplate="%{text}<extra>" + name + "</extra>"))
+                for n, e in zip(pts["keypoint_name"], err)]
+        colours = [SIDES[s_] for s_ in sides[keep]]
+        fig.add_trace(go.Scatter(x=pts.loc[keep, xc], y=pts.loc[keep, yc], mode="markers", name=name,
+                                 marker={**marker, "color": colours}, text=np.asarray(text, object)[keep],
+                                 hovertemplate="%{text}<extra>" + name + "</extra>"))
     lo = -0.5 if heatmap_canvas else 0
     fig.update_xaxes(range=[lo, w + lo], showgrid=False, zeroline=False, constrain="domain", visible=False)
     fig.update_yaxes(range=[h + lo, lo], showgrid=False, zeroline=False, scaleanchor="x", visible=False)
@@ -198,7 +207,8 @@ def player_ui(key: str, rows_img: pd.DataFrame | None, rows_hm: pd.DataFrame | N
         st.plotly_chart(frame_figure(background, overlay, pts, layers, skeleton, size, canvas),
                         width="stretch", key=f"seq_fig_{key}")
         st.caption(("Heatmap pixels over the estimator's heatmaps (max over keypoints)." if canvas
-                    else "Image pixels.") + " Green: ground truth; orange ×: the estimator; red ◆: the run.")
+                    else "Image pixels.") + " ● ground truth, × the estimator, ◆ the run; blue: the body's "
+                   "left, red: its right, grey: the centre line.")
     if right is None:
         st.caption("This video has no ground truth: the estimator's keypoints and the run's refined ones.")
     else:
@@ -214,6 +224,17 @@ def player_ui(key: str, rows_img: pd.DataFrame | None, rows_hm: pd.DataFrame | N
             b.metric("Refined error (this frame)", f"{m_out:.1f} px",
                      delta=f"{change:+.1f} px" if np.isfinite(change) and abs(change) >= 0.05 else None,
                      delta_color="inverse")
+    motion = pr.video_motion(rows)
+    unit = "heatmap px" if canvas else "image px"
+    m = st.columns(3)
+    m[0].metric("Jitter, estimator (this video)", f"{motion['estimator_jitter']:.2f}",
+                help=f"mean acceleration of its keypoints, {unit} per frame²")
+    m[1].metric("Jitter, refined (this video)", f"{motion['refined_jitter']:.2f}",
+                delta=f"{motion['refined_jitter'] - motion['estimator_jitter']:+.2f}", delta_color="inverse")
+    if np.isfinite(motion["true_jitter"]):
+        m[2].metric("The true motion's jitter", f"{motion['true_jitter']:.2f}",
+                    help=f"acceleration error: estimator {motion['estimator_accel_error']:.2f}, "
+                         f"refined {motion['refined_accel_error']:.2f} ({unit} per frame²)")
     with st.expander("Keypoints of this frame"):
         st.dataframe(pts, hide_index=True, width="stretch")
     if st.session_state.get(f"{fkey}_play"):

@@ -42,7 +42,7 @@ from core.heatmaps import normalize_heatmaps, to_heatmap, to_image
 from core.images import open_image
 from core.io import resolve_inside
 from core.keypoints import TEMPORAL25, side_merged_name
-from core.metrics import PCK_THRESHOLDS, pool
+from core.metrics import PCK_THRESHOLDS, acceleration_error, jitter, pool
 from core.temporal.videos import Video, load_video
 
 THRESHOLD_ROW = "threshold_px"      # the pck.csv row holding mean a*s in heatmap pixels
@@ -345,6 +345,29 @@ def per_frame_error(rows: pd.DataFrame) -> pd.DataFrame:
                     v=vis.astype(int)).groupby("frame", sort=True)
     return pd.DataFrame({"input_error_px": g["i"].mean(), "error_px": g["e"].mean(),
                          "n_visible": g["v"].sum()}).reset_index()
+
+
+def video_motion(rows: pd.DataFrame) -> dict[str, float]:
+    """One video's smoothness (``core.metrics``, in the rows' pixels per frame squared):
+    the jitter of the estimator's and the run's keypoints over all the video's frames
+    (no ground truth needed), the true motion's jitter, and both acceleration errors
+    where there is ground truth (NaN without)."""
+    names = rows["keypoint"].max() + 1
+    t = rows["frame"].max() - rows["frame"].min() + 1
+    grid = rows.sort_values(["frame", "keypoint"])
+    frame = grid["frame"].to_numpy() - grid["frame"].min()
+
+    def arr(xc: str, yc: str) -> np.ndarray:
+        out = np.full((t, names, 2), np.nan)
+        out[frame, grid["keypoint"].to_numpy()] = grid[[xc, yc]].to_numpy(np.float64)
+        return out
+    vis = np.zeros((t, names), bool)
+    vis[frame, grid["keypoint"].to_numpy()] = grid["visible"].astype(bool).to_numpy()
+    gt, est, ref = arr("gt_x", "gt_y"), arr("input_x", "input_y"), arr("pred_x", "pred_y")
+    return {"estimator_jitter": jitter(est), "refined_jitter": jitter(ref),
+            "true_jitter": jitter(np.where(vis[..., None], gt, np.nan)),
+            "estimator_accel_error": acceleration_error(est, gt, vis),
+            "refined_accel_error": acceleration_error(ref, gt, vis)}
 
 
 def frame_points(rows: pd.DataFrame, frame: int) -> pd.DataFrame:
