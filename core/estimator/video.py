@@ -185,7 +185,7 @@ def open_frames(path: str | Path, *, fps: float | None = None,
     video_fps = float(Fraction(rate)) if rate else None
     src = FrameSource(path, "video", (0, 0), fps if fps is not None else video_fps, count,
                       max_frames, max_pixels, allow_truncated=allow_truncated)
-    problem = boxes or container_problem
+    problem = container_problem or boxes    # counts first: they say what is missing
     if problem:                             # before any decoding: fails at once, not after BlazePose
         src._problem(problem)
     first = next(iter(_decode(path, problem=src._problem)), None)
@@ -246,11 +246,6 @@ def _mp4_box_problem(path: Path) -> str | None:
 
 def _container_problem(path: Path, container, stream, rate) -> str | None:
     """What the container declares against what its packets hold (one demux-only pass)."""
-    if container.format.name == "mpegts":
-        size = path.stat().st_size
-        if all(size % p for p in TS_PACKET_SIZES):
-            return (f"ends inside a transport-stream packet ({size:,} bytes is not a whole number of "
-                    "188-byte packets)")
     declared = int(stream.frames) or None
     interval = 1 / float(rate) if rate else None
     packets, corrupt, other_frame = 0, None, 0.0
@@ -269,10 +264,17 @@ def _container_problem(path: Path, container, stream, rate) -> str | None:
             if pkt.is_corrupt and corrupt is None:
                 corrupt = packets
             packets += 1
+    whole = packets if corrupt is None else corrupt
+    if declared is not None and packets < declared:
+        return (f"declares {declared} frames but its data holds {whole}"
+                + (f" whole ones (it stops inside frame {corrupt})" if corrupt is not None else ""))
     if corrupt is not None:
         return f"the data of frame {corrupt} ends early or is damaged (FFmpeg marks it corrupt)"
-    if declared is not None and packets < declared:
-        return f"declares {declared} frames but holds data for {packets}"
+    if container.format.name == "mpegts":
+        size = path.stat().st_size
+        if all(size % p for p in TS_PACKET_SIZES):
+            return (f"ends inside a transport-stream packet ({size:,} bytes is not a whole number of "
+                    f"188-byte packets) after data for {packets} frames")
     declared_end, whose = _declared_end(container, stream)
     end = ends.get(True) if whose == "video stream" else max(ends.values(), default=None)
     # Durations are rounded (Matroska: to the millisecond) and a lost frame is an
@@ -280,8 +282,8 @@ def _container_problem(path: Path, container, stream, rate) -> str | None:
     # padding, up to about two audio frames.
     slack = 0.75 * (interval or 0) + (2 * other_frame if whose == "container" else 0)
     if declared_end is not None and end is not None and interval and end < declared_end - slack:
-        return (f"declares {declared_end:.2f} s ({whose} duration) but its data ends at {end:.2f} s "
-                f"(about {round(ends.get(True, end) / interval)} of {round(declared_end / interval)} frames)")
+        return (f"declares {declared_end:.2f} s ({whose} duration, about {round(declared_end / interval)} "
+                f"frames) but its data ends at {end:.2f} s ({packets} frames)")
     return None
 
 

@@ -5,10 +5,11 @@ BlazePose's output is ``core.temporal.blazepose_videos``.
 
 The video is checked, not trusted (``core.estimator.video``): a cut or damaged file is
 refused, or with ``allow_truncated`` its frames before the damage are used and the
-problem is printed and recorded in index.json (``warnings``). Writing into a dataset
-folder that holds files estimate did not write (refine's ``refined-*.csv`` / ``.npz``,
-notes) is refused: those results were made from the frames being replaced, so they are
-neither deleted nor left beside a new dataset they do not describe.
+problem is printed and recorded in index.json (``warnings``). Re-estimating into a
+dataset folder keeps the files estimate did not write there (notes), and refuses while
+it holds refine's ``refined-*.csv`` / ``.npz``: those results were made from the frames
+being replaced, so they are neither deleted nor left beside a dataset they do not
+describe (``core.temporal.sequences.write_dataset``).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from core.errors import DataError
 from core.estimator.video import open_frames
 from core.temporal.blazepose_videos import NATIVE, estimate_frames, heatmap_side_ok, saved, video_from_poses
-from core.temporal.sequences import _safe_name, discard_staging, foreign_files, staging_folder, write_dataset
+from core.temporal.sequences import _safe_name, check_out, discard_staging, staging_folder, write_dataset
 from core.temporal.videos import WINDOW
 
 
@@ -34,14 +35,14 @@ def estimate_video_file(*, out: str | Path, video: str | Path | None = None, fra
     Nothing is left behind on error: the dataset is built in a temporary folder beside
     ``out`` and renamed into place at the end. A file that is not a video, a cut or
     damaged one (unless ``allow_truncated``), a video without frames, or one in which
-    nobody is found is one DataError naming the file; so is an ``out`` holding files
-    that estimate did not write (see the module docstring)."""
+    nobody is found is one DataError naming the file; so is an ``out`` holding results
+    refined from the dataset there (checked first, see the module docstring)."""
     if (video is None) == (frames is None):
         raise DataError(None, "give one of --video FILE or --frames DIR")
     src_path = Path(video if video is not None else frames)
     if not heatmap_side_ok(heatmap):
         raise DataError(src_path, f"--heatmap must be {NATIVE}, 32 or 16 for BlazePose's {NATIVE}-px heatmaps")
-    _refuse_foreign(out)
+    check_out(out)                                   # refused before any work
     source = open_frames(src_path, fps=fps, allow_truncated=allow_truncated)   # DataError for what cannot be read
     if source.frame_count is not None and source.frame_count < WINDOW:
         raise DataError(src_path, f"has {source.frame_count} frames; the temporal models need at least {WINDOW}")
@@ -74,13 +75,3 @@ def estimate_video_file(*, out: str | Path, video: str | Path | None = None, fra
               + (f" ({len(warnings)} warning(s), recorded in index.json)" if warnings else ""))
     return index.parent
 
-
-def _refuse_foreign(out: str | Path) -> None:
-    """Refuse, before any work, to replace a dataset beside files estimate did not write."""
-    foreign = foreign_files(out)
-    if foreign:
-        shown = ", ".join(p.as_posix() for p in foreign[:3]) + (f" and {len(foreign) - 3} more"
-                                                              if len(foreign) > 3 else "")
-        raise DataError(out, f"holds {len(foreign)} file(s) that estimate did not write ({shown}); "
-                             "replacing the dataset would delete them and they describe its old frames: "
-                             "move them away or choose another --out")

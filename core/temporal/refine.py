@@ -18,7 +18,8 @@ with ``refined`` and ``estimator`` (N, 25, 2) image pixels, ``video`` and ``fram
 Outputs never replace inputs: an ``--out`` whose CSV or ``.npz`` is a file of the dataset
 being read, or an existing file that is not a refine output (another dataset's video,
 a user's own CSV), is refused before anything is computed. A refine ``.npz`` left among
-videos is recognised as such and skipped by the readers (``is_refine_output``).
+videos is recognised as such and skipped by the readers
+(``core.temporal.sequences.is_refine_output``).
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ from core.keypoints import TEMPORAL25
 from core.models import load_model
 from core.runs import Run, load_run
 from core.temporal.heatmaps import decode_heatmaps, pool_heatmaps, to_image
-from core.temporal.sequences import INDEX, REFINE_ARRAYS, _read_index
-from core.temporal.videos import Video, load_video, npz_arrays
+from core.temporal.sequences import INDEX, _read_index, is_refine_output
+from core.temporal.videos import Video, load_video
 from core.temporal.windows import video_frames
 
 
@@ -50,9 +51,10 @@ class Refined:
     found: np.ndarray            # (T,) bool
 
 
-def read_videos(path: str | Path) -> list[Video]:
+def read_videos(path: str | Path, *, confine: bool = False) -> list[Video]:
     """Every video of a sequence dataset (folder or index.json), a folder of .npz, or one
-    .npz, unsplit."""
+    .npz, unsplit. ``confine``: a file of a folder that is a link leading out of it is
+    refused (index.json entries always are), for a folder typed into the dashboard."""
     path = Path(path).expanduser()
     if path.is_dir() and (path / INDEX).is_file():
         path = path / INDEX
@@ -61,7 +63,11 @@ def read_videos(path: str | Path) -> list[Video]:
     if path.is_file() and path.suffix == ".npz":
         return [load_video(path, min_frames=1)]
     if path.is_dir():
-        files = [p for p in sorted(path.rglob("*.npz")) if not is_refine_output(p)]
+        files = sorted(path.rglob("*.npz"))
+        for p in files if confine else []:          # before any is opened
+            if not p.resolve().is_relative_to(path.resolve()):
+                raise DataError(path, f"{p.relative_to(path)} is a link that leads out of this folder")
+        files = [p for p in files if not is_refine_output(p)]
         if files:
             return [load_video(p, min_frames=1) for p in files]
     raise DataError(path, "expected a sequence dataset folder, its index.json, or .npz videos")
@@ -164,17 +170,6 @@ def check_refine_out(out: Path, *, inputs: list[Path]) -> None:
         if target.exists() and not is_refine_output(target):
             raise DataError(target, "exists and is not an output of refine (another dataset's file, or "
                                     "your own?); refusing to overwrite it: choose another --out")
-
-
-def is_refine_output(path: Path) -> bool:
-    """Whether ``path`` is a CSV or .npz that ``write_refined`` wrote."""
-    try:
-        if path.suffix.lower() == ".csv":
-            with open(path, encoding="utf-8") as f:
-                return f.readline().startswith("video,frame,found")
-        return path.suffix.lower() == ".npz" and REFINE_ARRAYS <= set(npz_arrays(path))
-    except (OSError, UnicodeDecodeError, DataError):
-        return False
 
 
 def _index_files(data: str | Path) -> list[Path]:

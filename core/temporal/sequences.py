@@ -356,7 +356,7 @@ def staging_folder(out: str | Path) -> Path:
     hand to ``write_dataset(..., staged=)``; on error the caller calls ``discard_staging``.
     Locked while its process lives (``core.io.staging_dir``), so a killed build's folder is
     told from a live one and removed by the next build of ``out``."""
-    return staging_dir(_check_out(out))
+    return staging_dir(check_out(out))
 
 
 def discard_staging(staged: Path) -> None:
@@ -371,12 +371,14 @@ def write_dataset(out: str | Path, videos: list[Video], *, meta: dict | None = N
 
     Built in a temporary sibling folder (``staged``, from ``staging_folder``, when the
     caller has already put the frames there) and renamed into place, so an interrupted
-    write leaves any previous dataset at ``out`` untouched. Files in a previous dataset
-    at ``out`` that are not its own (``foreign_files``: refine's CSVs, notes, a marker
-    file) are kept: hard-linked into the new folder before the swap, so at every moment
-    they are in the dataset at ``out``. Returns the index.json path.
+    write leaves any previous dataset at ``out`` untouched. Nothing of the user's is
+    lost: files in a previous dataset at ``out`` that are not its own (``foreign_files``:
+    notes, a marker file) are kept, hard-linked into the new folder before the swap, so at
+    every moment they are in the dataset at ``out``; results refined from the previous
+    dataset (refine's CSV / .npz) would no longer describe it, so ``check_out`` refuses
+    to replace it while they are there. Returns the index.json path.
     """
-    out = _check_out(out)
+    out = check_out(out)
     tmp = staged if staged is not None else staging_folder(out)
     try:
         entries = []
@@ -451,12 +453,31 @@ def _keep_foreign(out: Path, tmp: Path) -> None:
             shutil.copy2(out / rel, target, follow_symlinks=False)
 
 
-def _check_out(out: str | Path) -> Path:
-    """Where a dataset may be (re)written: a new/empty folder or an existing dataset."""
+def check_out(out: str | Path) -> Path:
+    """Where a dataset may be (re)written: a new/empty folder, or an existing dataset
+    without results refined from it (see ``write_dataset``)."""
     out = Path(out).expanduser().resolve()
     if out.exists() and (not out.is_dir() or (not (out / INDEX).is_file() and any(out.iterdir()))):
         raise DataError(out, "exists and is not a sequence dataset; refusing to overwrite it")
+    results = [p for p in foreign_files(out) if is_refine_output(out / p)]
+    if results:
+        shown = ", ".join(p.as_posix() for p in results[:3]) + (f" and {len(results) - 3} more"
+                                                              if len(results) > 3 else "")
+        raise DataError(out, f"holds {len(results)} file(s) of results refined from this dataset ({shown}); "
+                             "replacing it would leave them describing frames that are gone: move them "
+                             "away or write elsewhere")
     return out
+
+
+def is_refine_output(path: Path) -> bool:
+    """Whether ``path`` is a CSV or .npz that ``python -m core refine`` wrote."""
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, encoding="utf-8") as f:
+                return f.readline().startswith("video,frame,found")
+        return path.suffix.lower() == ".npz" and REFINE_ARRAYS <= set(npz_arrays(path))
+    except (OSError, UnicodeDecodeError, DataError):
+        return False
 
 
 def _safe_name(vid: str) -> str:
