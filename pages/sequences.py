@@ -23,6 +23,7 @@ from core.errors import PoseLabError
 from core.keypoints import TEMPORAL25_SKELETON
 from core.temporal import report as pr
 from core.temporal.refine import read_videos, refine_video
+from core.temporal.sequences import dataset_warnings
 
 LAYERS = {  # name -> (x column, y column, marker)
     "ground truth": ("gt_x", "gt_y", dict(symbol="circle", size=9, color="#2ca02c",
@@ -258,6 +259,8 @@ with ui.guard():
         root = ui.readable_folder(folder)                  # inside the data and runs folders only
         stamp = ui.stamp(root / "index.json") or ui.stamp(root)
         dataset = _dataset(str(root), stamp)
+        for warning in dataset_warnings(root):          # made with --allow-truncated
+            st.warning(f"Made from a cut or damaged video: {warning}", icon=":material/warning:")
         name = st.selectbox("Video", sorted(dataset), key=f"seq_dvideo_{root}")
         rows = _refined_rows(run.id, ui.stamp(run.file("weights.safetensors")), str(root), stamp, name)
         player_ui(f"ds_{run.id}_{name}", rows, None, dataset[name], str(root), run.name)

@@ -289,6 +289,11 @@ def test_sequences_page_refines_your_video_without_ground_truth(real_runs, tmp_p
     names = [t.get("name") for t in fig["data"] if t.get("mode") == "markers"]
     assert fig["data"][0]["type"] == "image" and names == ["estimator", "refined"]
     assert any("no ground truth" in c.value for c in at.caption)
+    assert not at.warning
+    index = tmp_path / "mine" / "index.json"                 # as estimate --allow-truncated records it
+    index.write_text(json.dumps({**json.loads(index.read_text()), "warnings": ["me.mp4: declares 24 frames"]}))
+    at.run()
+    assert any("declares 24 frames" in w.value for w in at.warning) and not _errors(at)
 
 
 def test_sequences_folder_box_stays_inside_the_data_and_runs_folders(real_runs, tmp_path, monkeypatch):

@@ -469,6 +469,18 @@ def check_out(out: str | Path) -> Path:
     return out
 
 
+def dataset_warnings(path: str | Path) -> list[str]:
+    """What a dataset's index.json records as ``warnings`` (``python -m core estimate
+    --allow-truncated`` on a cut or damaged video); [] for anything else."""
+    path = Path(path)
+    index = path / INDEX if path.is_dir() else path
+    if index.name != INDEX or not index.is_file():
+        return []
+    data = read_json(index)
+    warnings = data.get("warnings") if isinstance(data, dict) else None
+    return [str(w) for w in warnings] if isinstance(warnings, list) else []
+
+
 def is_refine_output(path: Path) -> bool:
     """Whether ``path`` is a CSV or .npz that ``python -m core refine`` wrote."""
     try:
