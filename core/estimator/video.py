@@ -39,10 +39,10 @@ at a packet boundary or a raw ``.h264``, is indistinguishable from a shorter vid
 
 Decoding uses slice threads (FFmpeg's default in PyAV), not frame threads
 (``thread_type="AUTO"``): under frame threads the decoder's errors and corrupt-frame
-flags are lost (a cut MP4 decodes "cleanly" to half its frames) and a damaged file could
-hang the demux loop. Measured on 2 CPU cores (720p H.264, 2026-12-03), frame threads
-were no faster (about 5-7 ms a frame either way, within the noise), and BlazePose's
-time per frame is several times that.
+flags are lost (a cut MP4 decodes "cleanly" to half its frames), and in this demux loop
+an MP4 with 2 kB zeroed in the middle hung 4 runs of 6. Measured on the shared 2-core
+CPU (720p H.264, 2026-12-03), frame threads were no faster (6-8 ms a frame either way,
+within the noise of a loaded machine), and BlazePose takes longer per frame than that.
 
 A folder: every file with an image suffix, in natural order (``frame2`` before
 ``frame10``), read with ``core.images.open_image`` (EXIF, 16-bit, alpha handled);
@@ -250,20 +250,23 @@ def _container_problem(path: Path, container, stream, rate) -> str | None:
     interval = 1 / float(rate) if rate else None
     packets, corrupt, other_frame = 0, None, 0.0
     ends: dict[bool, float] = {}              # is the video stream -> where its packets end, s
-    for pkt in container.demux():             # every stream: the container's duration spans audio
-        if not pkt.size:
-            continue
-        video = pkt.stream.index == stream.index
-        if not video and pkt.duration and pkt.time_base is not None:
-            other_frame = max(other_frame, float(pkt.duration * pkt.time_base))
-        if pkt.pts is not None and pkt.time_base is not None:
-            stop = float(pkt.pts * pkt.time_base) + (float(pkt.duration * pkt.time_base) if pkt.duration
-                                                     else interval or 0.0)
-            ends[video] = max(ends.get(video, stop), stop)
-        if video:
-            if pkt.is_corrupt and corrupt is None:
-                corrupt = packets
-            packets += 1
+    try:
+        for pkt in container.demux():         # every stream: the container's duration spans audio
+            if not pkt.size:
+                continue
+            video = pkt.stream.index == stream.index
+            if not video and pkt.duration and pkt.time_base is not None:
+                other_frame = max(other_frame, float(pkt.duration * pkt.time_base))
+            if pkt.pts is not None and pkt.time_base is not None:
+                stop = float(pkt.pts * pkt.time_base) + (float(pkt.duration * pkt.time_base) if pkt.duration
+                                                         else interval or 0.0)
+                ends[video] = max(ends.get(video, stop), stop)
+            if video:
+                if pkt.is_corrupt and corrupt is None:
+                    corrupt = packets
+                packets += 1
+    except (av.FFmpegError, OSError) as e:    # it opened: the damage is part-way through
+        return f"its data is damaged after frame {packets} ({_reason(e)})"
     whole = packets if corrupt is None else corrupt
     if declared is not None and packets < declared:
         return (f"declares {declared} frames but its data holds {whole}"

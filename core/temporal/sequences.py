@@ -421,7 +421,10 @@ def foreign_files(out: str | Path) -> list[Path]:
     if not (out / INDEX).is_file():
         return []
     own = {out / INDEX}
-    data = read_json(out / INDEX)
+    try:
+        data = read_json(out / INDEX)
+    except DataError:                         # a damaged index names no file: all are kept
+        data = {}
     for entry in data.get("videos", []) if isinstance(data, dict) else []:
         file = (out / str(entry.get("file", ""))).resolve() if isinstance(entry, dict) else None
         if file is None or not file.is_file() or not file.is_relative_to(out):
