@@ -42,7 +42,7 @@ Decoding uses slice threads (FFmpeg's default in PyAV), not frame threads
 flags are lost (a cut MP4 decodes "cleanly" to half its frames), and in this demux loop
 an MP4 with 2 kB zeroed in the middle hung 4 runs of 6. Measured on the shared 2-core
 CPU (720p H.264, 2026-12-03), frame threads were no faster (6-8 ms a frame either way,
-within the noise of a loaded machine), and BlazePose takes longer per frame than that.
+within the noise of a loaded machine), beside BlazePose's ~70 ms a frame (640x360).
 
 A folder: every file with an image suffix, in natural order (``frame2`` before
 ``frame10``), read with ``core.images.open_image`` (EXIF, 16-bit, alpha handled);
