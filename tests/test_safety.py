@@ -304,3 +304,16 @@ def test_run_json_stays_readable_by_others(tmp_path):
     for p in [tmp_path / "ds", *(tmp_path / "ds").rglob("*")]:
         assert p.stat().st_mode & 0o044 == 0o044, p
     assert json.loads((tmp_path / "ds" / "index.json").read_text())["videos"]
+
+
+def test_runs_reports_a_dead_staging_folder_beside_a_runs_dataset(temporal_run, capsys):
+    run, data = temporal_run
+    left = data.parent / f".{data.name}.staging-abcd1234"
+    (left / "videos").mkdir(parents=True)
+    (left / "videos" / "0000_climb.npz").write_bytes(b"x" * 2000)
+    _age(left)
+    assert cli.main(["runs", "--runs", str(run.parent)]) == 0
+    out = capsys.readouterr().out
+    assert str(left) in out and "staging folder of ds" in out and left.is_dir()
+    assert cli.main(["runs", "--runs", str(run.parent), "--clean"]) == 0
+    assert not left.exists() and (data / "index.json").is_file()
