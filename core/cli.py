@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_float_range(0, above=True), default=None,
                    help="frame rate of a --frames folder (recorded only)")
     p.add_argument("--heatmap", type=int, choices=(64, 32, 16), default=64, help="heatmap side: 64 (BlazePose's), 32 or 16")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="a cut or damaged video: keep the frames before the damage (a warning, recorded "
+                        "in index.json) instead of refusing it")
 
     p = sub.add_parser("refine", help="a finished temporal run refines every frame of a dataset")
     p.add_argument("--run", type=Path, required=True, help="the temporal run folder")
@@ -192,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list runs with their headline metric")
     p.add_argument("--runs", type=Path, default=None)
+    p.add_argument("--clean", action="store_true",
+                   help="remove the temp files and staging folders that killed processes left behind")
     return parser
 
 
@@ -232,7 +238,8 @@ def _synth_sequences(args, runs_dir: Path) -> None:
 
 def _estimate(args, runs_dir: Path) -> None:
     from core.temporal.estimate import estimate_video_file
-    estimate_video_file(out=args.out, video=args.video, frames=args.frames, fps=args.fps, heatmap=args.heatmap)
+    estimate_video_file(out=args.out, video=args.video, frames=args.frames, fps=args.fps, heatmap=args.heatmap,
+                        allow_truncated=args.allow_truncated)
 
 
 def _refine(args, runs_dir: Path) -> None:
@@ -325,13 +332,33 @@ def _runs(args, runs_dir: Path) -> None:
     runs = list_runs(runs_dir)
     if not runs:
         print(f"no runs in {runs_dir}")
-        return
-    print(f"{'run':<56} {'kind':<10} {'status':<10} {'headline':<22} what")
+    else:
+        print(f"{'run':<56} {'kind':<10} {'status':<10} {'headline':<22} what")
     for r in runs:
         head = r.headline
         head_s = f"{head[0]}={head[1]:.4f}" if head and isinstance(head[1], (int, float)) else ""
         what = r.info.label if r.info else (r.problem or "")
         print(f"{r.id:<56} {r.kind or '?':<10} {r.status:<10} {head_s:<22} {what}")
+    _leftovers(runs_dir, runs, clean=args.clean)
+
+
+def _leftovers(runs_dir: Path, runs, *, clean: bool) -> None:
+    """Leftovers of killed processes in the runs folder and beside the runs' datasets."""
+    from core.io import find_leftovers, remove_leftover
+    data_roots = {Path(r.info.data.root) for r in runs if r.info is not None and r.info.data.root}
+    found = find_leftovers(runs_dir) + [x for root in sorted(data_roots)
+                                        for x in find_leftovers(root.parent, recursive=False)]
+    if not found:
+        return
+    total = sum(x.size for x in found) / 1e6
+    print(f"\n{len(found)} leftover(s) of killed processes ({total:.1f} MB)"
+          + ("" if clean else "; python -m core runs --clean removes them") + ":")
+    for x in found:
+        action = ("put back: " if x.restores else "removed: ") if clean else ""
+        line = f"  {action}{x.describe()}"          # described before it is gone
+        if clean:
+            remove_leftover(x)
+        print(line)
 
 
 HANDLERS = {("demo", None): _demo, ("synth", "images"): _synth_images, ("synth", "sequences"): _synth_sequences,
@@ -354,8 +381,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_command(args)
     except PoseLabError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _end_progress_bars()
+        print(f"error: {_one_clean_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _end_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_clean_line(text: str) -> str:
+    """An error as one plain line: no terminal escape codes (a library's colours), no
+    line breaks (a library's multi-line advice)."""
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", text)
+    return " ".join(text.split())
+
+
+def _end_progress_bars() -> None:
+    """Close any tqdm bar still open, so the error starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")          # imported only if a command used it
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ()) or ()):
+        bar.close()

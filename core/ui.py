@@ -121,6 +121,35 @@ def run_label(r: Run) -> str:
     return f"{what} ({r.kind}){score} · {r.id[:15]}"
 
 
+DATA_DIRS_ENV = "POSELAB_DATA_DIRS"
+
+
+def readable_folders() -> list[Path]:
+    """Where a folder typed into a page may lie (resolved): the runs folder, the
+    project's ``data/`` (of the working directory), every run's data folder, and the
+    folders listed in ``$POSELAB_DATA_DIRS`` (separated by ``os.pathsep``, ':')."""
+    roots = [runs_dir(), Path("data")]
+    roots += [Path(r.info.data.root) for r in all_runs() if r.info is not None and r.info.data.root]
+    roots += [Path(p) for p in os.environ.get(DATA_DIRS_ENV, "").split(os.pathsep) if p.strip()]
+    return sorted({p.expanduser().resolve() for p in roots})
+
+
+def readable_folder(text: str) -> Path:
+    """The folder (or file) typed into a page, resolved, when it lies inside
+    ``readable_folders()``; else a DataError naming what was typed and only that. The
+    dashboard may listen beyond 127.0.0.1, so a text box never opens the rest of the
+    server's files."""
+    chosen = Path(text.strip()).expanduser()
+    path = chosen.resolve()
+    if not any(path.is_relative_to(root) for root in readable_folders()):
+        raise DataError(chosen, "is outside the folders this page reads (the runs folder, data/, the runs' "
+                                f"data folders); add it to ${DATA_DIRS_ENV} ({os.pathsep}-separated) where the "
+                                "dashboard is started to allow it")
+    if not path.exists():
+        raise DataError(chosen, "no such folder")
+    return path
+
+
 # ------------------------------------------------------------------ cached tables
 
 

@@ -3,14 +3,15 @@ estimator's keypoints and the run's refined keypoints on it, the heatmaps as an 
 overlay, step and play, and the per-frame error when there is ground truth.
 
 Two sources: the run's own test videos (its predictions.parquet, heatmaps and frames read
-from the run's data folder, never outside it), or any sequence dataset folder, e.g. one
-written by ``python -m core estimate`` from your video, which the run refines live. When
+from the run's data folder, never outside it), or a sequence dataset folder, e.g. one
+written by ``python -m core estimate`` from your video, which the run refines live; the
+folder must lie inside the runs folder, ``data/``, a run's data folder or a folder of
+``$POSELAB_DATA_DIRS`` (``ui.readable_folder``), and links out of it are refused. When
 a video's frames are gone the keypoints are drawn in heatmap pixels over the heatmaps.
 """
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from core.errors import PoseLabError
 from core.keypoints import TEMPORAL25_SKELETON
 from core.temporal import report as pr
 from core.temporal.refine import read_videos, refine_video
+from core.temporal.sequences import dataset_warnings
 
 LAYERS = {  # name -> (x column, y column, marker): the source by the symbol ...
     "ground truth": ("gt_x", "gt_y", dict(symbol="circle", size=9, line=dict(width=1, color="white"))),
@@ -55,7 +57,7 @@ def _test_rows(run_id: str, stamp: float, video: str) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner="Reading the dataset...", max_entries=4)
 def _dataset(folder: str, stamp: float):
-    return {v.id: v for v in read_videos(folder)}
+    return {v.id: v for v in read_videos(folder, confine=True)}
 
 
 @st.cache_data(show_spinner="Refining every frame...", max_entries=16)
@@ -144,7 +146,8 @@ def source_ui(run) -> tuple[str, str | None]:
         return source, None
     folder = st.text_input("Sequence dataset folder", value=run.info.data.root, key="seq_folder",
                            help="a folder with index.json + videos/*.npz, e.g. what "
-                                "`python -m core estimate --video FILE --out DIR` writes")
+                                "`python -m core estimate --video FILE --out DIR` writes; inside the runs "
+                                f"folder, data/, a run's data folder or ${ui.DATA_DIRS_ENV}")
     return source, folder.strip() or None
 
 
@@ -274,9 +277,11 @@ with ui.guard():
         rows_img = pr.rows_in_image(rows_hm, clip) if clip is not None else None
         player_ui(f"{run.id}_{name}", rows_img, rows_hm, clip, run.info.data.root, run.name)
     elif folder:
-        root = Path(folder).expanduser()
+        root = ui.readable_folder(folder)                  # inside the data and runs folders only
         stamp = ui.stamp(root / "index.json") or ui.stamp(root)
         dataset = _dataset(str(root), stamp)
+        for warning in dataset_warnings(root):          # made with --allow-truncated
+            st.warning(f"Made from a cut or damaged video: {warning}", icon=":material/warning:")
         name = st.selectbox("Video", sorted(dataset), key=f"seq_dvideo_{root}")
         rows = _refined_rows(run.id, ui.stamp(run.file("weights.safetensors")), str(root), stamp, name)
         player_ui(f"ds_{run.id}_{name}", rows, None, dataset[name], str(root), run.name)

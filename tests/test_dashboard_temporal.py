@@ -274,9 +274,10 @@ def test_sequences_page_opens_on_the_best_refinement_not_on_identity(real_runs):
     assert f"`{real_runs['conv3d']}`" in " ".join(c.value for c in at.caption)
 
 
-def test_sequences_page_refines_your_video_without_ground_truth(real_runs, tmp_path):
+def test_sequences_page_refines_your_video_without_ground_truth(real_runs, tmp_path, monkeypatch):
     """A dataset written by `python -m core estimate` (no ground truth), refined live:
     the frame, the estimator's and the run's keypoints, no error curve."""
+    monkeypatch.setenv("POSELAB_DATA_DIRS", str(tmp_path))     # outside the runs and data folders
     from core import cli
     from core.synthetic.motion import animate
     from core.synthetic.videos import render_clip
@@ -296,3 +297,41 @@ def test_sequences_page_refines_your_video_without_ground_truth(real_runs, tmp_p
     names = [t.get("name") for t in fig["data"] if t.get("mode") == "markers"]
     assert fig["data"][0]["type"] == "image" and names == ["estimator", "refined"]
     assert any("no ground truth" in c.value for c in at.caption)
+    assert not at.warning
+    index = tmp_path / "mine" / "index.json"                 # as estimate --allow-truncated records it
+    index.write_text(json.dumps({**json.loads(index.read_text()), "warnings": ["me.mp4: declares 24 frames"]}))
+    at.run()
+    assert any("declares 24 frames" in w.value for w in at.warning) and not _errors(at)
+
+
+def test_sequences_folder_box_stays_inside_the_data_and_runs_folders(real_runs, tmp_path, monkeypatch):
+    """A folder elsewhere on the server is refused, naming only what was typed; the
+    allow-list opens it; a link out of an allowed folder is refused."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "deep").mkdir(parents=True)
+    np.savez(elsewhere / "deep" / "secret.npz", password=np.zeros(1), token=np.ones(1))
+    monkeypatch.delenv("POSELAB_DATA_DIRS", raising=False)
+    at = _page("pages/sequences.py", selected_run=real_runs["conv3d"])
+    at.radio(key="seq_source").set_value("A sequence dataset folder").run()
+    for typed in (str(elsewhere), "/", str(real_runs["runs"] / ".." / ".." / "elsewhere")):
+        at.text_input(key="seq_folder").set_value(typed).run()
+        assert not at.exception
+        (err,) = _errors(at)
+        assert typed in err and "outside the folders this page reads" in err and "POSELAB_DATA_DIRS" in err
+        assert "secret" not in err and "password" not in err
+
+    monkeypatch.setenv("POSELAB_DATA_DIRS", str(tmp_path))
+    at.text_input(key="seq_folder").set_value(str(elsewhere) + " ").run()          # now allowed: read
+    assert not at.exception and any("secret.npz" in e for e in _errors(at))
+
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    np.savez(outside / "v.npz", heatmaps=np.zeros((5, 25, 4, 4), np.float16))
+    (allowed / "v.npz").symlink_to(outside / "v.npz")
+    monkeypatch.setenv("POSELAB_DATA_DIRS", str(allowed))
+    at.text_input(key="seq_folder").set_value(str(allowed)).run()
+    assert not at.exception
+    (err,) = _errors(at)
+    assert "v.npz is a link that leads out of this folder" in err

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 import socket
 import sys
 from pathlib import Path
@@ -259,9 +261,16 @@ def _read_weights_file(path: Path, error: type) -> dict[str, torch.Tensor]:
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle refusals, truncated files, not a torch file at all
-            raise error(path, f"not a loadable weights file ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200]})") from None
+        except pickle.UnpicklingError as e:
+            # torch's message (ANSI bold, several lines) advises weights_only=False, i.e.
+            # running whatever the file holds; the one line here names what it wanted.
+            wanted = re.search(r"GLOBAL ([\w.]+)", str(e))
+            raise error(path, "holds pickled Python objects, not only tensors"
+                              + (f" (it needs {wanted[1]})" if wanted else "")
+                              + "; PoseLab never unpickles a file it is given: save the state dict with "
+                                "safetensors.torch.save_file(...) and pass the .safetensors file") from None
+        except Exception as e:  # truncated files, not a torch file at all
+            raise error(path, f"not a loadable torch weights file ({type(e).__name__}: {_first_sentence(e)})") from None
         for key in ("state_dict", "model"):       # common checkpoint wrappers
             if isinstance(obj, dict) and isinstance(obj.get(key), dict):
                 obj = obj[key]
@@ -271,6 +280,12 @@ def _read_weights_file(path: Path, error: type) -> dict[str, torch.Tensor]:
     state = {k.removeprefix("module."): (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     _check_resnet50(state, path, error)
     return state
+
+
+def _first_sentence(e: BaseException) -> str:
+    """A library's message cut to its first sentence, on one line, without ANSI codes."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(e)).split())
+    return (re.split(r"(?<=\.)\s", text, maxsplit=1)[0] or type(e).__name__)[:200]
 
 
 def _load_safetensors(path: Path, error: type) -> dict[str, torch.Tensor]:

@@ -14,6 +14,12 @@ Outputs: a CSV with one row per (video, frame): ``video, frame, found`` then ``<
 <keypoint>_y`` for the 25 TEMPORAL25 keypoints in image pixels, and an ``.npz`` beside it
 with ``refined`` and ``estimator`` (N, 25, 2) image pixels, ``video`` and ``frame`` (N,),
 ``found`` (N,) and the run's id.
+
+Outputs never replace inputs: an ``--out`` whose CSV or ``.npz`` is a file of the dataset
+being read, or an existing file that is not a refine output (another dataset's video,
+a user's own CSV), is refused before anything is computed. A refine ``.npz`` left among
+videos is recognised as such and skipped by the readers
+(``core.temporal.sequences.is_refine_output``).
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from core.io import atomic_path, atomic_write
 from core.keypoints import TEMPORAL25
 from core.runs import Run, load_run
 from core.temporal.models import model_from_run
-from core.temporal.sequences import INDEX, _read_index
+from core.temporal.sequences import INDEX, _read_index, is_refine_output
 from core.temporal.videos import Video, load_video
 from core.temporal.windows import video_frames
 
@@ -45,9 +51,10 @@ class Refined:
     found: np.ndarray            # (T,) bool
 
 
-def read_videos(path: str | Path) -> list[Video]:
+def read_videos(path: str | Path, *, confine: bool = False) -> list[Video]:
     """Every video of a sequence dataset (folder or index.json), a folder of .npz, or one
-    .npz, unsplit."""
+    .npz, unsplit. ``confine``: a file of a folder that is a link leading out of it is
+    refused (index.json entries always are), for a folder typed into the dashboard."""
     path = Path(path).expanduser()
     if path.is_dir() and (path / INDEX).is_file():
         path = path / INDEX
@@ -57,6 +64,10 @@ def read_videos(path: str | Path) -> list[Video]:
         return [load_video(path, min_frames=1)]
     if path.is_dir():
         files = sorted(path.rglob("*.npz"))
+        for p in files if confine else []:          # before any is opened
+            if not p.resolve().is_relative_to(path.resolve()):
+                raise DataError(path, f"{p.relative_to(path)} is a link that leads out of this folder")
+        files = [p for p in files if not is_refine_output(p)]
         if files:
             return [load_video(p, min_frames=1) for p in files]
     raise DataError(path, "expected a sequence dataset folder, its index.json, or .npz videos")
@@ -125,18 +136,47 @@ def refine_dataset(*, run: str | Path, data: str | Path, out: str | Path | None 
     videos = read_videos(data)
     if not videos:
         raise DataError(data, "holds no video")
+    data_dir = Path(data) if Path(data).is_dir() else Path(data).parent
+    out = Path(out) if out is not None else data_dir / f"refined-{r.id}.csv"
+    check_refine_out(out, inputs=[v.path for v in videos if v.path is not None] + _index_files(data))
     model = model_from_run(r).eval()
     k = int(r.info.config["model"].get("frames", 5))
     size = _run_heatmap_size(r)
-    results = [refine_video(model, v, k=k, size=size) for v in tqdm(videos, desc="refine", unit="video",
-                                                                    disable=not progress)]
-    data_dir = Path(data) if Path(data).is_dir() else Path(data).parent
-    out = Path(out) if out is not None else data_dir / f"refined-{r.id}.csv"
+    results = []
+    # The bar is closed (its line ended) before an error propagates, so the CLI's error
+    # line never shares a line with it.
+    with tqdm(videos, desc="refine", unit="video", disable=not progress) as bar:
+        for v in bar:
+            results.append(refine_video(model, v, k=k, size=size))
     write_refined(out, results, run_id=r.id)
     if progress:
         n = sum(len(x.found) for x in results)
         print(f"refined {n} frames of {len(results)} video(s) with {r.name} ({r.id}): {out} and {out.with_suffix('.npz')}")
     return out
+
+
+def check_refine_out(out: Path, *, inputs: list[Path]) -> None:
+    """Refuse an ``--out`` that would replace an input or a file that is not refine's own:
+    the CSV and the ``.npz`` beside it are checked alike (see the module docstring)."""
+    if out.suffix.lower() != ".csv":
+        raise DataError(out, "--out must name a .csv file (the .npz is written beside it)")
+    read = {Path(p).resolve() for p in inputs}
+    for target in (out, out.with_suffix(".npz")):
+        if target.resolve() in read:
+            raise DataError(target, "is a file of the dataset being refined; refine never writes over its "
+                                    "input: choose another --out")
+        if target.is_dir():
+            raise DataError(target, "is a folder; --out names a .csv file (the .npz is written beside it)")
+        if target.exists() and not is_refine_output(target):
+            raise DataError(target, "exists and is not an output of refine (another dataset's file, or "
+                                    "your own?); refusing to overwrite it: choose another --out")
+
+
+def _index_files(data: str | Path) -> list[Path]:
+    """The dataset's index.json, when ``data`` is one (it is an input too)."""
+    data = Path(data).expanduser()
+    index = data / INDEX if data.is_dir() else data
+    return [index] if index.name == INDEX and index.is_file() else []
 
 
 def _run_heatmap_size(run: Run) -> tuple[int, int] | None:
@@ -159,7 +199,7 @@ def refined_frame(results: list[Refined]) -> pd.DataFrame:
 
 
 def write_refined(out: Path, results: list[Refined], *, run_id: str) -> None:
-    """CSV + .npz, each atomically (see the module docstring)."""
+    """CSV + .npz, each atomically (see the module docstring; ``check_refine_out`` first)."""
     if out.suffix.lower() != ".csv":
         raise DataError(out, "--out must name a .csv file (the .npz is written beside it)")
     with atomic_path(out) as tmp:

@@ -26,10 +26,12 @@ segments) share a ``group`` and stay together.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import shutil
-import tempfile
 import time
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataError
-from core.io import fingerprint_files, read_json, write_json
+from core.io import fingerprint_files, read_json, release_staging, staging_dir, write_json
 from core.keypoints import TEMPORAL25
 from core.temporal.external import BRACE_MANUAL_ARRAY, is_brace_segment, read_brace, read_penn_action
 from core.temporal.videos import WINDOW, K, Video, check, load_video, npz_arrays, save_video
@@ -178,8 +180,10 @@ def _read_index(index: Path) -> tuple[list[Video], list[Path]]:
 # What a file holds, told by its content: its suffix, then its arrays or first key.
 # UNKNOWN_JSON: not an object (damaged, or not data); read as a segment among Penn Action /
 # BRACE files, so that a damaged one is named, and ignored beside one's own videos.
-INDEX_FILE, VIDEO, PENN, SEGMENT, MANUAL, OTHER_JSON, UNKNOWN_JSON, OTHER_NPZ = (
-    "index", "video", "penn", "segment", "manual", "other json", "unknown json", "other npz")
+INDEX_FILE, VIDEO, PENN, SEGMENT, MANUAL, OTHER_JSON, UNKNOWN_JSON, OTHER_NPZ, REFINED = (
+    "index", "video", "penn", "segment", "manual", "other json", "unknown json", "other npz", "refined")
+REFINE_ARRAYS = {"refined", "run_id"}     # what ``python -m core refine`` writes beside its CSV
+REFINE_OUTPUT = "refine output (not data)"
 
 
 _SUFFIXES = (".json", ".npz", ".mat")
@@ -230,6 +234,8 @@ def _kind(path: Path) -> str | None:
         return {True: SEGMENT, False: OTHER_JSON, None: UNKNOWN_JSON}[is_brace_segment(path)]
     if path.suffix == ".npz":
         names = npz_arrays(path)
+        if REFINE_ARRAYS <= set(names):
+            return REFINED
         return VIDEO if "heatmaps" in names else MANUAL if BRACE_MANUAL_ARRAY in names else OTHER_NPZ
     return None
 
@@ -249,6 +255,8 @@ def _load_file(path: Path, sim: dict) -> _Loaded:
     if kind in (SEGMENT, OTHER_JSON, UNKNOWN_JSON):  # read_brace names what a non-segment lacks
         read = read_brace([path], **_brace(sim))
         return _Loaded(read.videos, read.files, path.parent, simulated=True, skipped=read.counts)
+    if kind == REFINED:
+        raise DataError(path, "is an output of python -m core refine (refined keypoints), not a video")
     if kind == MANUAL:
         raise DataError(path, "holds BRACE manual keypoints; pass the folder that also holds "
                         "the segment JSONs (dataset/<year>/<video_id>/*.json)")
@@ -259,7 +267,7 @@ def _data_files(root: Path) -> dict[str, list[Path]]:
     """The folder's .json / .npz / .mat files by kind, sorted; hidden files and macOS
     archive leftovers (``__MACOSX``, ``._*``) are not data."""
     by_kind: dict[str, list[Path]] = {k: [] for k in (INDEX_FILE, VIDEO, PENN, SEGMENT, MANUAL,
-                                                     OTHER_JSON, UNKNOWN_JSON, OTHER_NPZ)}
+                                                     OTHER_JSON, UNKNOWN_JSON, OTHER_NPZ, REFINED)}
     found = (p for p in root.rglob("*") if p.suffix in _SUFFIXES)
     for p in sorted(found):
         if not any(s.startswith(".") or s == "__MACOSX" for s in p.relative_to(root).parts) and p.is_file():
@@ -280,7 +288,8 @@ def _load_folder(root: Path, sim: dict) -> _Loaded:
         videos = [load_video(p) for p in own]
         for v, p in zip(videos, own):
             v.id = str(p.relative_to(root).with_suffix(""))
-        return _Loaded(videos, own, root)
+        refined = Counter({REFINE_OUTPUT: len(files[REFINED])})
+        return _Loaded(videos, own, root, skipped=+refined)
     raise DataError(root, f"no {INDEX}, .npz, Penn Action .mat or BRACE .json files found")
 
 
@@ -344,10 +353,16 @@ def _is_index(path: Path) -> bool:
 
 def staging_folder(out: str | Path) -> Path:
     """A new temporary folder beside ``out`` to build a dataset in (frames first), then
-    hand to ``write_dataset(..., staged=)``; removed by the caller on error."""
-    out = _check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    hand to ``write_dataset(..., staged=)``; on error the caller calls ``discard_staging``.
+    Locked while its process lives (``core.io.staging_dir``), so a killed build's folder is
+    told from a live one and removed by the next build of ``out``."""
+    return staging_dir(check_out(out))
+
+
+def discard_staging(staged: Path) -> None:
+    """Remove a staging folder (a build that failed) and drop its lock."""
+    shutil.rmtree(staged, ignore_errors=True)
+    release_staging(staged)
 
 
 def write_dataset(out: str | Path, videos: list[Video], *, meta: dict | None = None,
@@ -356,9 +371,14 @@ def write_dataset(out: str | Path, videos: list[Video], *, meta: dict | None = N
 
     Built in a temporary sibling folder (``staged``, from ``staging_folder``, when the
     caller has already put the frames there) and renamed into place, so an interrupted
-    write leaves any previous dataset at ``out`` untouched. Returns the index.json path.
+    write leaves any previous dataset at ``out`` untouched. Nothing of the user's is
+    lost: files in a previous dataset at ``out`` that are not its own (``foreign_files``:
+    notes, a marker file) are kept, hard-linked into the new folder before the swap, so at
+    every moment they are in the dataset at ``out``; results refined from the previous
+    dataset (refine's CSV / .npz) would no longer describe it, so ``check_out`` refuses
+    to replace it while they are there. Returns the index.json path.
     """
-    out = _check_out(out)
+    out = check_out(out)
     tmp = staged if staged is not None else staging_folder(out)
     try:
         entries = []
@@ -379,24 +399,100 @@ def write_dataset(out: str | Path, videos: list[Video], *, meta: dict | None = N
         write_json(tmp / INDEX, {"format": FORMAT, "version": 1, "keypoints": list(TEMPORAL25),
                                  "heatmap_size": size, **(meta or {}), "videos": entries})
         if out.exists():
+            _keep_foreign(out, tmp)
             old = out.with_name(f".{out.name}.old-{time.time_ns()}")
             out.rename(old)
             tmp.rename(out)
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(out)
+        release_staging(tmp)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_staging(tmp)
         raise
     return out / INDEX
 
 
-def _check_out(out: str | Path) -> Path:
-    """Where a dataset may be (re)written: a new/empty folder or an existing dataset."""
+def foreign_files(out: str | Path) -> list[Path]:
+    """Files under the dataset folder ``out`` that are not the dataset's own (index.json,
+    the videos it lists and their frames), relative to ``out``; [] when there is no
+    dataset at ``out``. OS litter (``.DS_Store``, ``Thumbs.db``) does not count."""
+    out = Path(out).expanduser().resolve()
+    if not (out / INDEX).is_file():
+        return []
+    own = {out / INDEX}
+    try:
+        data = read_json(out / INDEX)
+    except DataError:                         # a damaged index names no file: all are kept
+        data = {}
+    for entry in data.get("videos", []) if isinstance(data, dict) else []:
+        file = (out / str(entry.get("file", ""))).resolve() if isinstance(entry, dict) else None
+        if file is None or not file.is_file() or not file.is_relative_to(out):
+            continue
+        own.add(file)
+        with contextlib.suppress(OSError, ValueError, KeyError, zipfile.BadZipFile):
+            with np.load(file, allow_pickle=False) as z:
+                if "frame_paths" in z.files:
+                    own.update((file.parent / str(p)).resolve() for p in z["frame_paths"])
+    return sorted(p.relative_to(out) for p in out.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and p.name not in _OS_LITTER and p.resolve() not in own)
+
+
+_OS_LITTER = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+def _keep_foreign(out: Path, tmp: Path) -> None:
+    """Hard-link (else copy) the files of ``out`` that are not the dataset's own into the
+    new dataset ``tmp``; a name the new dataset writes itself is refused, not replaced."""
+    for rel in foreign_files(out):
+        target = tmp / rel
+        if target.exists() or target.is_symlink():
+            raise DataError(out / rel, "is not a file of the dataset, and the new dataset writes a file "
+                                       "of that name; move it away first")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(out / rel, target, follow_symlinks=False)
+        except OSError:                        # a filesystem without hard links
+            shutil.copy2(out / rel, target, follow_symlinks=False)
+
+
+def check_out(out: str | Path) -> Path:
+    """Where a dataset may be (re)written: a new/empty folder, or an existing dataset
+    without results refined from it (see ``write_dataset``)."""
     out = Path(out).expanduser().resolve()
     if out.exists() and (not out.is_dir() or (not (out / INDEX).is_file() and any(out.iterdir()))):
         raise DataError(out, "exists and is not a sequence dataset; refusing to overwrite it")
+    results = [p for p in foreign_files(out) if is_refine_output(out / p)]
+    if results:
+        shown = ", ".join(p.as_posix() for p in results[:3]) + (f" and {len(results) - 3} more"
+                                                              if len(results) > 3 else "")
+        raise DataError(out, f"holds {len(results)} file(s) of results refined from this dataset ({shown}); "
+                             "replacing it would leave them describing frames that are gone: move them "
+                             "away or write elsewhere")
     return out
+
+
+def dataset_warnings(path: str | Path) -> list[str]:
+    """What a dataset's index.json records as ``warnings`` (``python -m core estimate
+    --allow-truncated`` on a cut or damaged video); [] for anything else."""
+    path = Path(path)
+    index = path / INDEX if path.is_dir() else path
+    if index.name != INDEX or not index.is_file():
+        return []
+    data = read_json(index)
+    warnings = data.get("warnings") if isinstance(data, dict) else None
+    return [str(w) for w in warnings] if isinstance(warnings, list) else []
+
+
+def is_refine_output(path: Path) -> bool:
+    """Whether ``path`` is a CSV or .npz that ``python -m core refine`` wrote."""
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, encoding="utf-8") as f:
+                return f.readline().startswith("video,frame,found")
+        return path.suffix.lower() == ".npz" and REFINE_ARRAYS <= set(npz_arrays(path))
+    except (OSError, UnicodeDecodeError, DataError):
+        return False
 
 
 def _safe_name(vid: str) -> str:

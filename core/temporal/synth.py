@@ -32,7 +32,7 @@ from core.synthetic.estimator import simulate_estimator
 from core.synthetic.motion import IMAGE_SIZE, animate, movement_for
 from core.synthetic.videos import render_clip
 from core.temporal.blazepose_videos import estimate_frames, heatmap_side_ok, saved, video_from_poses
-from core.temporal.sequences import staging_folder, write_dataset
+from core.temporal.sequences import discard_staging, staging_folder, write_dataset
 from core.temporal.videos import WINDOW, K, Video
 from core.temporal.windows import identity_pck
 
@@ -116,7 +116,7 @@ def write_sequence_dataset(out: str | Path, *, videos: int = 40, frames: int = 6
         if not made:
             raise DataError(out, "the estimator found nobody in any frame of any video")
     except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
+        discard_staging(staged)
         raise
     finally:
         if pool is not None:
