@@ -23,7 +23,7 @@ from core.errors import PoseLabError
 from core.keypoints import TEMPORAL25_SKELETON
 from core.temporal import report as pr
 from core.temporal.refine import read_videos, refine_video
-from core.temporal.sequences import dataset_warnings
+from core.temporal.sequences import READERS, dataset_warnings
 
 LAYERS = {  # name -> (x column, y column, marker): the source by the symbol ...
     "ground truth": ("gt_x", "gt_y", dict(symbol="circle", size=9, line=dict(width=1, color="white"))),
@@ -145,9 +145,10 @@ def source_ui(run) -> tuple[str, str | None]:
     if source == SOURCES[0]:
         return source, None
     folder = st.text_input("Sequence dataset folder", value=run.info.data.root, key="seq_folder",
-                           help="a folder with index.json + videos/*.npz, e.g. what "
-                                "`python -m core estimate --video FILE --out DIR` writes; inside the runs "
-                                f"folder, data/, a run's data folder or ${ui.DATA_DIRS_ENV}")
+                           help="a sequence dataset, e.g. what `python -m core estimate --video FILE --out DIR` "
+                                "writes; inside the runs folder, data/, a run's data folder or "
+                                f"${ui.DATA_DIRS_ENV}. Layouts read: "
+                                + "; ".join(f"{r.name}: {r.summary}" for r in READERS.values()))
     return source, folder.strip() or None
 
 

@@ -12,8 +12,8 @@ folder of one's own ``.npz`` videos, or Penn Action and/or BRACE as their downlo
 ``convert_dataset`` writes those once as a dataset folder, so the estimator is not
 re-simulated at every run.
 
-In a folder, each ``.json`` / ``.npz`` / ``.mat`` file is classified by what it holds
-(``_kind``): an index, a PoseLab video (an .npz with ``heatmaps``), BRACE manual keypoints
+The layouts are registered in ``READERS``. In a folder, each ``.json`` / ``.npz`` /
+``.mat`` file is claimed by the first reader that recognises what it holds: an index, a PoseLab video (an .npz with ``heatmaps``), BRACE manual keypoints
 (an .npz with ``coco_joints2d``), a Penn Action label file, a BRACE segment (a JSON object
 keyed by frame ids) or another file; the groups then decide how the folder is loaded.
 Other files of a download (BRACE's ``annotations/``, audio features) are skipped and
@@ -35,6 +35,7 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -184,14 +185,7 @@ INDEX_FILE, VIDEO, PENN, SEGMENT, MANUAL, OTHER_JSON, UNKNOWN_JSON, OTHER_NPZ, R
     "index", "video", "penn", "segment", "manual", "other json", "unknown json", "other npz", "refined")
 REFINE_ARRAYS = {"refined", "run_id"}     # what ``python -m core refine`` writes beside its CSV
 REFINE_OUTPUT = "refine output (not data)"
-
-
-_SUFFIXES = (".json", ".npz", ".mat")
-
-
 NOT_SEGMENT = "json file that is not a BRACE segment"
-
-
 NOT_DATA_NPZ = "npz file that is neither a PoseLab video nor BRACE manual keypoints"
 
 
@@ -206,14 +200,110 @@ class _Loaded:
     skipped: Counter = field(default_factory=Counter)
 
 
+# ----------------------------------------------------------------------------- the readers
+
+@dataclass(frozen=True)
+class Reader:
+    """One layout a sequence dataset comes in. ``claim`` looks at one file (its suffix,
+    then its arrays or first bytes) and returns its kind within this layout, or None;
+    ``read_file`` reads one such file given alone; ``read_folder`` reads a folder from its
+    files grouped by kind. ``external`` layouts are public datasets as they unpack (their
+    heatmaps made here, by BlazePose or the simulated estimator); they may be read
+    together, never mixed with PoseLab's own videos."""
+    name: str
+    summary: str
+    claim: Callable[[Path], str | None]
+    read_file: Callable[[Path, str, dict], _Loaded]
+    read_folder: Callable[[Path, dict[str, list[Path]], dict], _Loaded]
+    external: bool = False
+
+
+def _claim_poselab(path: Path) -> str | None:
+    if path.suffix == ".json":
+        return INDEX_FILE if _is_index(path) else None
+    if path.suffix == ".npz":
+        names = set(npz_arrays(path))
+        if REFINE_ARRAYS <= names:
+            return REFINED
+        return VIDEO if "heatmaps" in names else None if BRACE_MANUAL_ARRAY in names else OTHER_NPZ
+    return None
+
+
+def _claim_penn(path: Path) -> str | None:
+    return PENN if path.suffix == ".mat" else None
+
+
+def _claim_brace(path: Path) -> str | None:
+    if path.suffix == ".json":
+        return {True: SEGMENT, False: OTHER_JSON, None: UNKNOWN_JSON}[is_brace_segment(path)]
+    if path.suffix == ".npz" and BRACE_MANUAL_ARRAY in npz_arrays(path):
+        return MANUAL
+    return None
+
+
+def _read_poselab_file(path: Path, kind: str, sim: dict) -> _Loaded:
+    if kind == INDEX_FILE:
+        videos, files = _read_index(path)
+        return _Loaded(videos, files, path.parent)
+    if kind == REFINED:
+        raise DataError(path, "is an output of python -m core refine (refined keypoints), not a video")
+    return _Loaded([load_video(path)], [path], path.parent, single=True)   # load_video names what is missing
+
+
+def _read_poselab_folder(root: Path, files: dict[str, list[Path]], sim: dict) -> _Loaded:
+    own = sorted(files[VIDEO] + files[OTHER_NPZ])  # a stray .json beside them is not data
+    videos = [load_video(p) for p in own]
+    for v, p in zip(videos, own):
+        v.id = str(p.relative_to(root).with_suffix(""))
+    return _Loaded(videos, own, root, skipped=+Counter({REFINE_OUTPUT: len(files[REFINED])}))
+
+
+def _read_penn_file(path: Path, kind: str, sim: dict) -> _Loaded:
+    read = _read_penn([path], sim)
+    check(bool(read.videos), path, "BlazePose found nobody in any frame of this video")
+    read.videos[0].split = None  # one video is cut in time, whatever its flag says
+    return _Loaded(read.videos, read.files, path.parent, single=True, simulated=True, skipped=read.counts)
+
+
+def _read_brace_file(path: Path, kind: str, sim: dict) -> _Loaded:
+    if kind == MANUAL:
+        raise DataError(path, "holds BRACE manual keypoints; pass the folder that also holds "
+                        "the segment JSONs (dataset/<year>/<video_id>/*.json)")
+    read = read_brace([path], **_brace(sim))    # read_brace names what a non-segment lacks
+    return _Loaded(read.videos, read.files, path.parent, simulated=True, skipped=read.counts)
+
+
+def _read_external(root: Path, files: dict[str, list[Path]], sim: dict) -> _Loaded:
+    """Penn Action and/or BRACE (the study's pre-training mix), as the downloads unpack."""
+    check(bool(files[PENN] or files[SEGMENT] or files[UNKNOWN_JSON]), root,
+          f"has {len(files[MANUAL])} BRACE manual keypoint file(s) but no BRACE segment JSONs "
+          "(dataset/<year>/<video_id>/*.json) or Penn Action labels to go with them")
+    penn = _read_penn(files[PENN], sim)
+    brace = read_brace(files[SEGMENT] + files[UNKNOWN_JSON], files[MANUAL], **_brace(sim))
+    skipped = penn.counts + brace.counts + Counter({NOT_SEGMENT: len(files[OTHER_JSON] + files[INDEX_FILE]),
+                                                    NOT_DATA_NPZ: len(files[OTHER_NPZ])})
+    return _Loaded(penn.videos + brace.videos, penn.files + brace.files, root, simulated=True, skipped=+skipped)
+
+
+# Asked in this order; adding a layout is its claim and read functions and one entry here.
+READERS: dict[str, Reader] = {r.name: r for r in (
+    Reader("poselab", "PoseLab's own: a dataset folder (index.json + videos/*.npz), its index.json, "
+           "one .npz video, or a folder of .npz videos", _claim_poselab, _read_poselab_file, _read_poselab_folder),
+    Reader("penn-action", "Penn Action as it unpacks: labels/*.mat (+ frames/ for BlazePose's heatmaps)",
+           _claim_penn, _read_penn_file, _read_external, external=True),
+    Reader("brace", "BRACE as it unpacks: segment .json files (+ manual keypoint .npz)", _claim_brace,
+           _read_brace_file, _read_external, external=True),
+)}
+
+
 def load_sequences(path: str | Path, *, seed: int = 0, heatmap: int = 64, noise: float = 1.0,
                    estimator: str = "auto") -> SequenceIndex:
-    """A sequence dataset, split by video. ``path``: a dataset folder or its index.json,
-    one .npz, a Penn Action .mat or BRACE segment .json, or a folder (searched
-    recursively) of one's own .npz videos or of Penn Action and/or BRACE as they unpack
-    (each file's format told by its content). Penn Action videos with their ``frames/``
-    get BlazePose's heatmaps (``estimator="auto"``); for BRACE, and for Penn Action
-    without frames (or ``estimator="simulated"``), the estimator is simulated at
+    """A sequence dataset, split by video, in any layout of ``READERS``: a dataset folder
+    or its index.json, one .npz, a Penn Action .mat or BRACE segment .json, or a folder
+    (searched recursively) of one's own .npz videos or of Penn Action and/or BRACE as they
+    unpack (each file's layout told by its content). Penn Action videos with their
+    ``frames/`` get BlazePose's heatmaps (``estimator="auto"``); for BRACE, and for Penn
+    Action without frames (or ``estimator="simulated"``), the estimator is simulated at
     ``heatmap`` px and ``noise`` (deterministic for ``seed``). ``seed`` also drives the
     split."""
     path = Path(path).expanduser()
@@ -225,84 +315,55 @@ def load_sequences(path: str | Path, *, seed: int = 0, heatmap: int = 64, noise:
     return _index(path, loaded, seed, f"{heatmap}/{noise}/{seed}/{estimator}" if loaded.simulated else "")
 
 
-def _kind(path: Path) -> str | None:
-    if path.suffix == ".mat":
-        return PENN
-    if path.suffix == ".json":
-        if _is_index(path):
-            return INDEX_FILE
-        return {True: SEGMENT, False: OTHER_JSON, None: UNKNOWN_JSON}[is_brace_segment(path)]
-    if path.suffix == ".npz":
-        names = npz_arrays(path)
-        if REFINE_ARRAYS <= set(names):
-            return REFINED
-        return VIDEO if "heatmaps" in names else MANUAL if BRACE_MANUAL_ARRAY in names else OTHER_NPZ
+def _classify(path: Path) -> tuple[Reader, str] | None:
+    """The first reader that claims ``path``, and the kind it says the file is."""
+    for reader in READERS.values():
+        kind = reader.claim(path)
+        if kind is not None:
+            return reader, kind
     return None
 
 
 def _load_file(path: Path, sim: dict) -> _Loaded:
-    kind = _kind(path)
-    if kind == INDEX_FILE:
-        videos, files = _read_index(path)
-        return _Loaded(videos, files, path.parent)
-    if kind in (VIDEO, OTHER_NPZ):  # not a video: load_video names what is missing
-        return _Loaded([load_video(path)], [path], path.parent, single=True)
-    if kind == PENN:
-        read = _read_penn([path], sim)
-        check(bool(read.videos), path, "BlazePose found nobody in any frame of this video")
-        read.videos[0].split = None  # one video is cut in time, whatever its flag says
-        return _Loaded(read.videos, read.files, path.parent, single=True, simulated=True, skipped=read.counts)
-    if kind in (SEGMENT, OTHER_JSON, UNKNOWN_JSON):  # read_brace names what a non-segment lacks
-        read = read_brace([path], **_brace(sim))
-        return _Loaded(read.videos, read.files, path.parent, simulated=True, skipped=read.counts)
-    if kind == REFINED:
-        raise DataError(path, "is an output of python -m core refine (refined keypoints), not a video")
-    if kind == MANUAL:
-        raise DataError(path, "holds BRACE manual keypoints; pass the folder that also holds "
-                        "the segment JSONs (dataset/<year>/<video_id>/*.json)")
-    raise DataError(path, "expected a dataset folder, index.json, .npz, .mat or BRACE .json")
+    found = _classify(path)
+    if found is None:
+        raise DataError(path, "expected a dataset folder, index.json, .npz, .mat or BRACE .json")
+    reader, kind = found
+    return reader.read_file(path, kind, sim)
 
 
-def _data_files(root: Path) -> dict[str, list[Path]]:
-    """The folder's .json / .npz / .mat files by kind, sorted; hidden files and macOS
-    archive leftovers (``__MACOSX``, ``._*``) are not data."""
-    by_kind: dict[str, list[Path]] = {k: [] for k in (INDEX_FILE, VIDEO, PENN, SEGMENT, MANUAL,
-                                                     OTHER_JSON, UNKNOWN_JSON, OTHER_NPZ, REFINED)}
-    found = (p for p in root.rglob("*") if p.suffix in _SUFFIXES)
-    for p in sorted(found):
+_SUFFIXES = (".json", ".npz", ".mat")
+_KINDS = (INDEX_FILE, VIDEO, PENN, SEGMENT, MANUAL, OTHER_JSON, UNKNOWN_JSON, OTHER_NPZ, REFINED)
+
+
+def _data_files(root: Path) -> tuple[dict[str, list[Path]], set[str]]:
+    """The folder's data files by kind, sorted, and the readers that claimed them;
+    hidden files and macOS archive leftovers (``__MACOSX``, ``._*``) are not data."""
+    by_kind: dict[str, list[Path]] = {k: [] for k in _KINDS}
+    readers: set[str] = set()
+    for p in sorted(p for p in root.rglob("*") if p.suffix in _SUFFIXES):
         if not any(s.startswith(".") or s == "__MACOSX" for s in p.relative_to(root).parts) and p.is_file():
-            by_kind[_kind(p)].append(p)
-    return by_kind
+            found = _classify(p)
+            if found is not None:
+                by_kind[found[1]].append(p)
+                if found[1] not in (REFINED, OTHER_JSON, UNKNOWN_JSON, OTHER_NPZ, INDEX_FILE):
+                    readers.add(found[0].name)
+    return by_kind, readers
 
 
 def _load_folder(root: Path, sim: dict) -> _Loaded:
-    files = _data_files(root)
-    external = files[PENN] + files[SEGMENT] + files[MANUAL]
-    own = sorted(files[VIDEO] + files[OTHER_NPZ])  # a stray .json beside them is not data
+    files, readers = _data_files(root)
+    external = [n for n in readers if READERS[n].external]
     if files[VIDEO] and external:
+        ext = (files[PENN] + files[SEGMENT] + files[MANUAL])[0]
         raise DataError(root, f"holds both PoseLab .npz videos ({_rel(files[VIDEO][0], root)}, ...) and "
-                        f"Penn Action / BRACE annotations ({_rel(external[0], root)}, ...); pass one of them")
+                        f"Penn Action / BRACE annotations ({_rel(ext, root)}, ...); pass one of them")
+    own = files[VIDEO] + files[OTHER_NPZ]
     if external or (files[UNKNOWN_JSON] and not own):
-        return _load_external(root, files, sim)
+        return _read_external(root, files, sim)
     if own:
-        videos = [load_video(p) for p in own]
-        for v, p in zip(videos, own):
-            v.id = str(p.relative_to(root).with_suffix(""))
-        refined = Counter({REFINE_OUTPUT: len(files[REFINED])})
-        return _Loaded(videos, own, root, skipped=+refined)
+        return READERS["poselab"].read_folder(root, files, sim)
     raise DataError(root, f"no {INDEX}, .npz, Penn Action .mat or BRACE .json files found")
-
-
-def _load_external(root: Path, files: dict[str, list[Path]], sim: dict) -> _Loaded:
-    """Penn Action and/or BRACE (the study's pre-training mix), as the downloads unpack."""
-    check(bool(files[PENN] or files[SEGMENT] or files[UNKNOWN_JSON]), root,
-          f"has {len(files[MANUAL])} BRACE manual keypoint file(s) but no BRACE segment JSONs "
-          "(dataset/<year>/<video_id>/*.json) or Penn Action labels to go with them")
-    penn = _read_penn(files[PENN], sim)
-    brace = read_brace(files[SEGMENT] + files[UNKNOWN_JSON], files[MANUAL], **_brace(sim))
-    skipped = penn.counts + brace.counts + Counter({NOT_SEGMENT: len(files[OTHER_JSON] + files[INDEX_FILE]),
-                                                    NOT_DATA_NPZ: len(files[OTHER_NPZ])})
-    return _Loaded(penn.videos + brace.videos, penn.files + brace.files, root, simulated=True, skipped=+skipped)
 
 
 def _read_penn(paths: list[Path], sim: dict):
