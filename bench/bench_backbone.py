@@ -139,7 +139,7 @@ def main() -> None:
         data = args.data
         if data is None:
             data = Path(tmp) / "images"
-            write_image_dataset(data, progress=False, **DEMO_IMAGES)
+            write_image_dataset(data, DEMO_IMAGES, progress=False)
         res["data"] = str(args.data or f"demo images {DEMO_IMAGES}")
         candidates = [(f"file:{Path(f).name}", str(f)) for f in args.weights or ()]
         for key, weights in [("default chain", None), *candidates, ("random", "random")]:

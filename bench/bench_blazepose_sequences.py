@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from core.demo import DEMO_PLANS  # noqa: E402
 from core.io import write_json  # noqa: E402
 from core.runs import load_run  # noqa: E402
-from core.temporal.synth import write_sequence_dataset  # noqa: E402
+from core.temporal.synth import SequenceSpec, write_sequence_dataset  # noqa: E402
 from core.temporal.train import TemporalJob, train_temporal_grid  # noqa: E402
 
 STUDY_IDENTITY = {"0.05": 0.194, "0.1": 0.661, "0.2": 0.852}
@@ -50,8 +50,9 @@ def main() -> None:
                  "settings": vars(args) | {"out": None}, "study_identity_pck": STUDY_IDENTITY}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        summary = write_sequence_dataset(Path(tmp) / "seq", videos=args.videos, frames=args.frames, seed=args.seed,
-                                         heatmap=args.heatmap, image_size=(w, h), progress=False)
+        summary = write_sequence_dataset(Path(tmp) / "seq", SequenceSpec(videos=args.videos, frames=args.frames,
+                                                                         seed=args.seed, heatmap=args.heatmap,
+                                                                         image_size=(w, h)), progress=False)
         res["dataset"] = {"seconds": round(time.perf_counter() - t0, 1), "frames": args.videos * args.frames,
                           "frames_per_s": round(args.videos * args.frames / (time.perf_counter() - t0), 1),
                           "frames_with_a_person": summary["frames_with_a_person"],

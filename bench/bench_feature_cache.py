@@ -29,7 +29,7 @@ import torch
 from core.classification.train import ClassifierJob, TrainConfig, train_classifier_grid
 from core.engine import resolve_device
 from core.io import write_json
-from core.synthetic.images import write_image_dataset
+from core.synthetic.images import ImageSpec, write_image_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -62,8 +62,8 @@ def main(argv=None) -> int:
         data = args.data
         if data is None:
             data = tmp / "data"
-            write_image_dataset(data, n_train=args.train, n_test=args.test, seed=0,
-                                size=args.scene_size, people_max=2, progress=False)
+            write_image_dataset(data, ImageSpec(n_train=args.train, n_test=args.test, seed=0, size=args.scene_size,
+                                                people_max=2), progress=False)
         job = ClassifierJob(data=data, runs_dir=tmp, presets=tuple(presets), device=str(device), progress=False,
                             weights="random")   # same backbone both ways, no download
         timings, results = {}, {}

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.classification.image_cache import build_image_cache, decode_rate  # noqa: E402
 from core.classification.readers import load_pose_dataset  # noqa: E402
-from core.synthetic.images import write_image_dataset  # noqa: E402
+from core.synthetic.images import ImageSpec, write_image_dataset  # noqa: E402
 
 
 def main() -> None:
@@ -44,8 +44,8 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-image-cache-"))
     try:
-        write_image_dataset(tmp / "data", n_train=args.images, n_test=1, seed=0, size=args.size,
-                            people_max=2, progress=False)
+        write_image_dataset(tmp / "data", ImageSpec(n_train=args.images, n_test=1, seed=0, size=args.size,
+                                                    people_max=2), progress=False)
         index = load_pose_dataset(tmp / "data")
         samples = [s for k in ("train", "val", "test") for s in index.splits[k]]
         rates: dict[str, list[float]] = {"one_core_decode": [], "build_1_worker": [], f"build_{cores}_workers": []}

@@ -30,7 +30,7 @@ import tempfile
 from core.io import write_json  # noqa: E402
 from core.synthetic import body as B
 from core.synthetic import poses
-from core.synthetic.images import PNG_COMPRESS_LEVEL, SPLIT_CODE, render_image, write_image_dataset  # noqa: E402
+from core.synthetic.images import PNG_COMPRESS_LEVEL, SPLIT_CODE, ImageSpec, render_image, write_image_dataset  # noqa: E402
 from core.synthetic.render import render_scene  # noqa: E402
 from core.synthetic.scene import sample_scene  # noqa: E402
 
@@ -74,8 +74,8 @@ def bench_pool(size: int, n: int, people_max: int) -> dict:
     """write_image_dataset end to end (files included) with one process per CPU."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        summary = write_image_dataset(Path(tmp) / "ds", n_train=n, n_test=0 if n > 1 else 1, seed=0,
-                                      size=size, people_max=people_max, progress=False)
+        summary = write_image_dataset(Path(tmp) / "ds", ImageSpec(n_train=n, n_test=0 if n > 1 else 1, seed=0,
+                                                                  size=size, people_max=people_max), progress=False)
         wall = time.perf_counter() - t0
     return {"size": size, "n": n, "workers": summary["workers"], "images_per_s_wall": round(n / wall, 1)}
 

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from core.temporal.sequences import load_sequences, write_sequence_dataset  # noqa: E402
+from core.temporal.sequences import load_sequences  # noqa: E402
+from core.temporal.synth import SequenceSpec, write_sequence_dataset  # noqa: E402
 from core.temporal.windows import WindowDataset
 
 
@@ -50,9 +51,9 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        summary = write_sequence_dataset(Path(tmp) / "seq", videos=args.videos, frames=args.frames,
-                                         seed=0, heatmap=args.heatmap, noise=1.0, estimator="simulated",
-                                         progress=False)
+        summary = write_sequence_dataset(Path(tmp) / "seq", SequenceSpec(videos=args.videos, frames=args.frames,
+                                                                         seed=0, heatmap=args.heatmap, noise=1.0,
+                                                                         estimator="simulated"), progress=False)
         rows["synthesis s"] = time.perf_counter() - t0
         index = load_sequences(Path(tmp) / "seq")
         t0 = time.perf_counter()

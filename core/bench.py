@@ -42,7 +42,7 @@ from core.classification.readers import load_pose_dataset
 from core.classification.train import TrainConfig, make_optimizer, train_one_epoch
 from core.engine import resolve_device
 from core.io import write_json
-from core.synthetic.images import write_image_dataset
+from core.synthetic.images import ImageSpec, write_image_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,8 +83,8 @@ def bench_jpeg(root: Path, *, images: int, image_size: int, device: torch.device
     """The same scenes as JPEG files: one core's PIL decode rate against the torchvision
     decoder (``torchvision.io.decode_jpeg``: nvJPEG on CUDA, libjpeg-turbo on the CPU)
     building the image cache, batches of 64 scenes per call."""
-    write_image_dataset(root / "jpeg", n_train=images - images // 5, n_test=max(1, images // 5), seed=0,
-                        size=320, people_max=2, progress=progress, image_format="jpeg")
+    write_image_dataset(root / "jpeg", ImageSpec(n_train=images - images // 5, n_test=max(1, images // 5), seed=0,
+                                                 size=320, people_max=2, image_format="jpeg"), progress=progress)
     index = load_pose_dataset(root / "jpeg")
     samples = [s for k in ("train", "val", "test") for s in index.splits[k]]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -245,8 +245,8 @@ def run_bench(*, device: str = "auto", images: int = 200, out: Path | None = Non
     with tempfile.TemporaryDirectory(prefix="poselab-bench-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        write_image_dataset(tmp / "data", n_train=images - images // 5, n_test=max(1, images // 5), seed=0, size=320, people_max=2,
-                            progress=progress)
+        write_image_dataset(tmp / "data", ImageSpec(n_train=images - images // 5, n_test=max(1, images // 5), seed=0,
+                                                    size=320, people_max=2), progress=progress)
         index = load_pose_dataset(tmp / "data")
         samples = [s for k in ("train", "val", "test") for s in index.splits[k]]
         res["render_seconds"], res["samples"] = time.perf_counter() - t0, len(samples)

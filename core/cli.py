@@ -15,6 +15,14 @@ from pathlib import Path
 from core.errors import PoseLabError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line naming the command and the
+    problem, exit code 2 (argparse's own prints the usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def _int_range(lo: int, hi: int | None = None):
     """An argparse type: an integer in [lo, hi] (argparse then says which flag is wrong)."""
     def parse(text: str) -> int:
@@ -68,7 +76,7 @@ def _add_common_train(p: argparse.ArgumentParser, grid: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     # The whole command line in one place, read top to bottom like its --help.
-    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="embedded default: synthetic data + every run the dashboard needs")
@@ -224,16 +232,16 @@ def _demo(args, runs_dir: Path) -> None:
 
 
 def _synth_images(args, runs_dir: Path) -> None:
-    from core.synthetic.images import write_image_dataset
-    write_image_dataset(args.out, n_train=args.train, n_test=args.test, seed=args.seed,
-                        size=args.size, people_max=args.people_max, image_format=args.format)
+    from core.synthetic.images import ImageSpec, write_image_dataset
+    write_image_dataset(args.out, ImageSpec(n_train=args.train, n_test=args.test, seed=args.seed, size=args.size,
+                                            people_max=args.people_max, image_format=args.format))
 
 
 def _synth_sequences(args, runs_dir: Path) -> None:
-    from core.temporal.synth import write_sequence_dataset
-    write_sequence_dataset(args.out, videos=args.videos, frames=args.frames, seed=args.seed,
-                           heatmap=args.heatmap, noise=args.noise, estimator=args.estimator,
-                           image_size=args.frame_size)
+    from core.temporal.synth import SequenceSpec, write_sequence_dataset
+    write_sequence_dataset(args.out, SequenceSpec(videos=args.videos, frames=args.frames, seed=args.seed,
+                                                  heatmap=args.heatmap, noise=args.noise, estimator=args.estimator,
+                                                  image_size=args.frame_size))
 
 
 def _estimate(args, runs_dir: Path) -> None:
@@ -377,7 +385,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:                  # a bad argument (exit 2, said in one line) or --help (0)
+        return int(e.code or 0)
     try:
         return run_command(args)
     except PoseLabError as e:

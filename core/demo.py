@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,10 +26,11 @@ import torch
 from core import engine
 from core.classification.train import ClassifierJob, TrainConfig, train_classifier_grid
 from core.io import read_json, write_json
-from core.synthetic.images import ANNOTATIONS_VERSION, write_image_dataset
+from core.synthetic.images import ANNOTATIONS_VERSION, ImageSpec, write_image_dataset
+from core.synthetic.render import RENDER_VERSION
 from core.temporal.blazepose_videos import HEATMAPS_VERSION
 from core.temporal.models import BASELINES
-from core.temporal.synth import write_sequence_dataset
+from core.temporal.synth import SequenceSpec, write_sequence_dataset
 from core.temporal.train import ModelPlan, TemporalJob, default_recipe, train_temporal_grid
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 # chance with the paper's recipe (10 epochs, batch 64), which 320 + 100 scenes were not
 # (75 Adam steps). Crops are 112 px rather than the paper's 224: the feature pass, which
 # dominates on CPU, is ~4x cheaper.
-DEMO_IMAGES = dict(n_train=1600, n_test=300, seed=0, size=192, people_max=2)
+DEMO_IMAGES = ImageSpec(n_train=1600, n_test=300, seed=0, size=192, people_max=2)
 # 112-px crops, the paper's recipe otherwise; three seeds per preset, so every comparison has
 # an interval (the heads train on cached features: each extra seed costs seconds).
 DEMO_CLASSIFIER = dict(recipe=TrainConfig(image_size=112, epochs=10), seeds=(0, 1, 2))
@@ -50,7 +51,7 @@ DEMO_CLASSIFIER = dict(recipe=TrainConfig(image_size=112, epochs=10), seeds=(0, 
 # per model because their costs and step sizes differ: DeciWatch works on coordinates (an
 # epoch costs ~0.5 s) and gets many more epochs, watching every frame (interval 1); the
 # ConvLSTMs move slowly at 1e-3 in so few steps. Every setting lands in the runs' run.json.
-DEMO_SEQUENCES = dict(videos=12, frames=30, heatmap=32, estimator="blazepose", image_size=(320, 240))
+DEMO_SEQUENCES = SequenceSpec(videos=12, frames=30, heatmap=32, estimator="blazepose", image_size=(320, 240))
 DEMO_PLANS: tuple[ModelPlan, ...] = (
     ModelPlan("conv3d", {"hidden": 16}, default_recipe("conv3d", epochs=4, train_stride=2)),
     ModelPlan("deciwatch", {"embed_dim": 64, "heads": 4, "ffn_dim": 128, "encoder_layers": 2, "decoder_layers": 2,
@@ -112,9 +113,9 @@ def build_classifier_demo(*, data_dir: Path, runs_dir: Path, device: str = "auto
     images = Path(data_dir) / "images"
     say(0.0, "rendering synthetic fitness-pose images")
     # the annotation format enters the marker: a demo folder from an older writer is made again
-    params = {**DEMO_IMAGES, "annotations_version": ANNOTATIONS_VERSION}
+    params = {**asdict(DEMO_IMAGES), "annotations_version": ANNOTATIONS_VERSION, "render_version": RENDER_VERSION}
     if not _made_with(images, "demo-params.json", params):
-        write_image_dataset(images, progress=False, **DEMO_IMAGES,
+        write_image_dataset(images, DEMO_IMAGES, progress=False,
                             on_progress=lambda f: say(0.15 * f, "rendering synthetic images"))
         write_json(images / "demo-params.json", params)   # last: its presence = finished
     say(0.15, "images ready")
@@ -151,10 +152,12 @@ def _temporal_runs(data_dir: Path, runs_dir, device: str, seed: int, say: Report
     out = data_dir / "sequences"
     # as the marker file holds it (tuples -> lists); the heatmap conversion's version
     # enters it, so videos made by an older conversion are made again
-    settings = json.loads(json.dumps({**DEMO_SEQUENCES, "seed": seed, "heatmaps_version": HEATMAPS_VERSION}))
+    spec = replace(DEMO_SEQUENCES, seed=seed)
+    settings = json.loads(json.dumps({**asdict(spec), "heatmaps_version": HEATMAPS_VERSION,
+                                      "render_version": RENDER_VERSION}))
     if not _made_with(out, "demo-params.json", settings):
         say(0.0, "temporal: writing synthetic sequences")
-        write_sequence_dataset(out, seed=seed, progress=False, **DEMO_SEQUENCES)
+        write_sequence_dataset(out, spec, progress=False)
         write_json(out / "demo-params.json", settings)
     total = sum(_TEMPORAL_COST.values())
     done = [_TEMPORAL_COST["data"]]

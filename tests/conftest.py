@@ -35,19 +35,19 @@ def build_fixture_runs(root: Path) -> Path:
     """Tiny synthetic datasets + classifier runs (baseline, model1, model4) and temporal
     runs (conv3d + the identity baseline the grid writes). ~30 s on a 2-core CPU."""
     from core.classification.train import ClassifierJob, TrainConfig, train_classifier_grid
-    from core.synthetic.images import write_image_dataset
-    from core.temporal.synth import write_sequence_dataset
+    from core.synthetic.images import ImageSpec, write_image_dataset
+    from core.temporal.synth import SequenceSpec, write_sequence_dataset
     from core.temporal.train import ModelPlan, TemporalJob, default_recipe, train_temporal_grid
 
     runs_dir = root / "runs"
-    write_image_dataset(root / "images", n_train=30, n_test=15, seed=0, size=96, people_max=2,
-                        progress=False)
+    write_image_dataset(root / "images", ImageSpec(n_train=30, n_test=15, seed=0, size=96,
+                                                   people_max=2), progress=False)
     train_classifier_grid(ClassifierJob(data=root / "images", runs_dir=runs_dir, presets=("baseline", "model1", "model4"),
                                         recipe=TrainConfig(epochs=1, image_size=64), device="cpu", progress=False))
     # rendered frames through BlazePose (the default estimator), small: the pages then
     # show the frames, the heatmap overlay and the image-pixel keypoints
-    write_sequence_dataset(root / "sequences", videos=6, frames=15, seed=0, heatmap=16, image_size=(160, 120),
-                           progress=False)
+    write_sequence_dataset(root / "sequences", SequenceSpec(videos=6, frames=15, seed=0, heatmap=16,
+                                                            image_size=(160, 120)), progress=False)
     train_temporal_grid(TemporalJob(data=root / "sequences", runs_dir=runs_dir, device="cpu", progress=False,
                                     plans=(ModelPlan("conv3d", recipe=default_recipe("conv3d", epochs=1)),)))
     return runs_dir

@@ -22,7 +22,7 @@ from core.synthetic.videos import render_clip
 from core.temporal.blazepose_videos import index_affines, video_from_poses
 from core.temporal.refine import window_starts
 from core.temporal.sequences import load_sequences
-from core.temporal.synth import write_sequence_dataset
+from core.temporal.synth import SequenceSpec, write_sequence_dataset
 from core.temporal.videos import Video, load_video, save_video
 from core.temporal.windows import video_frames
 
@@ -33,8 +33,8 @@ SIZE = (256, 192)
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("seq") / "bp"
-    write_sequence_dataset(out, videos=3, frames=10, seed=3, heatmap=32, image_size=SIZE, workers=1,
-                           progress=False)
+    write_sequence_dataset(out, SequenceSpec(videos=3, frames=10, seed=3, heatmap=32,
+                                             image_size=SIZE), workers=1, progress=False)
     return out
 
 
@@ -231,8 +231,8 @@ def test_identity_on_rendered_videos_is_at_least_blazeposes_own_landmarks():
 
 def test_rendered_videos_are_deterministic_and_independent_of_workers(rendered, tmp_path):
     again = tmp_path / "again"
-    write_sequence_dataset(again, videos=3, frames=10, seed=3, heatmap=32, image_size=SIZE, workers=2,
-                           progress=False)
+    write_sequence_dataset(again, SequenceSpec(videos=3, frames=10, seed=3, heatmap=32,
+                                               image_size=SIZE), workers=2, progress=False)
     for f in sorted((rendered / "videos").glob("*.npz")):
         a, b = np.load(f), np.load(again / "videos" / f.name)
         assert sorted(a.files) == sorted(b.files)

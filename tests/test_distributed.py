@@ -89,12 +89,12 @@ def _runs_by_name(runs_dir: Path, kind: str = "classifier") -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def two_grids(tmp_path_factory):
     from core.classification.train import ClassifierJob, TrainConfig, train_classifier_grid
-    from core.synthetic.images import write_image_dataset
+    from core.synthetic.images import ImageSpec, write_image_dataset
     root = tmp_path_factory.mktemp("ddp")
     data = root / "data"
     # 10 scenes -> 17 training people: with --batch-size 6 the last global batch holds 5,
     # split 3 + 2, so the weighted all-reduce of uneven shares is exercised.
-    write_image_dataset(data, n_train=10, n_test=4, seed=0, size=64, people_max=2, progress=False)
+    write_image_dataset(data, ImageSpec(n_train=10, n_test=4, seed=0, size=64, people_max=2), progress=False)
     presets = NO_DROPOUT + WITH_DROPOUT + THROUGH_BACKBONE
     args = ["--data", str(data), "--epochs", "2", "--device", "cpu", "--batch-size", "6", "--image-size", "64",
             "--presets", ",".join(presets)]
@@ -230,13 +230,13 @@ def test_window_batches_shards_rebuild_the_single_process_batches():
 @pytest.fixture(scope="module")
 def two_temporal_grids(tmp_path_factory):
     from core.temporal.sequences import load_sequences
-    from core.temporal.synth import write_sequence_dataset
+    from core.temporal.synth import SequenceSpec, write_sequence_dataset
     from core.temporal.train import ModelPlan, TemporalJob, default_recipe, train_temporal_grid
     from core.temporal.windows import make_window_datasets
     root = tmp_path_factory.mktemp("ddp_temporal")
     data = root / "data"
-    write_sequence_dataset(data, videos=6, frames=13, seed=0, heatmap=16, noise=1.0, estimator="simulated",
-                           progress=False)
+    write_sequence_dataset(data, SequenceSpec(videos=6, frames=13, seed=0, heatmap=16, noise=1.0,
+                                              estimator="simulated"), progress=False)
     n_train = len(make_window_datasets(load_sequences(data))["train"])
     # a batch size that leaves one window in the last global batch: rank 1 then holds
     # a padding share, the case the global loss denominators must get right

@@ -19,9 +19,9 @@ from core.errors import DataError  # noqa: E402
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
     from core.classification.dataset import load_infiniteform
-    from core.synthetic.images import write_image_dataset
+    from core.synthetic.images import ImageSpec, write_image_dataset
     root = tmp_path_factory.mktemp("ic")
-    write_image_dataset(root / "data", n_train=12, n_test=4, seed=1, size=96, people_max=3, progress=False)
+    write_image_dataset(root / "data", ImageSpec(n_train=12, n_test=4, seed=1, size=96, people_max=3), progress=False)
     return load_infiniteform(root / "data")
 
 
@@ -113,10 +113,10 @@ def jpeg_index(tmp_path_factory):
     from PIL import Image
 
     from core.classification.dataset import load_infiniteform
-    from core.synthetic.images import write_image_dataset
+    from core.synthetic.images import ImageSpec, write_image_dataset
     root = tmp_path_factory.mktemp("jpeg") / "data"
-    write_image_dataset(root, n_train=10, n_test=3, seed=2, size=128, people_max=3, progress=False,
-                        image_format="jpeg")
+    write_image_dataset(root, ImageSpec(n_train=10, n_test=3, seed=2, size=128, people_max=3,
+                                        image_format="jpeg"), progress=False)
     first = root / "train" / "1.rgb.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6

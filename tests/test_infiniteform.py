@@ -524,10 +524,9 @@ def test_cli_bad_dataset_exits_2_naming_the_file(tmp_path, capsys):
 
 def test_reads_the_synthetic_writers_output(tmp_path):
     """The contract with core.synthetic.images: its folder loads as is."""
-    from core.synthetic.images import write_image_dataset
+    from core.synthetic.images import ImageSpec, write_image_dataset
     out = tmp_path / "synth"
-    write_image_dataset(out, n_train=6, n_test=3, seed=3, size=64, people_max=2,
-                        workers=1, progress=False)
+    write_image_dataset(out, ImageSpec(n_train=6, n_test=3, seed=3, size=64, people_max=2), workers=1, progress=False)
     idx = load_infiniteform(out)
     written = {split: json.loads((out / split / "annotations.json").read_text())
                for split in ("train", "test")}

@@ -23,9 +23,10 @@ EPOCHS = 24
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    from core.temporal.synth import write_sequence_dataset
+    from core.temporal.synth import SequenceSpec, write_sequence_dataset
     out = tmp_path_factory.mktemp("seq") / "data"
-    write_sequence_dataset(out, videos=6, frames=12, seed=0, heatmap=16, estimator="simulated", progress=False)
+    write_sequence_dataset(out, SequenceSpec(videos=6, frames=12, seed=0, heatmap=16,
+                                             estimator="simulated"), progress=False)
     return out
 
 

@@ -1,5 +1,6 @@
 """core.temporal.sequences / estimator / motion: .npz format, splits, windows, readers, synthesis."""
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from core.temporal.sequences import (
     split_videos,
     write_dataset,
 )
-from core.temporal.synth import write_sequence_dataset
+from core.temporal.synth import SequenceSpec, write_sequence_dataset
 from core.temporal.videos import Video, load_video, save_video
 from core.temporal.windows import WindowDataset, identity_pck
 
@@ -288,10 +289,10 @@ def test_brace_reader(tmp_path):
 # ----------------------------------------------------------------------------- synthesis
 
 def test_synthetic_writer_deterministic(tmp_path, capsys):
-    kw = dict(videos=3, frames=8, heatmap=16, noise=1.0, estimator="simulated", progress=False)
-    s1 = write_sequence_dataset(tmp_path / "a", seed=5, **kw)
-    write_sequence_dataset(tmp_path / "b", seed=5, **kw)
-    write_sequence_dataset(tmp_path / "c", seed=6, **kw)
+    spec = SequenceSpec(videos=3, frames=8, heatmap=16, noise=1.0, estimator="simulated", seed=5)
+    s1 = write_sequence_dataset(tmp_path / "a", spec, progress=False)
+    write_sequence_dataset(tmp_path / "b", spec, progress=False)
+    write_sequence_dataset(tmp_path / "c", replace(spec, seed=6), progress=False)
     assert s1["videos"] == 3 and set(s1["identity_pck"]) == {"0.05", "0.1", "0.2"}
     index = json.loads((tmp_path / "a" / "index.json").read_text())
     assert [e["id"] for e in index["videos"]] == ["0000_climb", "0001_squat", "0002_climb"]
@@ -305,11 +306,11 @@ def test_synthetic_writer_deterministic(tmp_path, capsys):
     seq = load_sequences(tmp_path / "a")
     assert sum(len(s) for s in seq.splits.values()) == 3
     # rewriting in place replaces the dataset atomically (no leftovers beside it)
-    write_sequence_dataset(tmp_path / "a", seed=6, **kw)
+    write_sequence_dataset(tmp_path / "a", replace(spec, seed=6), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
     with pytest.raises(DataError):
-        write_sequence_dataset(tmp_path / "d", videos=1, frames=3, seed=0, heatmap=16, noise=1.0,
-                               estimator="simulated")
+        write_sequence_dataset(tmp_path / "d", SequenceSpec(videos=1, frames=3, seed=0, heatmap=16, noise=1.0,
+                                                            estimator="simulated"))
 
 
 def test_motion_is_smooth_and_projected():

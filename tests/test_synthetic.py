@@ -16,7 +16,14 @@ from core.synthetic import body as B
 from core.synthetic import camera, poses
 from core.synthetic import render as R
 from core.synthetic import scene as S
-from core.synthetic.images import UNANNOTATED, coco_annotation, render_image, scene_annotations, write_image_dataset
+from core.synthetic.images import (
+    UNANNOTATED,
+    ImageSpec,
+    coco_annotation,
+    render_image,
+    scene_annotations,
+    write_image_dataset,
+)
 
 SIZE = 96
 
@@ -24,7 +31,7 @@ SIZE = 96
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "ds"
-    write_image_dataset(out, n_train=6, n_test=3, seed=11, size=SIZE, people_max=3, progress=False)
+    write_image_dataset(out, ImageSpec(n_train=6, n_test=3, seed=11, size=SIZE, people_max=3), progress=False)
     return out
 
 
@@ -92,11 +99,11 @@ def test_layout_and_json_fields(dataset):
 
 def test_deterministic_for_a_seed_whatever_the_worker_count(dataset, tmp_path):
     again = tmp_path / "again"
-    write_image_dataset(again, n_train=6, n_test=3, seed=11, size=SIZE, people_max=3,
-                        workers=2, progress=False)
+    write_image_dataset(again, ImageSpec(n_train=6, n_test=3, seed=11, size=SIZE,
+                                         people_max=3), workers=2, progress=False)
     assert _files(again) == _files(dataset)
     other = tmp_path / "other"
-    write_image_dataset(other, n_train=6, n_test=3, seed=12, size=SIZE, people_max=3, progress=False)
+    write_image_dataset(other, ImageSpec(n_train=6, n_test=3, seed=12, size=SIZE, people_max=3), progress=False)
     a, b = _files(dataset), _files(other)
     assert a.keys() == b.keys()
     assert all(a[k] != b[k] for k in a)
@@ -105,8 +112,8 @@ def test_deterministic_for_a_seed_whatever_the_worker_count(dataset, tmp_path):
 def test_train_images_do_not_depend_on_the_test_count(dataset, tmp_path):
     out = tmp_path / "fewer"
     seen: list[float] = []
-    write_image_dataset(out, n_train=6, n_test=1, seed=11, size=SIZE, people_max=3, progress=False,
-                        on_progress=seen.append)
+    write_image_dataset(out, ImageSpec(n_train=6, n_test=1, seed=11, size=SIZE,
+                                       people_max=3), progress=False, on_progress=seen.append)
     assert seen == pytest.approx([i / 7 for i in range(1, 8)])
     for i in range(1, 7):
         name = f"train/{i}.rgb.png"
@@ -263,14 +270,14 @@ def test_render_image_is_a_pure_function():
 
 def test_bad_arguments_raise_data_error(tmp_path):
     with pytest.raises(DataError, match="at least one image"):
-        write_image_dataset(tmp_path / "a", n_train=0, n_test=0, seed=0, size=64, people_max=1)
+        write_image_dataset(tmp_path / "a", ImageSpec(n_train=0, n_test=0, seed=0, size=64, people_max=1))
     with pytest.raises(DataError, match="--size"):
-        write_image_dataset(tmp_path / "a", n_train=1, n_test=0, seed=0, size=8, people_max=1)
+        write_image_dataset(tmp_path / "a", ImageSpec(n_train=1, n_test=0, seed=0, size=8, people_max=1))
     with pytest.raises(DataError, match="--people-max"):
-        write_image_dataset(tmp_path / "a", n_train=1, n_test=0, seed=0, size=64, people_max=0)
+        write_image_dataset(tmp_path / "a", ImageSpec(n_train=1, n_test=0, seed=0, size=64, people_max=0))
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match="not a folder"):
-        write_image_dataset(tmp_path / "file", n_train=1, n_test=0, seed=0, size=64, people_max=1)
+        write_image_dataset(tmp_path / "file", ImageSpec(n_train=1, n_test=0, seed=0, size=64, people_max=1))
 
 
 def test_cli_synth_images(tmp_path, capsys):

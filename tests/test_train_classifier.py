@@ -68,9 +68,9 @@ def _offline(monkeypatch):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """The project's own renderer: 10 + 4 scenes of 64 px, up to 2 people each."""
-    from core.synthetic.images import write_image_dataset
+    from core.synthetic.images import ImageSpec, write_image_dataset
     out = tmp_path_factory.mktemp("data") / "synth"
-    write_image_dataset(out, n_train=10, n_test=4, seed=0, size=64, people_max=2, progress=False)
+    write_image_dataset(out, ImageSpec(n_train=10, n_test=4, seed=0, size=64, people_max=2), progress=False)
     return out
 
 

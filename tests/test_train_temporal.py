@@ -44,10 +44,10 @@ PRED_COLUMNS = ["video", "frame", "keypoint", "keypoint_name", "gt_x", "gt_y", "
 
 @pytest.fixture(scope="module")
 def seq_data(tmp_path_factory):
-    from core.temporal.synth import write_sequence_dataset
+    from core.temporal.synth import SequenceSpec, write_sequence_dataset
     out = tmp_path_factory.mktemp("seq") / "data"
-    write_sequence_dataset(out, videos=6, frames=12, seed=0, heatmap=16, noise=1.0, estimator="simulated",
-                           progress=False)
+    write_sequence_dataset(out, SequenceSpec(videos=6, frames=12, seed=0, heatmap=16, noise=1.0,
+                                             estimator="simulated"), progress=False)
     return out
 
 
@@ -205,7 +205,7 @@ def test_training_lowers_the_loss_and_early_stopping(seq_data):
     # stops after epoch 1 and keeps epoch 0
     model = build_temporal(make_config("conv3d", **SMALL["conv3d"]))
     cfg = TrainConfig(epochs=10, lr=0.0, early_stop_patience=1)
-    res = fit(model, loader, _loader(seq_data, "val"), cfg, torch.device("cpu"), progress=False)
+    res = fit(model, {"train": loader, "val": _loader(seq_data, "val")}, cfg, torch.device("cpu"), progress=False)
     assert res.stopped_early and [r["epoch"] for r in res.history] == [0, 1] and res.best_epoch == 0
 
 

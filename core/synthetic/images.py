@@ -45,6 +45,7 @@ import multiprocessing
 import os
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -140,20 +141,31 @@ def _render_to_file(task: tuple) -> tuple[int, dict, list[dict]]:
     return index, image, anns
 
 
-def write_image_dataset(out: Path, *, n_train: int, n_test: int, seed: int, size: int = 224,
-                        people_max: int = 3, workers: int | None = None, progress: bool = True,
-                        on_progress: Callable[[float], None] | None = None,
-                        image_format: str = "png") -> dict:
-    """Render ``n_train`` + ``n_test`` scenes into ``out`` (layout in the module docstring).
+@dataclass(frozen=True)
+class ImageSpec:
+    """What ``python -m core synth images`` renders (the output is a pure function of it)."""
+    n_train: int                   # training scenes
+    n_test: int                    # test scenes
+    seed: int = 0                  # scene i of a split draws from default_rng([seed, split code, i])
+    size: int = 224                # scene side, pixels
+    people_max: int = 3            # most people in one scene
+    image_format: str = "png"      # "png" (InfiniteForm's) or "jpeg" (quality 95: what the GPU decoder reads)
+
+
+def write_image_dataset(out: Path, spec: ImageSpec, *, workers: int | None = None, progress: bool = True,
+                        on_progress: Callable[[float], None] | None = None) -> dict:
+    """Render ``spec.n_train`` + ``spec.n_test`` scenes into ``out`` (layout in the module
+    docstring).
 
     ``workers``: processes (None = one per CPU, fewer for small sets); the output does
     not depend on it. ``progress``: a tqdm bar; ``on_progress(fraction)`` is called after
-    every image (for the dashboard's demo builder). ``image_format``: "png" (InfiniteForm's)
-    or "jpeg" (quality 95, ``{id}.rgb.jpg``: what the GPU decoder reads). Returns a summary
-    dict and prints it in two lines."""
+    every image (for the dashboard's demo builder). Returns a summary dict and prints it
+    in two lines."""
     # Render, write and index a split in one piece: the temp folder, the process pool and the atomic
     # rename must share one cleanup path.
     out = Path(out)
+    n_train, n_test, seed, size = spec.n_train, spec.n_test, spec.seed, spec.size
+    people_max, image_format = spec.people_max, spec.image_format
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:
         raise DataError(out, f"need at least one image (got --train {n_train} --test {n_test})")
     if not 32 <= size <= 4096:

@@ -169,6 +169,11 @@ PART_NAMES: tuple[str, ...] = tuple(_PART_SHAPES)
 _DEPTH_BIAS = {"torso": 0.08, "pelvis": 0.08, "neck": 0.05}
 
 
+# What the drawing looks like, for caches of renders (the demo's data): 2 = a face and a
+# lower front neckline on the side facing the camera, the neck behind the head.
+RENDER_VERSION = 2
+
+
 @dataclass
 class _Primitive:
     depth: float                       # mean camera depth, metres (painter's order)

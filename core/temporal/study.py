@@ -29,7 +29,6 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -37,9 +36,10 @@ from core.errors import DataError
 from core.io import read_json, write_json, write_text
 from core.metrics import PCK_THRESHOLDS
 from core.runs import load_run
+from core.synthetic.render import RENDER_VERSION
 from core.temporal.models import BASELINES, LEARNED
 from core.temporal.report import bootstrap_pck, check_frame_predictions, ci_table
-from core.temporal.synth import write_sequence_dataset
+from core.temporal.synth import SequenceSpec, write_sequence_dataset
 from core.temporal.train import ModelPlan, TemporalJob, default_recipe, train_temporal_grid
 
 # What the thesis reports on ClimbAlong after fine-tuning, PCK@0.05/0.1/0.2 in %. Only
@@ -73,14 +73,16 @@ class StudyConfig:
                       "interval": 1}})
 
 
-def _dataset(folder: Path, params: dict, make: Callable[[], dict]) -> Path:
-    """``folder`` made by ``make`` unless it already holds a finished dataset of ``params``."""
+def _dataset(folder: Path, spec: SequenceSpec, progress: bool) -> Path:
+    """``folder`` written from ``spec`` unless it already holds a finished dataset of it
+    (its marker, written last, records the spec and the renderer's version)."""
+    params = json.loads(json.dumps({**asdict(spec), "render_version": RENDER_VERSION}))
     try:
         if read_json(folder / _MARK) == params:
             return folder
     except Exception:   # missing or damaged marker: make it again
         pass
-    make()
+    write_sequence_dataset(folder, spec, progress=progress)
     write_json(folder / _MARK, params)
     return folder
 
@@ -99,19 +101,16 @@ def run_study(cfg: StudyConfig, *, progress: bool = True) -> dict:
     say = print if progress else (lambda *a, **k: None)
     stages: dict[str, list[Path]] = {}
     for noise in cfg.noises:
-        params = {"videos": cfg.sim_videos, "frames": cfg.sim_frames, "heatmap": cfg.heatmap, "noise": noise,
-                  "seed": cfg.seed, "estimator": "simulated"}
-        data = _dataset(out / f"data-simulated-noise{noise:g}", params,
-                        lambda p=params, n=noise: write_sequence_dataset(out / f"data-simulated-noise{n:g}",
-                                                                         progress=progress, **p))
+        spec = SequenceSpec(videos=cfg.sim_videos, frames=cfg.sim_frames, heatmap=cfg.heatmap, noise=noise,
+                            seed=cfg.seed, estimator="simulated")
+        data = _dataset(out / f"data-simulated-noise{noise:g}", spec, progress)
         say(f"stage 1, noise {noise:g}: training on {data}", flush=True)
         stages[f"pretrain-noise{noise:g}"] = train_temporal_grid(TemporalJob(
             data=data, runs_dir=out / f"runs-pretrain-noise{noise:g}", plans=_plans(cfg, cfg.pretrain_epochs, None, False),
             seeds=(cfg.seed,), device=cfg.device, reuse_finished=True, progress=progress))
-    params = {"videos": cfg.videos, "frames": cfg.frames, "heatmap": cfg.heatmap, "seed": cfg.seed,
-              "estimator": "blazepose", "image_size": list(cfg.image_size)}
-    target = _dataset(out / "data-blazepose", params,
-                      lambda: write_sequence_dataset(out / "data-blazepose", progress=progress, **params))
+    target = _dataset(out / "data-blazepose", SequenceSpec(videos=cfg.videos, frames=cfg.frames, heatmap=cfg.heatmap,
+                                                           seed=cfg.seed, estimator="blazepose",
+                                                           image_size=tuple(cfg.image_size)), progress)
     for noise in cfg.noises:
         say(f"stage 2: fine-tuning the noise-{noise:g} models on {target}", flush=True)
         stages[f"finetune-from-noise{noise:g}"] = train_temporal_grid(TemporalJob(

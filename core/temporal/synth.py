@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,16 +73,28 @@ def _rendered_video(task: tuple) -> tuple[str, Video | None]:
     return vid, video
 
 
-def write_sequence_dataset(out: str | Path, *, videos: int = 40, frames: int = 60, seed: int = 0,
-                           heatmap: int = 64, noise: float = 1.0, estimator: str = "blazepose",
-                           image_size: tuple[int, int] = IMAGE_SIZE, workers: int | None = None,
+@dataclass(frozen=True)
+class SequenceSpec:
+    """What ``python -m core synth sequences`` writes (the output is a pure function of it)."""
+    videos: int = 40                       # clips; video i draws from default_rng([seed, i])
+    frames: int = 60                       # frames per clip
+    seed: int = 0
+    heatmap: int = 64                      # heatmap side (BlazePose: 64, or 32 / 16 pooled from it)
+    noise: float = 1.0                     # the simulated estimator's error scale (blazepose: unused)
+    estimator: str = "blazepose"           # "blazepose" (frames rendered) or "simulated" (no frames)
+    image_size: tuple[int, int] = IMAGE_SIZE   # rendered frame size (W, H)
+
+
+def write_sequence_dataset(out: str | Path, spec: SequenceSpec = SequenceSpec(), *, workers: int | None = None,
                            progress: bool = True, on_progress=None) -> dict:
-    """Synthetic videos through ``estimator`` -> a dataset folder (see the module docstring).
+    """Synthetic videos through ``spec.estimator`` -> a dataset folder (see the module docstring).
 
     Returns a summary dict (also printed): counts per movement, frames, heatmap size,
     seconds, the estimator's identity PCK, and videos skipped because BlazePose found
     nobody in any frame. ``on_progress(fraction)`` follows the videos (the demo's bar)."""
     # One piece: the staging folder, the worker pool and the final rename share one cleanup path.
+    videos, frames, seed, heatmap, noise = spec.videos, spec.frames, spec.seed, spec.heatmap, spec.noise
+    estimator, image_size = spec.estimator, spec.image_size
     if estimator not in ESTIMATORS:
         raise DataError(out, f"unknown estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
     if videos < 1 or frames < WINDOW:

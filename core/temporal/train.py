@@ -4,7 +4,7 @@ Plain functions in the torchvision-reference style:
 
     train_one_epoch(model, batches, optimizer, device, ...) -> engine.EpochScore
     evaluate(model, batches, device, ...)                   -> TemporalEval
-    fit(model, train_batches, val_batches, cfg, device, ...) -> engine.FitState
+    fit(model, batches, cfg, device, ...)                   -> engine.FitState
 
 and the entry points the CLI calls: ``train_temporal_grid(job)`` runs every ``ModelPlan``
 of a ``TemporalJob`` once per seed on data loaded once per seed; ``train_temporal(job)``
@@ -242,12 +242,14 @@ def evaluate(model: nn.Module, batches, device: torch.device, *, amp: bool = Tru
     return TemporalEval(loss=float(sum(w * t / max(c, 1) for w, t, c in sums)), **out)
 
 
-def fit(model: nn.Module, train_batches, val_batches, cfg: TrainConfig, device: torch.device, *,
+def fit(model: nn.Module, batches: dict, cfg: TrainConfig, device: torch.device, *,
         seed: int = 0, progress: bool = True, state: engine.FitState | None = None,
         on_epoch: Callable[[engine.FitState, bool], None] | None = None) -> engine.FitState:
     """Adam + ReduceLROnPlateau(val loss) + early stopping; best epoch by val PCK@0.05
-    (``engine.fit``, the untrained model a candidate). ``state`` continues a resumed run;
-    ``cfg.lr`` must be resolved (``resolve_recipe``)."""
+    (``engine.fit``, the untrained model a candidate) on ``batches["train"]`` and
+    ``batches["val"]``. ``state`` continues a resumed run; ``cfg.lr`` must be resolved
+    (``resolve_recipe``)."""
+    train_batches, val_batches = batches["train"], batches["val"]
     base = D.unwrap(model)          # state dicts without DDP's prefixes
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -482,7 +484,7 @@ def _train_one(job: TemporalJob, plan: ModelPlan, seed: int, data: _Data, dev: t
         state = run.state
         trained = not arch.baseline and any(p.requires_grad for p in model.parameters()) and recipe.epochs > 0
         if trained:
-            state = fit(D.wrap_ddp(model, dev, ENTRIES), batches["train"], batches["val"], recipe, dev,
+            state = fit(D.wrap_ddp(model, dev, ENTRIES), batches, recipe, dev,
                         seed=seed, progress=progress, state=state,
                         on_epoch=run.epoch_writer(model.state_dict, metadata={"arch": plan.arch},
                                                   after=None if report is None else
