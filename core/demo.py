@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from core import engine
 from core.classification.train import ClassifierJob, TrainConfig, train_classifier_grid
 from core.io import read_json, write_json
@@ -139,13 +137,8 @@ def build_temporal_demo(*, data_dir, runs_dir, device: str = "auto", seed: int =
     # The demo's models are tiny (8-16 channels at 32 px): each op is too small for a
     # second CPU thread to pay, and on a busy machine oversubscribed threads spin.
     # Measured on the shared 2-core CPU: 33 s with 1 thread vs 177 s with 2, same PCKs.
-    threads = torch.get_num_threads()
-    if engine.resolve_device(device).type == "cpu":
-        torch.set_num_threads(1)
-    try:
+    with engine.threads(engine.resolve_device(device), 1):
         return _temporal_runs(Path(data_dir), runs_dir, device, seed, _span(report, start, end))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _temporal_runs(data_dir: Path, runs_dir, device: str, seed: int, say: Report) -> list[Path]:

@@ -89,6 +89,24 @@ def cpu_bf16() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+@contextlib.contextmanager
+def threads(device: torch.device, n: int):
+    """At most ``n`` CPU threads for torch inside the block (restored after); nothing on a
+    GPU. For small ops (a classifier head on cached features, the demo's narrow temporal
+    models) a second thread does not pay, and on a busy machine oversubscribed threads
+    spin: a head's 10 epochs took 53 s with 2 threads and about 2 s with 1 on the shared
+    2-core CPU (2026-12-03)."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(n, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def memory_format(device: torch.device) -> torch.memory_format:
     """The faster layout for ResNet-50 on ``device``: channels_last on CUDA and on CPUs
     with AVX-512 (oneDNN's NHWC kernels: ~1.4x on an AVX-512 Xeon, 2026-11-23), contiguous

@@ -461,13 +461,15 @@ def _run_preset(name: str, cfg: ClassifierConfig, tcfg: TrainConfig, prep: _Prep
         if tcfg.epochs > 0:
             train_model = D.wrap_ddp(model, prep.device, ENTRIES)
             optimizer, scheduler = make_optimizer(model, tcfg)
-            state = engine.fit(engine.FitPlan(
-                optimizer=optimizer, scheduler=scheduler, epochs=tcfg.epochs, seed=seed, metric="acc",
-                batches=batches["train"], weights=model.trainable_state_dict,
-                train_epoch=lambda e: train_one_epoch(train_model, batches["train"], optimizer, prep.device,
-                                                      progress=progress, desc=f"epoch {e}"),
-                evaluate=lambda e: evaluate(model, batches["val"], prep.device)),
-                state, on_epoch=run.epoch_writer(model.trainable_state_dict), progress=progress)
+            # a head on cached features is small ops: one CPU thread (engine.threads)
+            with engine.threads(prep.device, 1 if use_features else torch.get_num_threads()):
+                state = engine.fit(engine.FitPlan(
+                    optimizer=optimizer, scheduler=scheduler, epochs=tcfg.epochs, seed=seed, metric="acc",
+                    batches=batches["train"], weights=model.trainable_state_dict,
+                    train_epoch=lambda e: train_one_epoch(train_model, batches["train"], optimizer, prep.device,
+                                                          progress=progress, desc=f"epoch {e}"),
+                    evaluate=lambda e: evaluate(model, batches["val"], prep.device)),
+                    state, on_epoch=run.epoch_writer(model.trainable_state_dict), progress=progress)
         t1 = time.perf_counter()
         if state.best_weights is not None:
             load_trained_weights(model, state.best_weights, run.path / WEIGHTS)
