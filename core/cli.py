@@ -347,7 +347,27 @@ def _runs(args, runs_dir: Path) -> None:
         head_s = f"{head[0]}={head[1]:.4f}" if head and isinstance(head[1], (int, float)) else ""
         what = r.info.label if r.info else (r.problem or "")
         print(f"{r.id:<56} {r.kind or '?':<10} {r.status:<10} {head_s:<22} {what}")
+    _by_variant(runs)
     _leftovers(runs_dir, runs, clean=args.clean)
+
+
+def _by_variant(runs) -> None:
+    """The finished runs grouped by everything but the seed: the headline's mean and its
+    95 % interval (across seeds; with one seed, the test set's binomial interval)."""
+    from core.runs import seed_groups
+    from core.stats import estimate
+    groups = seed_groups(runs)
+    if not groups:
+        return
+    print(f"\n{'by variant (all but the seed)':<56} {'seeds':<6} {'headline':<16} mean [95 % interval]")
+    for g in groups:
+        r = g[0]
+        key = r.metrics.get("headline")
+        values = [x.metrics.get(key) for x in g]
+        counted = r.metrics.get("num_test") or r.metrics.get("num_test_keypoints")
+        e = estimate([v if isinstance(v, (int, float)) else float("nan") for v in values], counted=counted)
+        label = " · ".join(p for p in r.info.label.split(" · ") if not p.startswith("seed "))
+        print(f"{label:<56} {len(g):<6} {str(key):<16} {e.text(digits=4)}  ({e.method})")
 
 
 def _leftovers(runs_dir: Path, runs, *, clean: bool) -> None:

@@ -120,12 +120,14 @@ class BackboneInfo:
     @property
     def label(self) -> str:
         """How every page names the backbone."""
+        if self.source == "file" and self.card:
+            return f"PoseLab synthetic pretraining (file {Path(self.weights).name})"
         return BACKBONE_LABELS.get(self.source, self.source)
 
     @property
     def made(self) -> str:
         """How a PoseLab backbone was made, from its card ("" for the other sources)."""
-        if self.source != "poselab" or not self.card:
+        if self.source not in ("poselab", "file") or not self.card:
             return ""
         c, data = self.card, self.card.get("data", {})
         if c.get("task") == "pose":

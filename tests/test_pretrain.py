@@ -132,3 +132,19 @@ def test_the_pretraining_seed_is_no_other_datasets_seed():
             if isinstance(node, ast.keyword) and node.arg == "seed" and isinstance(node.value, ast.Constant):
                 defaults.add(node.value.value)
     assert PRETRAIN_SEED not in defaults
+
+
+def test_an_earlier_poselab_backbone_kept_as_a_file_keeps_its_card(tmp_path, monkeypatch):
+    """The backbone before the current one stays usable: restored from the history as a
+    file with its card beside it, --weights FILE reads both, and runs name it."""
+    from core.runs import BackboneInfo
+    monkeypatch.setenv("POSELAB_OFFLINE", "1")
+    out = tmp_path / "old" / "resnet50-old.safetensors"
+    card = P.pretrain(job(out, train=P.PretrainConfig(epochs=1, batch_size=8, bn_samples=16)))
+    state, info = backbones.resolve_backbone(str(out), runs_dir=tmp_path)
+    assert info["source"] == "file" and info["card"]["sha256"] == card["sha256"]
+    b = BackboneInfo.from_dict(info)
+    assert b.label == "PoseLab synthetic pretraining (file resnet50-old.safetensors)" and "rendered crops" in b.made
+    backbones.card_path(out).write_text(json.dumps({**card, "sha256": "0" * 64}))
+    with pytest.raises(DataError, match="does not match its card"):
+        backbones.resolve_backbone(str(out), runs_dir=tmp_path)

@@ -239,6 +239,13 @@ def _from_file(path: Path, runs_dir: Path, seed: int) -> tuple[dict[str, torch.T
     state = _read_weights_file(path, DataError)
     info = dict(source="file", weights=str(path.resolve()), sha256=sha256_file(path), stored=None,
                 warning=None)
+    if card_path(path).is_file():
+        # a PoseLab backbone kept as a file (an earlier one, restored from the history): its
+        # card says how it was made, and runs on it show that
+        card = read_card(path)
+        if card.get("sha256") and card["sha256"] != info["sha256"]:
+            raise DataError(path, "does not match its card (sha256 differs): the file was changed after it was made")
+        info["card"] = card
     if not {"fc.weight", "fc.bias"} <= set(state):
         # Backbone-only checkpoints (self-supervised ones) lack the ImageNet fc: complete it
         # from the seeded init and store the result, which now exists nowhere else.
