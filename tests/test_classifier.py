@@ -261,3 +261,14 @@ def test_the_shipped_poselab_backbone_comes_after_imagenet_and_before_random(tmp
     monkeypatch.setattr(backbones, "SHIPPED_DIR", tmp_path / "nothing")
     with pytest.raises(DataError, match="no PoseLab backbone"):
         backbones.resolve_backbone("poselab", runs_dir=tmp_path)
+
+
+def test_keypoints_enter_the_head_centred_and_missing_ones_stay_zero():
+    from core.classification.model import PRESETS, head_keypoints
+    kp = torch.tensor([[[0.5, 0.5, 1.0], [1.0, 0.25, 1.0], [0.0, 0.0, 0.0]]])   # centre, right edge, missing
+    out = head_keypoints(kp, "centred")
+    assert out.tolist() == [[[0.0, 0.0, 1.0], [2.0, -1.0, 1.0], [0.0, 0.0, 0.0]]]
+    assert torch.equal(head_keypoints(kp, "crop"), kp)                   # runs written before "centred"
+    assert all(PRESETS[p].keypoint_input == "centred" for p in PRESETS if PRESETS[p].use_keypoints)
+    from core.classification.model import ClassifierConfig
+    assert ClassifierConfig.from_dict({"use_keypoints": True}).keypoint_input == "crop"
