@@ -145,8 +145,17 @@ def test_runs_page_tables_and_curves(dashboard_runs):
     assert len(at.get("plotly_chart")) == 2          # curves + paper bars
     paper = next(d.value for d in at.dataframe if "paper_test_acc_%" in d.value)
     assert paper["paper_test_acc_%"].tolist() == [6.90, 19.30, 31.98, 59.00, 96.55, 64.50, 79.31]
-    ours = paper.set_index("preset")["our_test_acc_%"]
-    assert ours[["baseline", "model1", "model4"]].notna().all() and ours[["model2", "model3"]].isna().all()
+    ours = paper.set_index("preset")
+    assert (ours.loc[["baseline", "model1", "model4"], "test_acc"] != "").all()
+    assert (ours.loc[["model2", "model3"], "test_acc"] == "").all()
+    # one seed each: the test set's binomial interval, said in the table
+    assert set(ours.loc[["baseline", "model1", "model4"], "interval"]) == {"binomial, test set (1 seed)"}
+    assert all("[" in v for v in ours.loc[["model1", "model4"], "test_acc"])
+    # every finding has a line; with model2, 3, 5, 6 missing none can be judged
+    findings = [m.value for m in at.markdown if m.value.startswith("- ")]
+    assert [f.split(":")[0] for f in findings] == ["- keypoints help", "- a trainable final layer helps",
+                                                   "- the linear head beats the deeper ones"]
+    assert all("missing runs" in f for f in findings)
     # curves: switching to the temporal kind offers the temporal runs
     at.radio(key="curves_kind").set_value("temporal").run()
     assert not at.exception
