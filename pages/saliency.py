@@ -180,19 +180,20 @@ def _file_ui(run, use_kp: bool, camera: bool):
 
 
 def _options_ui(method: str) -> dict:
-    o = dict(sal.DEFAULT_OPTIONS[method])
-    if not o:
-        return {}
+    """A slider per option the registry shows (``sal.METHODS[method].options``)."""
+    spec = sal.METHODS[method].options
+    o = sal.METHODS[method].defaults
+    shown = {k: opt for k, opt in spec.items() if opt.label}
+    if not shown:
+        return o
     with st.expander("Method options"):
-        if method == "integrated_gradients":
-            o["steps"] = st.slider("Steps", 4, 128, int(o["steps"]), key="sal_ig_steps")
-        elif method == "smoothgrad":
-            o["samples"] = st.slider("Noisy samples", 2, 64, int(o["samples"]), key="sal_sg_n")
-            o["noise"] = st.slider("Noise (fraction of the value range)", 0.05, 0.5,
-                                   float(o["noise"]), 0.05, key="sal_sg_noise")
-        elif method == "occlusion":
-            o["window"] = st.slider("Window (px, 0 = side/7)", 0, 96, int(o["window"]), key="sal_occ_w")
-            o["stride"] = st.slider("Stride (px, 0 = window)", 0, 64, int(o["stride"]), key="sal_occ_s")
+        for k, opt in shown.items():
+            if isinstance(opt.default, int):
+                o[k] = st.slider(opt.label, int(opt.low), int(opt.high), int(opt.default), int(opt.step),
+                                 key=f"sal_{method}_{k}")
+            else:
+                o[k] = st.slider(opt.label, float(opt.low), float(opt.high), float(opt.default),
+                                 float(opt.step), key=f"sal_{method}_{k}")
     return o
 
 
@@ -230,7 +231,8 @@ with left:
             inp, key = _sample_ui(run, use_kp)
         else:
             inp, key = _file_ui(run, use_kp, camera=(source == SOURCES[2]))
-    method = st.selectbox("Method", list(sal.METHODS), format_func=sal.METHODS.get, key="sal_method")
+    method = st.selectbox("Method", list(sal.METHODS), format_func=lambda m: sal.METHODS[m].label,
+                          key="sal_method")
     options = _options_ui(method)
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="sal_opacity")
     cmap = st.selectbox("Colour map", sal.COLORMAPS, key="sal_cmap")
@@ -253,14 +255,14 @@ with right, ui.guard():
     target = st.selectbox("Explain class", range(len(names)), index=pred,
                           format_func=lambda i: f"{names[i]} ({probs[i]:.2f})"
                           + (" · predicted" if i == pred else ""), key=f"sal_target_{key}")
-    with st.spinner(f"Computing {sal.METHODS[method]}..."):
+    with st.spinner(f"Computing {sal.METHODS[method].label}..."):
         res = _saliency(run.id, stamp, key, method, int(target), tuple(sorted(options.items())),
                         model, inp)
     over = sal.overlay(inp.display, res.map, opacity=opacity, colormap=cmap)
     c1, c2 = st.columns(2)
     c1.image(inp.display, caption=f"input ({inp.display.shape[1]} px, as the model sees it)",
              width="stretch")
-    c2.image(over, caption=f"{sal.METHODS[method]} for '{names[int(target)]}' · "
+    c2.image(over, caption=f"{sal.METHODS[method].label} for '{names[int(target)]}' · "
                            f"{res.seconds * 1000:.0f} ms", width="stretch")
     if inp.person is not None:
         inside = sal.mass_inside(res.map, inp.person)
