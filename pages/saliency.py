@@ -136,6 +136,11 @@ def _keypoints_ui(digest: str, picture, key: str) -> np.ndarray | None:
             pick = st.selectbox("Person", range(len(people)), key=f"{key}_person_{digest}",
                                 format_func=lambda i: f"person {i + 1}" + (" (the largest)" if i == 0 else ""))
             st.caption(f"BlazePose found {len(people)} people; the largest is used unless you pick another.")
+        found = people[pick]
+        if found.view != "as is":
+            st.caption(f"Found by the still-picture fallback (**{found.view}**; detector score "
+                       f"{found.detection_score:.2f}, pose presence {found.score:.3f}): BlazePose's standard "
+                       "pass found nobody.")
         with st.expander("Edit the keypoints"):
             table = pd.DataFrame(people[pick].keypoints, columns=["x", "y", "v"])
             table.insert(0, "keypoint", list(COCO17))

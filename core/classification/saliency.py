@@ -67,6 +67,7 @@ from core.classification.dataset import Sample
 from core.classification.image_cache import normalize_uint8
 from core.errors import DataError
 from core.estimator.blazepose import BlazePose, coco17_from_blazepose
+from core.estimator.still import estimate_still
 from core.images import image_to_tensor, open_image, read_image_size, tensor_to_image
 from core.io import resolve_inside
 from core.polygons import polygons_to_mask
@@ -480,14 +481,19 @@ class FoundPerson:
     keypoints: np.ndarray        # (17, 3) COCO x, y in the picture's pixels, visibility 0/1/2
     box: np.ndarray              # (4,) xyxy around the 33 landmarks
     score: float                 # BlazePose's pose presence
+    detection_score: float = float("nan")   # the detector's score of its detection
+    view: str = "as is"          # how it was found (core.estimator.still: "weak detection", "mirror", ...)
 
 
 def find_people(image: Image.Image, estimator: BlazePose, *, max_people: int = 4) -> list[FoundPerson]:
-    """The people BlazePose finds in a picture, largest first (its keypoints mapped to
-    COCO-17, ``core.estimator.blazepose.coco17_from_blazepose``)."""
-    poses = estimator.estimate_image(np.asarray(image.convert("RGB")), max_people=max_people)
+    """The people BlazePose finds in a still picture, largest first
+    (``core.estimator.still.estimate_still``: weaker detections the landmark model
+    confirms, the mirror, padded and cropped views), its keypoints mapped to COCO-17
+    (``core.estimator.blazepose.coco17_from_blazepose``)."""
+    people = estimate_still(estimator, np.asarray(image.convert("RGB")), max_people=max_people)
     return [FoundPerson(coco17_from_blazepose(p.landmarks, p.visibility).astype(np.float64),
-                        np.asarray(p.box, np.float64), float(p.score)) for p in poses]
+                        np.asarray(p.box, np.float64), float(p.score), float(p.detection_score), p.view)
+            for p in people]
 
 
 # A box around a body's joints is tighter than around the body itself (the head's top,
