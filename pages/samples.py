@@ -6,6 +6,14 @@ import streamlit as st
 from core import ui
 from core.classification import report
 
+SCORE_HELP = {
+    "mistakenness": "Mistakenness (FiftyOne Brain): (±exp(-entropy) + 1) / 2, + for a wrong prediction: "
+                    "near 1 = confident and wrong, near 0 = confident and right.",
+    "hardness": "Hardness (FiftyOne Brain): the entropy of the predicted probabilities in nats "
+                "(0 = certain, ln C = uniform), right or wrong.",
+    "margin": "Margin: top-1 minus top-2 probability; near 0 = a near tie between two classes.",
+}
+
 
 def filters_ui(classes: list[str]) -> dict:
     """Only widgets; returns the chosen filter values."""
@@ -29,16 +37,22 @@ def filters_ui(classes: list[str]) -> dict:
 st.title("Samples")
 with ui.guard():
     run = ui.need_run("classifier")
-    preds, classes = ui.classifier_predictions(run)
+    preds, classes, no_scores = ui.scored_predictions(run)
     st.caption(f"Run **{run.name}** · `{run.id}` · data `{run.info.data.root}`")
     ui.backbone_note(run)
     f = filters_ui(classes)
     rows = report.filter_predictions(preds, true_classes=f["true_classes"],
                                      pred_classes=f["pred_classes"],
                                      correctness=f["correctness"], confidence=f["confidence"])
-    rows = report.sort_predictions(rows, f["order"])
+    order, score = f["order"], report.SCORE_ORDERS.get(f["order"], (None,))[0]
+    if score and no_scores:
+        st.error(f"{no_scores}; sorted by 'most confidently wrong' instead.", icon=":material/error:")
+        order, score = "most confidently wrong", None
+    elif score:
+        st.caption(SCORE_HELP[score])
+    rows = report.sort_predictions(rows, order)
     wrong = int((~rows["correct"].astype(bool)).sum())
     st.markdown(f"**{len(rows)} of {len(preds)} test samples match** · {wrong} wrong")
     if f["skeleton"]:
         st.caption(ui.keypoints_legend(run))
-    ui.gallery(run, rows, classes, key="samples", skeleton=f["skeleton"], per_page=f["per_page"])
+    ui.gallery(run, rows, classes, key="samples", skeleton=f["skeleton"], per_page=f["per_page"], score=score)

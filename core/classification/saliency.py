@@ -376,6 +376,31 @@ def run_uses_keypoints(info: RunInfo) -> bool:
     return bool((info.config.get("model") or {}).get("use_keypoints", False))
 
 
+def row_sample(info: RunInfo, row, scene_size: tuple[int, int] | None = None, *,
+               source: str = "run") -> Sample:
+    """The ``Sample`` of one predictions.parquet row, its image path resolved inside the
+    run's data root (a path that leaves it is a DataError), with the keypoints the run
+    saw (``source="run"``: the estimator's when it trained on estimated ones) or the
+    annotation's (``source="annotation"``). ``scene_size``: the scene's (W, H) when
+    already known, else read from the file's header."""
+    root = info.data.root
+    if not root:
+        raise DataError(None, "run.json has no data.root: cannot find the test images")
+    path = resolve_inside(root, str(row["image_path"]))
+    column = "estimated_keypoints" if source == "run" and info.data.keypoint_source == "estimated" and \
+        row.get("estimated_keypoints") is not None else "keypoints"
+    kp = np.asarray(row[column], np.float32).reshape(17, 3)
+    bbox = tuple(float(v) for v in row["bbox"])
+    if len(bbox) != 4:
+        raise DataError(path, f"bbox of sample {row['sample_id']} is not 4 numbers")
+    return Sample(sample_id=str(row["sample_id"]), image_path=path, rel_path=str(row["image_path"]),
+                  image_id=row.get("image_id", ""), scene_id=str(row.get("image_id", "")),
+                  person_index=int(row.get("person_index", 0)), label=int(row.get("label", -1)),
+                  label_name=str(row.get("label_name", "")), bbox=bbox, keypoints=kp,
+                  image_size=scene_size or read_image_size(path), pose_variation=None,
+                  exercise_category=None, camera_rotation_deg=None)
+
+
 def sample_input(info: RunInfo, row, *, use_keypoints: bool, cache=None) -> SaliencyInput:
     """A test sample of a classifier run (one predictions.parquet row) as model input.
 
@@ -394,25 +419,12 @@ def sample_input(info: RunInfo, row, *, use_keypoints: bool, cache=None) -> Sali
     cached = cache.crop(row["sample_id"]) if cache is not None and cache.image_size == size \
         and abs(cache.margin - margin) < 1e-9 else None
     scene = open_image(path) if cached is None else None
-    scene_size = scene.size if scene is not None else read_image_size(path)
-    # the keypoints the run saw: the estimator's when it trained on estimated ones
-    column = "estimated_keypoints" if info.data.keypoint_source == "estimated" and \
-        row.get("estimated_keypoints") is not None else "keypoints"
-    kp = np.asarray(row[column], np.float32).reshape(17, 3)
-    bbox = tuple(float(v) for v in row["bbox"])
-    if len(bbox) != 4:
-        raise DataError(path, f"bbox of sample {row['sample_id']} is not 4 numbers")
-    sample = Sample(sample_id=str(row["sample_id"]), image_path=path, rel_path=str(row["image_path"]),
-                    image_id=row.get("image_id", ""), scene_id=str(row.get("image_id", "")),
-                    person_index=int(row.get("person_index", 0)), label=int(row.get("label", -1)),
-                    label_name=str(row.get("label_name", "")), bbox=bbox, keypoints=kp,
-                    image_size=scene_size, pose_variation=None, exercise_category=None,
-                    camera_rotation_deg=None)
+    sample = row_sample(info, row, scene.size if scene is not None else None)
     image = (image_to_tensor(load_crop(sample, margin, image=scene), size) if cached is None
              else normalize_uint8(torch.from_numpy(cached)))
     kpt = torch.from_numpy(model_keypoints(sample, margin)) if use_keypoints else None
     polygons = row.get("segmentation")
-    person = (person_mask(polygons, crop_box(bbox, scene_size, margin), size)
+    person = (person_mask(polygons, crop_box(sample.bbox, sample.image_size, margin), size)
               if polygons is not None and len(polygons) else None)
     return SaliencyInput(image=image, keypoints=kpt, display=tensor_to_image(image),
                          label=int(row["label"]) if "label" in row else None,
