@@ -45,7 +45,7 @@ def map_figure(frame: pd.DataFrame, colour: str, selected: set[str]) -> go.Figur
     column = COLOUR_BY[colour]
     fig = go.Figure()
     for name, part in frame.groupby(column, sort=True):
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(go.Scatter(
             x=part["x"], y=part["y"], mode="markers", name=str(name),
             customdata=part[["sample_id", "label_name", "pred_name", "confidence"]].to_numpy(),
             marker=dict(size=8, line=dict(width=[1.5 if i in selected else 0 for i in part["sample_id"]],
