@@ -44,14 +44,16 @@ def _keep_selection(frame: pd.DataFrame) -> None:
 def map_figure(frame: pd.DataFrame, colour: str, selected: set[str]) -> go.Figure:
     column = COLOUR_BY[colour]
     fig = go.Figure()
+    hover = "%{customdata[0]}<br>%{customdata[1]} → %{customdata[2]}<br>confidence %{customdata[3]:.2f}<extra></extra>"
+    fields = ["sample_id", "label_name", "pred_name", "confidence"]
     for name, part in frame.groupby(column, sort=True):
-        fig.add_trace(go.Scatter(
-            x=part["x"], y=part["y"], mode="markers", name=str(name),
-            customdata=part[["sample_id", "label_name", "pred_name", "confidence"]].to_numpy(),
-            marker=dict(size=8, line=dict(width=[1.5 if i in selected else 0 for i in part["sample_id"]],
-                                          color="black")),
-            hovertemplate="%{customdata[0]}<br>%{customdata[1]} → %{customdata[2]}"
-                          "<br>confidence %{customdata[3]:.2f}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=part["x"], y=part["y"], mode="markers", name=str(name), marker=dict(size=8),
+                                 customdata=part[fields].to_numpy(), hovertemplate=hover))
+    chosen = frame[frame["sample_id"].isin(selected)]
+    if len(chosen):       # rings around the selection (its ids ride along, so a re-selection counts them once)
+        fig.add_trace(go.Scatter(x=chosen["x"], y=chosen["y"], mode="markers", name="selected in the map",
+                                 marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(width=1.5, color="black")),
+                                 customdata=chosen[fields].to_numpy(), hovertemplate=hover))
     fig.update_layout(height=460, margin=dict(l=0, r=0, t=10, b=0), dragmode="lasso",
                       legend=dict(title=colour, itemsizing="constant"), plot_bgcolor="white",
                       xaxis=dict(showticklabels=False, title=None, zeroline=False),
@@ -78,7 +80,7 @@ def embedding_ui(run) -> list[str] | None:
                + (f" (projected in {seconds:.1f} s)" if seconds else " (from the run's cache)")
                + ". Near points look alike to the model; t-SNE keeps neighbours, not distances.")
     if chosen:
-        b = st.columns([4, 1])
+        b = st.columns([3, 2])
         b[0].markdown(f"**{len(chosen)} samples selected in the map**")
         if b[1].button("Clear the map selection", key="s_map_clear"):
             st.session_state.pop(SELECTED, None)
