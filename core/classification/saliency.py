@@ -73,7 +73,9 @@ from core.io import resolve_inside
 from core.polygons import polygons_to_mask
 from core.runs import RunInfo
 
-_HOOK_LOCK = threading.Lock()     # LayerGradCam hooks layer4 for the duration of a call
+# LayerGradCam hooks layer4 for the duration of a call; a deep copy of a shared model
+# (core.classification.trust) waits for it too, so it never copies the hooks
+HOOK_LOCK = threading.Lock()
 
 
 # ----------------------------------------------------------------------------- methods
@@ -112,7 +114,7 @@ def _integrated_gradients(model, x, kp, target, o):
 
 def _gradcam(model, x, kp, target, o):
     H, W = x.shape[-2:]
-    with _HOOK_LOCK:
+    with HOOK_LOCK:
         cam = ca.LayerGradCam(model, model.backbone.layer4).attribute(
             x, target=target, additional_forward_args=None if kp is None else (kp,),
             relu_attributions=True)                                        # (1, 1, h, w)

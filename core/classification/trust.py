@@ -197,7 +197,8 @@ def randomised_model(model: torch.nn.Module, stage: str, seed: int = 0) -> torch
     """A deep copy of ``model`` (a PoseClassifier) with the layers of ``stage``
     re-initialised (``reset_parameters``), each seeded by ``seed`` and its own name; eval mode."""
     prefixes = _stage_prefixes(stage)
-    twin = copy.deepcopy(model).eval()
+    with sal.HOOK_LOCK:         # never copy a shared model while Grad-CAM has hooked it
+        twin = copy.deepcopy(model).eval()
     for name, module in twin.named_modules():
         if name and f"{name}.".startswith(prefixes) and hasattr(module, "reset_parameters"):
             # a generator per layer, so layer4 is the same network in stage "layer4" and "all"
