@@ -509,7 +509,7 @@ if res is None:
     st.stop()
 sid = key.split(":", 1)[1] if key.startswith("sample:") else None
 row = None
-if sid is not None:
+if sid is not None:            # the test sample's row (read without error above, in _sample_ui)
     preds_all, _ = ui.classifier_predictions(run)
     match = preds_all[preds_all["sample_id"].astype(str) == sid]
     row = match.iloc[0] if len(match) else None

@@ -114,6 +114,7 @@ with ui.guard():
     preds, classes, no_scores = ui.scored_predictions(run)
     st.caption(f"Run **{run.name}** · `{run.id}` · data `{run.info.data.root}`")
     ui.backbone_note(run)
+    in_map = None
     with ui.guard():
         in_map = embedding_ui(run)
     f = filters_ui(classes)

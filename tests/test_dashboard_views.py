@@ -92,6 +92,22 @@ def test_embedding_map_draws_every_test_sample_and_its_selection_fills_the_galle
     assert gallery_count(at) == len(preds)
 
 
+def test_embedding_map_of_a_run_whose_images_are_gone_is_one_error_line(dashboard_runs, tmp_path, monkeypatch):
+    d = tmp_path / "runs"
+    shutil.copytree(dashboard_runs, d, ignore=shutil.ignore_patterns("_*"))   # no caches: crops from the scenes
+    run = run_dirs(d, "classifier")["model4"]
+    info = json.loads((run / "run.json").read_text())
+    info["data"]["root"] = str(tmp_path / "moved-away")
+    (run / "run.json").write_text(json.dumps(info))
+    monkeypatch.setenv("POSELAB_RUNS", str(d))
+    at = page("pages/samples.py", selected_run=run.name)
+    at.toggle(key="s_map").set_value(True).run()
+    assert not at.exception
+    assert len(errors(at)) == 1 and "moved-away" in errors(at)[0]
+    assert gallery_count(at) == len(preds_of(d, "model4"))                    # the gallery is still there
+    assert not (d / "_cache" / "embeddings" / f"{run.name}-features.safetensors").exists()
+
+
 def test_features_and_projections_are_computed_once_per_run(dashboard_runs, ids, monkeypatch):
     from core.models import load_model
     run = load_run(dashboard_runs / ids["model1"])
