@@ -360,12 +360,13 @@ def keypoints_ui(run, stamp, key, target, model, inp, names, row) -> None:
 
 
 def _counterfactual_ui(run, model, inp, names, row) -> None:
-    attr.need_keypoints(model, "a keypoint counterfactual")
-    if inp.keypoints is None:
-        raise DataError(None, "this input has no keypoints to change")
-    present = [i for i in range(17) if float(inp.keypoints[i, 2]) > 0]
-    if not present:
-        raise DataError(None, "every keypoint of this input is missing: there is nothing to move")
+    # nothing was asked for yet: what cannot be done is said as information, not an error
+    present = [] if inp.keypoints is None else [i for i in range(17) if float(inp.keypoints[i, 2]) > 0]
+    if not sal.run_uses_keypoints(run.info) or len(present) < 2:
+        st.info("This preset does not use keypoints: its head sees the image alone, so changing them changes "
+                "nothing." if not sal.run_uses_keypoints(run.info) else
+                "Fewer than two keypoints of this input are present: there is nothing to move.")
+        return
     c = st.columns(3)
     j = c[0].selectbox("Keypoint", present, format_func=COCO17.__getitem__, key="sal_cf_kp")
     direction = c[1].selectbox("Direction", list(attr.DIRECTIONS), key="sal_cf_dir")

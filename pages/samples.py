@@ -23,9 +23,10 @@ SCORE_HELP = {
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _map_frame(run_id: str, stamp: float, feature_set: str, method: str) -> tuple[pd.DataFrame, float]:
+def _map_frame(run_id: str, path: str, stamp: float, feature_set: str, method: str) -> tuple[pd.DataFrame, float]:
     """The run's projection joined to its predictions (features and projection are cached
-    on disk per run by core.classification.embedding; this caches the join per session)."""
+    on disk per run by core.classification.embedding; this caches the join). ``path``: the
+    run folder, so a copy of a run in another runs folder is its own entry."""
     run = ui.get_run(run_id)
     preds, _, _ = ui.scored_predictions(run)
     feats = embedding.run_features(run, ui.cached_model(run), preds, image_cache=ui.image_cache(run))
@@ -72,7 +73,8 @@ def embedding_ui(run) -> list[str] | None:
                         horizontal=True, key="s_map_method")
     colour = c[2].radio("Colour by", list(COLOUR_BY), horizontal=True, key="s_map_colour")
     with st.spinner("Features of every test sample (computed once per run, then cached) and their projection..."):
-        frame, seconds = _map_frame(run.id, ui.stamp(run.file("predictions.parquet")), feature_set, method)
+        frame, seconds = _map_frame(run.id, str(run.path), ui.stamp(run.file("predictions.parquet")),
+                                    feature_set, method)
     chosen = [i for i in st.session_state.get(SELECTED, []) if i in set(frame["sample_id"])]
     st.plotly_chart(map_figure(frame, colour, set(chosen)), width="stretch", key="s_map_chart",
                     on_select=lambda: _keep_selection(frame), selection_mode=("lasso", "box"))
