@@ -10,7 +10,7 @@ time per call and the load average: on a shared machine the wall time measures t
 neighbours as much as the method, while CPU time / threads estimates the wall time of an
 idle machine (upper-bounded by it when the threads scale). The issue's target:
 vanilla gradient under 1 s on CPU at 224 px. Options are the dashboard's defaults
-(``core.classification.saliency.DEFAULT_OPTIONS``), i.e. what a user waits for on the Saliency page.
+(``core.classification.saliency.METHODS[m].defaults``), i.e. what a user waits for on the Saliency page.
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def bench(size: int, preset: str, repeat: int, device: str, methods: list[str]) 
     rows = {"forward (reference)": _time(forward, repeat, sync)}
     for m in methods:
         rows[m] = {**_time(lambda: sal.compute_saliency(model, image, kp, 0, m), repeat, sync),
-                   "options": sal.DEFAULT_OPTIONS.get(m, {})}
+                   "options": sal.METHODS[m].defaults}
     return rows
 
 

@@ -29,6 +29,7 @@ import streamlit as st
 
 from core.classification import report
 from core.classification.image_cache import image_cache_of_run
+from core.classification.mistakes import prediction_scores
 from core.demo import DemoJob
 from core.errors import DataError, PoseLabError
 from core.keypoints import COCO17
@@ -178,6 +179,23 @@ def classifier_predictions(run: Run) -> tuple[pd.DataFrame, list[str]]:
     classes = report.run_classes(run)
     preds = predictions(run)
     return report.check_predictions(preds, classes, run.file("predictions.parquet")), classes
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _scored(path: str, mtime: float, classes: tuple[str, ...]) -> pd.DataFrame:
+    run = load_run(path)
+    return prediction_scores(run.predictions(), list(classes), run.file("predictions.parquet"))
+
+
+def scored_predictions(run: Run) -> tuple[pd.DataFrame, list[str], str | None]:
+    """``classifier_predictions`` with mistakenness, hardness and margin
+    (``core.classification.mistakes``), and None; or, for a run without stored
+    probabilities, the plain predictions and the problem in one line."""
+    preds, classes = classifier_predictions(run)
+    try:
+        return _scored(str(run.path), stamp(run.file("predictions.parquet")), tuple(classes)), classes, None
+    except PoseLabError as e:
+        return preds, classes, str(e)
 
 
 def history(run: Run) -> pd.DataFrame:
@@ -399,8 +417,9 @@ def sample_detail(run: Run, row: pd.Series, classes: list[str], key: str) -> Non
 
 
 def gallery(run: Run, rows: pd.DataFrame, classes: list[str], *, key: str,
-            skeleton: bool = True, per_page: int = 24) -> None:
-    """Paged grid of samples; 'Open' shows the detail view above the grid."""
+            skeleton: bool = True, per_page: int = 24, score: str | None = None) -> None:
+    """Paged grid of samples; 'Open' shows the detail view above the grid. ``score``: a
+    column of ``rows`` (e.g. mistakenness) shown in each caption."""
     detail_id = st.session_state.get(f"{key}_detail")
     if detail_id is not None:
         match = rows[rows["sample_id"].astype(str) == str(detail_id)]
@@ -423,8 +442,9 @@ def gallery(run: Run, rows: pd.DataFrame, classes: list[str], *, key: str,
         img, problem = picture(run, row, skeleton=skeleton)
         problems += problem is not None
         mark = "✓" if bool(row["correct"]) else "✗"
+        extra = f" · {score} {float(row[score]):.2f}" if score and score in row.index else ""
         col.image(img, caption=f"{mark} {row.get('label_name', row['label'])} → "
-                               f"{row.get('pred_name', row['pred'])} ({float(row['confidence']):.2f})",
+                               f"{row.get('pred_name', row['pred'])} ({float(row['confidence']):.2f}){extra}",
                   width="stretch")
         if col.button("Open", key=f"{key}_open_{row['sample_id']}", width="stretch"):
             st.session_state[f"{key}_detail"] = row["sample_id"]

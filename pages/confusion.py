@@ -101,7 +101,7 @@ def difference_ui(run, preds, classes, normalize: bool) -> None:
 st.title("Confusion matrix")
 with ui.guard():
     run = ui.need_run("classifier")
-    preds, classes = ui.classifier_predictions(run)
+    preds, classes, no_scores = ui.scored_predictions(run)
     C = len(classes)
     st.caption(f"Run **{run.name}** · `{run.id}` · {len(preds)} test samples · "
                "rows = true class, columns = predicted class")
@@ -142,10 +142,20 @@ with ui.guard():
     p_name = s[1].selectbox("Predicted class", [NONE] + classes, key="cm_pred")
     if t_name != NONE and p_name != NONE:
         ti, pi = classes.index(t_name), classes.index(p_name)
-        rows = report.sort_predictions(report.cell_samples(preds, ti, pi), "most confident")
+        rows = report.sort_predictions(report.cell_samples(preds, ti, pi),
+                                       "most confident" if no_scores else "most mistaken")
         noun = "sample" if len(rows) == 1 else "samples"
         st.markdown(f"**{len(rows)} {noun}** of true **{t_name}** predicted as **{p_name}**")
-        ui.gallery(run, rows, classes, key="cm_gallery", per_page=12)
+        ui.gallery(run, rows, classes, key="cm_gallery", per_page=12,
+                   score=None if no_scores else "mistakenness")
+        with st.expander("The cell's samples as a list", expanded=False):
+            if no_scores:
+                st.error(f"{no_scores}.", icon=":material/error:")
+            cols = [c for c in ("sample_id", "label_name", "pred_name", "confidence", "mistakenness",
+                                "hardness", "margin") if c in rows.columns]
+            st.dataframe(rows[cols], hide_index=True, width="stretch", key="cm_cell_list",
+                         column_config={c: st.column_config.NumberColumn(c, format="%.3f")
+                                        for c in ("confidence", "mistakenness", "hardness", "margin")})
     else:
         st.caption("Choose a cell in the matrix, or a true and a predicted class here.")
 

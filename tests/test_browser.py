@@ -2,8 +2,9 @@
 Playwright (never `playwright install`: `make browser` / apt installs /usr/bin/chromium).
 
 Visits every page, clicks a confusion-matrix cell (a marker of the plotly chart) and
-sees its gallery, computes a saliency map, uploads an image, and saves screenshots
-under the test's temporary folder.
+sees its gallery, computes a saliency map, uploads an image, draws a lasso on the
+Samples page's embedding map and sees exactly the lassoed samples in the gallery, and
+saves screenshots under the test's temporary folder.
 """
 from __future__ import annotations
 
@@ -204,4 +205,56 @@ def test_every_page_in_a_real_browser(server, tmp_path):
         finally:
             browser.close()
     assert len(list(shots.glob("*.png"))) == len(PAGES) + 3
+    assert "Traceback" not in log.read_text()
+
+
+def _launch(pw):
+    return pw.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+
+
+def test_lasso_on_the_embedding_map_fills_the_gallery(server, tmp_path):
+    """A real lasso (mouse down, a path around the left half of the plot, mouse up) on the
+    Samples page's map: Plotly's selection event reaches Streamlit and the gallery shows
+    exactly the samples whose markers lie inside the drawn path."""
+    from playwright.sync_api import sync_playwright
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: run `make browser` (installs Debian's chromium)"
+    base, log = server
+    with sync_playwright() as pw:
+        browser = _launch(pw)
+        page = browser.new_page(viewport={"width": 1600, "height": 1400})
+        try:
+            page.goto(f"{base}/samples")
+            page.get_by_role("heading", name="Samples", exact=True).wait_for(timeout=60_000)
+            wait_idle(page)
+            page.get_by_text("Embedding map (lasso", exact=False).first.click()
+            chart = page.locator('[data-testid="stPlotlyChart"]').first
+            chart.locator(".scatterlayer .point").first.wait_for(timeout=120_000)
+            wait_idle(page)
+            drag = chart.locator(".nsewdrag").first.bounding_box()
+            x0, y0 = drag["x"] + 4, drag["y"] + 4
+            x1, y1 = drag["x"] + drag["width"] / 2, drag["y"] + drag["height"] - 4
+            points = chart.locator(".scatterlayer .point")
+            centres = [points.nth(i).bounding_box() for i in range(points.count())]
+            inside = sum(x0 < b["x"] + b["width"] / 2 < x1 and y0 < b["y"] + b["height"] / 2 < y1
+                         for b in centres)
+            assert 0 < inside < len(centres), (inside, len(centres))
+            page.mouse.move(x0, y0)
+            page.mouse.down()
+            for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)):
+                page.mouse.move(x, y, steps=12)
+            page.mouse.up()
+            page.get_by_text(f"{inside} samples selected in the map", exact=True).first.wait_for(timeout=60_000)
+            page.get_by_text(f"{inside} of ", exact=False).first.wait_for(timeout=30_000)
+            wait_idle(page)
+            assert page.locator('[data-testid="stImage"]').count() == min(inside, 24)
+            no_exception(page)
+            page.screenshot(path=str(tmp_path / "embedding_lasso.png"), full_page=True)
+        except Exception as e:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            text = page.locator("body").inner_text()[-3000:]
+            raise AssertionError(f"{e}\n--- page text at failure ({page.url}) ---\n{text}\n"
+                                 f"--- streamlit log tail ---\n{log.read_text()[-3000:]}") from e
+        finally:
+            browser.close()
     assert "Traceback" not in log.read_text()

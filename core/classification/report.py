@@ -114,7 +114,11 @@ def history_long(histories: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ gallery
 
-SORT_ORDERS = ("most confidently wrong", "least confident", "most confident", "sample id")
+SORT_ORDERS = ("most confidently wrong", "least confident", "most confident", "sample id",
+               "most mistaken", "hardest (entropy)", "smallest margin")
+# the orders that need the stored probabilities (core.classification.mistakes)
+SCORE_ORDERS = {"most mistaken": ("mistakenness", False), "hardest (entropy)": ("hardness", False),
+                "smallest margin": ("margin", True)}
 
 
 def run_classes(run) -> list[str]:
@@ -168,7 +172,9 @@ def sort_predictions(preds: pd.DataFrame, order: str = "most confidently wrong")
 
     "most confidently wrong": wrong predictions first, highest confidence first (the
     errors the model is surest of are the interesting ones), then correct ones from
-    the least confident up. Ties keep sample order (stable sort).
+    the least confident up. "most mistaken", "hardest (entropy)", "smallest margin" sort
+    by the columns ``core.classification.mistakes.prediction_scores`` adds. Ties keep
+    sample order (stable sort).
     """
     conf = preds["confidence"].to_numpy(dtype=float)
     if order == "most confidently wrong":
@@ -181,6 +187,13 @@ def sort_predictions(preds: pd.DataFrame, order: str = "most confidently wrong")
         idx = np.argsort(-conf, kind="stable")
     elif order == "sample id":
         idx = np.argsort(preds["sample_id"].astype(str).to_numpy(), kind="stable")
+    elif order in SCORE_ORDERS:
+        # the score columns of core.classification.mistakes.prediction_scores
+        column, ascending = SCORE_ORDERS[order]
+        if column not in preds.columns:
+            raise ValueError(f"order {order!r} needs the {column!r} column (prediction_scores)")
+        v = preds[column].to_numpy(dtype=float)
+        idx = np.argsort(v if ascending else -v, kind="stable")
     else:
         raise ValueError(f"unknown order {order!r}; one of {SORT_ORDERS}")
     return preds.iloc[idx]

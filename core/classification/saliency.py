@@ -2,7 +2,9 @@
 
 ``compute_saliency(model, image, keypoints, target, method, **opts)`` answers "which
 pixels (and, for keypoint presets, which keypoints) drove the score of class
-``target``" with one of ``METHODS``:
+``target``" with one of ``METHODS``, the one registry of saliency methods: the
+Saliency page, the bench scripts and the trust scores (``core.classification.trust``)
+all read it.
 
 =====================  ===========================================================
 gradient               vanilla gradient |d logit / d pixel|, max over colour
@@ -17,6 +19,10 @@ occlusion              drop of the target logit when a grey square slides over t
                        image (Zeiler & Fergus 2014); slow: one forward per position
 =====================  ===========================================================
 
+Adding a method is one function ``(model, x, kp, target, options) -> (map, keypoint
+attribution)`` and one ``Method`` entry in ``METHODS`` (its label, options with their
+slider ranges, whether it is smooth by construction and whether it is slow).
+
 The model is shared by every dashboard session (``st.cache_resource``), so nothing here
 mutates it: it must be in eval mode (a model in train mode is switched for the call and
 switched back), gradients are taken with ``torch.autograd.grad`` on the *inputs* only
@@ -26,10 +32,11 @@ sessions never see each other's hooks.
 
 Maps are scaled to [0, 1] for display: pixel-level methods by their 99.5th percentile
 (one saturated pixel would otherwise darken the whole map, as Smilkov et al. note),
-Grad-CAM and occlusion (smooth by construction) by their maximum. The keypoint
-attribution is signed and in logit units: input x gradient for the gradient family,
-the integrated gradients themselves, and for occlusion the logit drop when that
-keypoint's (x, y, mask) is zeroed, i.e. marked missing.
+Grad-CAM and occlusion (smooth by construction) by their maximum. The unscaled map is
+kept too (``SaliencyResult.raw``), so maps of several runs can share one colour scale
+(``common_scale``). The keypoint attribution is signed and in logit units: input x
+gradient for the gradient family, the integrated gradients themselves, and for
+occlusion the logit drop when that keypoint's (x, y, mask) is zeroed, i.e. marked missing.
 """
 from __future__ import annotations
 
@@ -38,7 +45,8 @@ import io
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -59,32 +67,122 @@ from core.classification.dataset import Sample
 from core.classification.image_cache import normalize_uint8
 from core.errors import DataError
 from core.estimator.blazepose import BlazePose, coco17_from_blazepose
+from core.estimator.still import estimate_still
 from core.images import image_to_tensor, open_image, read_image_size, tensor_to_image
 from core.io import resolve_inside
 from core.polygons import polygons_to_mask
 from core.runs import RunInfo
 
-METHODS: dict[str, str] = {
-    "gradient": "Vanilla gradient (the paper's)",
-    "integrated_gradients": "Integrated Gradients",
-    "smoothgrad": "SmoothGrad",
-    "gradcam": "Grad-CAM (layer4)",
-    "occlusion": "Occlusion",
-}
+# LayerGradCam hooks layer4 for the duration of a call; a deep copy of a shared model
+# (core.classification.trust) waits for it too, so it never copies the hooks
+HOOK_LOCK = threading.Lock()
 
-# Options each method accepts, with defaults chosen for a live demo on a CPU: the
-# defaults answer in a few seconds at 224 px; raise them for publication figures.
-DEFAULT_OPTIONS: dict[str, dict[str, float | int]] = {
-    "gradient": {},
-    "integrated_gradients": {"steps": 24, "batch": 8},       # Riemann steps; steps per forward
-    "smoothgrad": {"samples": 12, "noise": 0.15, "batch": 6},  # noise = std / (max - min) of the image
-    "gradcam": {},
+
+# ----------------------------------------------------------------------------- methods
+# Each method: (model, x (1, 3, H, W), kp (1, 17, 3) or None, target, options) ->
+# (map (H, W) non-negative, keypoint attribution (17,) signed or None). x and kp are
+# fresh leaves that require grad; the model is in eval mode.
+
+def _gradient(model, x, kp, target, o):
+    inputs = (x,) if kp is None else (x, kp)
+    a = ca.Saliency(model).attribute(inputs, target=target, abs=False)
+    return a[0].abs().amax(dim=1)[0], _times_input(a, kp)          # (H, W), (17,)
+
+
+def _smoothgrad(model, x, kp, target, o):
+    inputs = (x,) if kp is None else (x, kp)
+    rng = float((x.max() - x.min()).detach()) or 1.0
+    nt = ca.NoiseTunnel(ca.Saliency(model))
+    # Noise on the pixels only: keypoints are exact annotations, not a signal whose local
+    # noise the method is meant to average out.
+    a = nt.attribute(inputs, nt_type="smoothgrad", nt_samples=int(o["samples"]),
+                     nt_samples_batch_size=int(o["batch"]),
+                     stdevs=(float(o["noise"]) * rng,) + ((0.0,) if kp is not None else ()),
+                     target=target, abs=False)
+    return a[0].abs().amax(dim=1)[0], _times_input(a, kp)
+
+
+def _integrated_gradients(model, x, kp, target, o):
+    inputs = (x,) if kp is None else (x, kp)
+    # Baseline: zeros in normalised space = the ImageNet mean colour, and every keypoint
+    # marked missing (mask 0).
+    a = ca.IntegratedGradients(model).attribute(
+        inputs, baselines=tuple(torch.zeros_like(t) for t in inputs), target=target,
+        n_steps=int(o["steps"]), internal_batch_size=int(o["batch"]))
+    return a[0].abs().sum(dim=1)[0], None if kp is None else a[1][0].sum(dim=-1)
+
+
+def _gradcam(model, x, kp, target, o):
+    H, W = x.shape[-2:]
+    with HOOK_LOCK:
+        cam = ca.LayerGradCam(model, model.backbone.layer4).attribute(
+            x, target=target, additional_forward_args=None if kp is None else (kp,),
+            relu_attributions=True)                                        # (1, 1, h, w)
+    img_map = F.interpolate(cam.detach().float(), size=(H, W), mode="bilinear", align_corners=False)[0, 0]
+    kp_attr = None
+    if kp is not None:
+        g = ca.InputXGradient(model).attribute((x, kp), target=target)
+        kp_attr = g[1][0].sum(dim=-1)
+    return img_map, kp_attr
+
+
+def _occlusion(model, x, kp, target, o):
+    H, W = x.shape[-2:]
+    inputs = (x,) if kp is None else (x, kp)
+    win = int(o["window"]) or max(1, round(min(H, W) / 7))
+    stride = int(o["stride"]) or win
+    shapes = ((3, win, win),) + (((1, 3),) if kp is not None else ())
+    strides = ((3, stride, stride),) + (((1, 3),) if kp is not None else ())
+    a = ca.Occlusion(model).attribute(
+        inputs, sliding_window_shapes=shapes, strides=strides,
+        baselines=(0.0,) * len(inputs),   # grey (mean) square; keypoint marked missing
+        target=target, perturbations_per_eval=int(o["batch"]))
+    return a[0].mean(dim=1)[0].clamp(min=0), None if kp is None else a[1][0, :, 0]   # logit drop
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a method: its default, and for the page a slider (None: not shown,
+    e.g. a batch size that changes the speed, not the map)."""
+    default: float | int
+    label: str | None = None
+    low: float = 0
+    high: float = 0
+    step: float = 1
+
+
+@dataclass(frozen=True)
+class Method:
+    label: str                                    # what the page shows
+    fn: Callable                                  # see "methods" above
+    options: dict[str, Option] = field(default_factory=dict)
+    smooth: bool = False                          # smooth by construction: scaled by its max
+    slow: bool = False                            # seconds on a CPU: behind a spinner, fewer bench samples
+
+    @property
+    def defaults(self) -> dict[str, float | int]:
+        return {k: o.default for k, o in self.options.items()}
+
+
+# Defaults chosen for a live demo on a CPU: they answer in a few seconds at 224 px; raise
+# them for publication figures.
+METHODS: dict[str, Method] = {
+    "gradient": Method("Vanilla gradient (the paper's)", _gradient),
+    "integrated_gradients": Method("Integrated Gradients", _integrated_gradients, {
+        "steps": Option(24, "Steps", 4, 128),            # Riemann steps
+        "batch": Option(8)}, slow=True),                 # steps per forward
+    "smoothgrad": Method("SmoothGrad", _smoothgrad, {
+        "samples": Option(12, "Noisy samples", 2, 64),
+        "noise": Option(0.15, "Noise (fraction of the value range)", 0.05, 0.5, 0.05),  # std / (max - min)
+        "batch": Option(6)}, slow=True),
+    "gradcam": Method("Grad-CAM (layer4)", _gradcam, smooth=True),
     # 0 = image side / 7 and stride = window: 7 x 7 positions (+ one per keypoint), a few
     # seconds on CPU; a smaller stride gives a smoother map at quadratic cost.
-    "occlusion": {"window": 0, "stride": 0, "batch": 16},
+    "occlusion": Method("Occlusion", _occlusion, {
+        "window": Option(0, "Window (px, 0 = side/7)", 0, 96),
+        "stride": Option(0, "Stride (px, 0 = window)", 0, 64),
+        "batch": Option(16)}, smooth=True, slow=True),
 }
-
-_HOOK_LOCK = threading.Lock()     # LayerGradCam hooks layer4 for the duration of a call
 
 
 @dataclass(frozen=True)
@@ -94,6 +192,7 @@ class SaliencyResult:
     seconds: float                           # wall time of the attribution itself
     method: str
     target: int
+    raw: np.ndarray | None = None            # (H, W) float32 >= 0, unscaled (common_scale)
 
 
 @contextlib.contextmanager
@@ -121,90 +220,43 @@ def predict(model: torch.nn.Module, image: torch.Tensor, keypoints: torch.Tensor
         return torch.softmax(model(*args).float(), dim=1)[0].cpu().numpy()
 
 
+def method_options(method: str, opts: dict) -> dict:
+    """The method's defaults updated by ``opts``; an unknown method or option raises
+    ValueError (so a typo is not silently ignored)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown saliency method {method!r}; choose from {list(METHODS)}")
+    unknown = set(opts) - set(METHODS[method].options)
+    if unknown:
+        raise ValueError(f"{method} takes no option(s) {sorted(unknown)}")
+    return {**METHODS[method].defaults, **opts}
+
+
 def compute_saliency(model: torch.nn.Module, image: torch.Tensor, keypoints: torch.Tensor | None,
                      target: int, method: str, **opts) -> SaliencyResult:
     """Saliency of logit ``target`` for one image.
 
     image: (3, H, W) ImageNet-normalised; keypoints: (17, 3) as PoseDataset yields them
     (x/W, y/H, mask) for a model whose preset uses keypoints, else None; method: a key
-    of METHODS; opts: see DEFAULT_OPTIONS (unknown options raise, so a typo is not
-    silently ignored).
+    of METHODS; opts: the method's options (``METHODS[method].options``).
     """
-    # One dispatch over the methods: each branch is a few captum lines, and the shared set-up (eval
-    # mode, gradients, timing, restoring the model) wraps them all.
-
-    if method not in METHODS:
-        raise ValueError(f"unknown saliency method {method!r}; choose from {list(METHODS)}")
-    unknown = set(opts) - set(DEFAULT_OPTIONS[method])
-    if unknown:
-        raise ValueError(f"{method} takes no option(s) {sorted(unknown)}")
-    o = {**DEFAULT_OPTIONS[method], **opts}
+    o = method_options(method, opts)
     target = int(target)          # captum rejects numpy integers
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W), got {tuple(image.shape)}")
-    H, W = image.shape[1:]
     dev = _device(model)
     # Fresh leaf copies that require grad: the caller's tensors are never touched.
     x = image[None].detach().to(dev, torch.float32).clone().requires_grad_()  # (1, 3, H, W)
     kp = None if keypoints is None else \
         keypoints[None].detach().to(dev, torch.float32).clone().requires_grad_()  # (1, 17, 3)
-    inputs = (x,) if kp is None else (x, kp)
-
     t0 = time.perf_counter()
     with _eval_mode(model):
-        if method == "gradient":
-            a = ca.Saliency(model).attribute(inputs, target=target, abs=False)
-            img_map = a[0].abs().amax(dim=1)[0]                            # (H, W)
-            kp_attr = _times_input(a, kp)
-        elif method == "smoothgrad":
-            rng = float((x.max() - x.min()).detach()) or 1.0
-            nt = ca.NoiseTunnel(ca.Saliency(model))
-            # Noise on the pixels only: keypoints are exact annotations, not a signal
-            # whose local noise the method is meant to average out.
-            a = nt.attribute(inputs, nt_type="smoothgrad", nt_samples=int(o["samples"]),
-                             nt_samples_batch_size=int(o["batch"]),
-                             stdevs=(float(o["noise"]) * rng,) + ((0.0,) if kp is not None else ()),
-                             target=target, abs=False)
-            img_map = a[0].abs().amax(dim=1)[0]
-            kp_attr = _times_input(a, kp)
-        elif method == "integrated_gradients":
-            # Baseline: zeros in normalised space = the ImageNet mean colour, and every
-            # keypoint marked missing (mask 0).
-            a = ca.IntegratedGradients(model).attribute(
-                inputs, baselines=tuple(torch.zeros_like(t) for t in inputs), target=target,
-                n_steps=int(o["steps"]), internal_batch_size=int(o["batch"]))
-            img_map = a[0].abs().sum(dim=1)[0]
-            kp_attr = None if kp is None else a[1][0].sum(dim=-1)
-        elif method == "gradcam":
-            layer = model.backbone.layer4
-            with _HOOK_LOCK:
-                cam = ca.LayerGradCam(model, layer).attribute(
-                    x, target=target, additional_forward_args=None if kp is None else (kp,),
-                    relu_attributions=True)                                # (1, 1, h, w)
-            img_map = F.interpolate(cam.detach().float(), size=(H, W), mode="bilinear",
-                                    align_corners=False)[0, 0]
-            kp_attr = None
-            if kp is not None:
-                g = ca.InputXGradient(model).attribute(inputs, target=target)
-                kp_attr = g[1][0].sum(dim=-1)
-        else:  # occlusion
-            win = int(o["window"]) or max(1, round(min(H, W) / 7))
-            stride = int(o["stride"]) or win
-            shapes = ((3, win, win),) + (((1, 3),) if kp is not None else ())
-            strides = ((3, stride, stride),) + (((1, 3),) if kp is not None else ())
-            a = ca.Occlusion(model).attribute(
-                inputs, sliding_window_shapes=shapes, strides=strides,
-                baselines=(0.0,) * len(inputs),   # grey (mean) square; keypoint marked missing
-                target=target, perturbations_per_eval=int(o["batch"]))
-            img_map = a[0].mean(dim=1)[0].clamp(min=0)                     # logit drop
-            kp_attr = None if kp is None else a[1][0, :, 0]
+        img_map, kp_attr = METHODS[method].fn(model, x, kp, target, o)
     seconds = time.perf_counter() - t0
-
-    smooth = method in ("gradcam", "occlusion")
-    m = _to_unit(img_map.detach().float().cpu().numpy(), robust=not smooth)
+    raw = np.maximum(np.nan_to_num(img_map.detach().float().cpu().numpy(), nan=0.0, posinf=0.0,
+                                   neginf=0.0), 0).astype(np.float32)
     kpa = None if kp_attr is None else kp_attr.detach().float().cpu().numpy().astype(np.float32)
-    return SaliencyResult(map=m, keypoint_attribution=kpa, seconds=seconds, method=method,
-                          target=int(target))
+    return SaliencyResult(map=scale_map(raw, method), keypoint_attribution=kpa, seconds=seconds,
+                          method=method, target=target, raw=raw)
 
 
 def _times_input(grads: tuple[torch.Tensor, ...], kp: torch.Tensor | None) -> torch.Tensor | None:
@@ -212,16 +264,35 @@ def _times_input(grads: tuple[torch.Tensor, ...], kp: torch.Tensor | None) -> to
     return None if kp is None else (grads[1] * kp)[0].sum(dim=-1)
 
 
-def _to_unit(m: np.ndarray, robust: bool) -> np.ndarray:
-    """Scale a non-negative map to [0, 1] (float32); an all-zero map stays zero."""
-    m = np.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
-    m = np.maximum(m, 0)
-    top = float(np.percentile(m, 99.5)) if robust else float(m.max())
-    if top <= 0:
-        top = float(m.max())
+def map_top(raw: np.ndarray, method: str) -> float:
+    """The value a method's map is scaled by: its 99.5th percentile for pixel-level methods,
+    its maximum for smooth ones (falling back to the maximum when the percentile is 0)."""
+    m = np.maximum(np.nan_to_num(np.asarray(raw, np.float32)), 0)
+    top = float(m.max()) if METHODS[method].smooth else float(np.percentile(m, 99.5))
+    return top if top > 0 else float(m.max())
+
+
+def scale_map(raw: np.ndarray, method: str, top: float | None = None) -> np.ndarray:
+    """A non-negative map scaled to [0, 1] (float32) by ``top`` (default ``map_top``); an
+    all-zero map stays zero."""
+    m = np.maximum(np.nan_to_num(np.asarray(raw, np.float32), nan=0.0, posinf=0.0, neginf=0.0), 0)
+    top = map_top(m, method) if top is None else float(top)
     if top <= 0:
         return np.zeros(m.shape, np.float32)
     return np.clip(m / top, 0, 1).astype(np.float32)
+
+
+def common_scale(results: list[SaliencyResult]) -> tuple[list[np.ndarray], float]:
+    """Maps of one method from several models on one colour scale: each raw map divided by
+    the largest of their ``map_top`` values (so the strongest model's map reaches 1 and the
+    others keep their relative strength). Returns the scaled maps and that value."""
+    if not results:
+        return [], 0.0
+    methods = {r.method for r in results}
+    if len(methods) != 1:
+        raise ValueError(f"one method per colour scale, got {sorted(methods)}")
+    top = max(map_top(r.raw, r.method) for r in results)
+    return [scale_map(r.raw, r.method, top) for r in results], top
 
 
 # ----------------------------------------------------------------------------- overlay
@@ -307,6 +378,31 @@ def run_uses_keypoints(info: RunInfo) -> bool:
     return bool((info.config.get("model") or {}).get("use_keypoints", False))
 
 
+def row_sample(info: RunInfo, row, scene_size: tuple[int, int] | None = None, *,
+               source: str = "run") -> Sample:
+    """The ``Sample`` of one predictions.parquet row, its image path resolved inside the
+    run's data root (a path that leaves it is a DataError), with the keypoints the run
+    saw (``source="run"``: the estimator's when it trained on estimated ones) or the
+    annotation's (``source="annotation"``). ``scene_size``: the scene's (W, H) when
+    already known, else read from the file's header."""
+    root = info.data.root
+    if not root:
+        raise DataError(None, "run.json has no data.root: cannot find the test images")
+    path = resolve_inside(root, str(row["image_path"]))
+    column = "estimated_keypoints" if source == "run" and info.data.keypoint_source == "estimated" and \
+        row.get("estimated_keypoints") is not None else "keypoints"
+    kp = np.asarray(row[column], np.float32).reshape(17, 3)
+    bbox = tuple(float(v) for v in row["bbox"])
+    if len(bbox) != 4:
+        raise DataError(path, f"bbox of sample {row['sample_id']} is not 4 numbers")
+    return Sample(sample_id=str(row["sample_id"]), image_path=path, rel_path=str(row["image_path"]),
+                  image_id=row.get("image_id", ""), scene_id=str(row.get("image_id", "")),
+                  person_index=int(row.get("person_index", 0)), label=int(row.get("label", -1)),
+                  label_name=str(row.get("label_name", "")), bbox=bbox, keypoints=kp,
+                  image_size=scene_size or read_image_size(path), pose_variation=None,
+                  exercise_category=None, camera_rotation_deg=None)
+
+
 def sample_input(info: RunInfo, row, *, use_keypoints: bool, cache=None) -> SaliencyInput:
     """A test sample of a classifier run (one predictions.parquet row) as model input.
 
@@ -325,25 +421,12 @@ def sample_input(info: RunInfo, row, *, use_keypoints: bool, cache=None) -> Sali
     cached = cache.crop(row["sample_id"]) if cache is not None and cache.image_size == size \
         and abs(cache.margin - margin) < 1e-9 else None
     scene = open_image(path) if cached is None else None
-    scene_size = scene.size if scene is not None else read_image_size(path)
-    # the keypoints the run saw: the estimator's when it trained on estimated ones
-    column = "estimated_keypoints" if info.data.keypoint_source == "estimated" and \
-        row.get("estimated_keypoints") is not None else "keypoints"
-    kp = np.asarray(row[column], np.float32).reshape(17, 3)
-    bbox = tuple(float(v) for v in row["bbox"])
-    if len(bbox) != 4:
-        raise DataError(path, f"bbox of sample {row['sample_id']} is not 4 numbers")
-    sample = Sample(sample_id=str(row["sample_id"]), image_path=path, rel_path=str(row["image_path"]),
-                    image_id=row.get("image_id", ""), scene_id=str(row.get("image_id", "")),
-                    person_index=int(row.get("person_index", 0)), label=int(row.get("label", -1)),
-                    label_name=str(row.get("label_name", "")), bbox=bbox, keypoints=kp,
-                    image_size=scene_size, pose_variation=None, exercise_category=None,
-                    camera_rotation_deg=None)
+    sample = row_sample(info, row, scene.size if scene is not None else None)
     image = (image_to_tensor(load_crop(sample, margin, image=scene), size) if cached is None
              else normalize_uint8(torch.from_numpy(cached)))
     kpt = torch.from_numpy(model_keypoints(sample, margin)) if use_keypoints else None
     polygons = row.get("segmentation")
-    person = (person_mask(polygons, crop_box(bbox, scene_size, margin), size)
+    person = (person_mask(polygons, crop_box(sample.bbox, sample.image_size, margin), size)
               if polygons is not None and len(polygons) else None)
     return SaliencyInput(image=image, keypoints=kpt, display=tensor_to_image(image),
                          label=int(row["label"]) if "label" in row else None,
@@ -412,14 +495,19 @@ class FoundPerson:
     keypoints: np.ndarray        # (17, 3) COCO x, y in the picture's pixels, visibility 0/1/2
     box: np.ndarray              # (4,) xyxy around the 33 landmarks
     score: float                 # BlazePose's pose presence
+    detection_score: float = float("nan")   # the detector's score of its detection
+    view: str = "as is"          # how it was found (core.estimator.still: "weak detection", "mirror", ...)
 
 
 def find_people(image: Image.Image, estimator: BlazePose, *, max_people: int = 4) -> list[FoundPerson]:
-    """The people BlazePose finds in a picture, largest first (its keypoints mapped to
-    COCO-17, ``core.estimator.blazepose.coco17_from_blazepose``)."""
-    poses = estimator.estimate_image(np.asarray(image.convert("RGB")), max_people=max_people)
+    """The people BlazePose finds in a still picture, largest first
+    (``core.estimator.still.estimate_still``: weaker detections the landmark model
+    confirms, the mirror, padded and cropped views), its keypoints mapped to COCO-17
+    (``core.estimator.blazepose.coco17_from_blazepose``)."""
+    people = estimate_still(estimator, np.asarray(image.convert("RGB")), max_people=max_people)
     return [FoundPerson(coco17_from_blazepose(p.landmarks, p.visibility).astype(np.float64),
-                        np.asarray(p.box, np.float64), float(p.score)) for p in poses]
+                        np.asarray(p.box, np.float64), float(p.score), float(p.detection_score), p.view)
+            for p in people]
 
 
 # A box around a body's joints is tighter than around the body itself (the head's top,

@@ -266,9 +266,11 @@ class BlazePose:
 
     # ---------------------------------------------------------------- the two models
 
-    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def detect(self, image: np.ndarray, min_score: float | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """People in ``image`` -> (scores (N,), face boxes (N, 4) xyxy, keypoints (N, 4, 2)),
-        image pixels, after weighted NMS, best score first."""
+        image pixels, after weighted NMS, best score first. ``min_score``: the score
+        threshold for this call (default ``min_detection_score``)."""
         image = _check_image(image)
         h, w = image.shape[:2]
         to_image = G.letterbox_affine(w, h)
@@ -278,8 +280,8 @@ class BlazePose:
         self._det.invoke()
         raw_boxes = self._det.get_tensor(self._det_boxes)[0]
         raw_scores = self._det.get_tensor(self._det_scores)[0, :, 0]
-        scores, boxes, kps = G.decode_detections(raw_boxes, raw_scores, self._anchors,
-                                                 self.min_detection_score)
+        threshold = self.min_detection_score if min_score is None else float(min_score)
+        scores, boxes, kps = G.decode_detections(raw_boxes, raw_scores, self._anchors, threshold)
         scores, boxes, kps = G.weighted_nms(scores, boxes, kps)
         # detector pixels -> image pixels (a scale and a shift)
         s, tx, ty = to_image[0, 0], to_image[0, 2], to_image[1, 2]
