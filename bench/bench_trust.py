@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from core.classification import embedding, trust  # noqa: E402
 from core.classification import saliency as sal  # noqa: E402
 from core.classification.model import build_classifier, get_preset  # noqa: E402
-from core.classification.train import train_classifier_grid  # noqa: E402
+from core.classification.train import ClassifierJob, train_classifier_grid  # noqa: E402
 from core.demo import DEMO_CLASSIFIER, DEMO_IMAGES  # noqa: E402
 from core.io import write_json  # noqa: E402
 from core.models import load_model  # noqa: E402
@@ -142,20 +143,21 @@ def main() -> None:
                  "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "load_average_start": os.getloadavg(),
                  "note": "2-core machine shared with other jobs: wall times include their load",
-                 "settings": {**DEMO_CLASSIFIER, "preset": "model4", "samples": args.samples,
+                 "settings": {"recipe": asdict(DEMO_CLASSIFIER["recipe"]), "seeds": [0], "preset": "model4", "samples": args.samples,
                               "slow_samples": args.slow_samples, "sanity_samples": args.sanity_samples,
                               "steps": trust.DEFAULT_STEPS}, "backbones": {}}
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
             data = Path(tmp) / "images"
-            write_image_dataset(data, progress=False, **DEMO_IMAGES)
+            write_image_dataset(data, DEMO_IMAGES, progress=False)
         res["data"] = str(args.data or f"demo images {DEMO_IMAGES}")
         shipped = None
         for key, weights in (("default chain", None), ("random", "random")):
             t0 = time.perf_counter()
-            paths = train_classifier_grid(data=data, runs_dir=Path(tmp) / "runs", weights=weights, presets=["model4"],
-                                          progress=False, **DEMO_CLASSIFIER)
+            paths = train_classifier_grid(ClassifierJob(data=data, runs_dir=Path(tmp) / "runs", weights=weights,
+                                                        presets=("model4",), progress=False,
+                                                        **{**DEMO_CLASSIFIER, "seeds": (0,)}))
             run = load_run(paths[0])
             b = run.info.backbone
             print(f"{b.label}: model4 test acc {run.metrics['test_acc']:.3f}", file=sys.stderr)
