@@ -1,4 +1,4 @@
-"""``python -m core ...``: the command line (README, "Command line").
+"""``python -m core ...``: the command line (README, "Command line"; every command's ``--help``).
 
 This file only parses arguments and calls one library function per command; the work
 happens in the library. Any ``PoseLabError`` (bad input) ends with one line on stderr

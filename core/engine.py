@@ -7,18 +7,9 @@ What differs between the trainers -- data, model, loss, metric -- stays in
 ``core.classification.pretrain``; each opens its run with ``RunLifecycle`` and calls
 ``fit`` with a ``FitPlan`` of its own. See docs/ARCHITECTURE.md ("Training").
 
-The lifecycle of a run (the one description; the trainers only call it):
-
-1. ``setup``: the device (torchrun: this rank's) and whether this process shows progress.
-2. ``RunLifecycle.open``: with ``reuse_finished``, a finished run of the identical call is
-   returned instead (after waiting for one that another process is writing); else the
-   unfinished identical run that nobody writes is resumed in its own folder, or a new
-   folder is made. The process holds the folder's lock until the end.
-3. ``fit`` with ``RunLifecycle.epoch_writer``: after every epoch the best weights, the
-   resume checkpoint and history.csv.
-4. ``RunLifecycle.finish``: run.json again, ``metrics.json`` last (the run is finished),
-   the resume checkpoint removed, the lock released. Leaving the ``with`` block without
-   finishing (an error, Ctrl-C) releases the lock and leaves a resumable folder.
+The run lifecycle (docs/ARCHITECTURE.md, "A run on disk", describes it once): ``setup``,
+``RunLifecycle.open`` (reuse, resume or start, the folder's lock), ``fit`` with the
+lifecycle's epoch writer, ``RunLifecycle.finish``.
 
 Determinism: every epoch reseeds torch's RNG (dropout) and the batch order from
 ``epoch_seed(seed, epoch)``, so epoch e of a resumed run sees exactly the batches and

@@ -9,7 +9,7 @@ Plain functions in the torchvision-reference style:
 and the entry points the CLI calls: ``train_temporal_grid(job)`` runs every ``ModelPlan``
 of a ``TemporalJob`` once per seed on data loaded once per seed; ``train_temporal(job)``
 is the one-model, one-seed case. Each run goes through ``core.engine.RunLifecycle``
-(reuse, resume, epoch checkpoints, finish: described once there) and writes run.json,
+(reuse, resume, epoch checkpoints, finish: described once in docs/ARCHITECTURE.md) and writes run.json,
 history.csv, predictions.parquet, pck.csv, weights.safetensors, metrics.json last.
 
 What each model is, and its loss, comes from the registry ``core.temporal.models.ARCHS``.
