@@ -274,10 +274,7 @@ def _neckline(p: Person, cam: Camera, scale: float) -> list[tuple]:
     down = (pelvis - neck) / (np.linalg.norm(pelvis - neck) + 1e-9)
     centre = top + 0.035 * down + 0.06 * forward
     uv, z = project(cam, centre[None])
-    if z[0] <= 0.05:
-        return []
-    k = p.shape.height / 1.72
-    return [("dot", uv[0] * scale, cam.focal * scale * 0.04 * k / z[0], p.skin * 0.95)]
+    return [] if z[0] <= 0.05 else [("dot", uv[0] * scale, cam.focal * scale * 0.04 * p.shape.height / 1.72 / z[0], p.skin * 0.95)]
 
 
 # Face features, seen only from the front: without them the back of a head looks like its
