@@ -274,7 +274,8 @@ def _neckline(p: Person, cam: Camera, scale: float) -> list[tuple]:
     down = (pelvis - neck) / (np.linalg.norm(pelvis - neck) + 1e-9)
     centre = top + 0.035 * down + 0.06 * forward
     uv, z = project(cam, centre[None])
-    return [] if z[0] <= 0.05 else [("dot", uv[0] * scale, cam.focal * scale * 0.04 * p.shape.height / 1.72 / z[0], p.skin * 0.95)]
+    radius = cam.focal * scale * 0.04 * p.shape.height / 1.72 / max(z[0], 0.05)
+    return [] if z[0] <= 0.05 else [("dot", uv[0] * scale, radius, p.skin * 0.95)]
 
 
 # Face features, seen only from the front: without them the back of a head looks like its
