@@ -28,19 +28,24 @@ sys.path.insert(0, str(REPO))
 
 from core.demo import build_demo  # noqa: E402
 from core.io import write_json  # noqa: E402
-from core.runs import load_run  # noqa: E402
+from core.classification import compare  # noqa: E402
+from core.runs import list_runs, load_run  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="build into this folder (data/ and runs/) and keep it, instead of a temporary one")
     args = ap.parse_args()
     os.environ.setdefault("POSELAB_OFFLINE", "1")
-    res: dict = {"device": f"{args.device} ({platform.machine()}, {os.cpu_count()} cores)",
+    res: dict = {"device": f"{args.device} ({platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, "
+                           f"{os.cpu_count()} cores)",
                  "torch": torch.__version__, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "load_average_start": os.getloadavg()}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or Path(scratch)
         t0 = time.perf_counter()
         out = build_demo(data_dir=Path(tmp) / "data", runs_dir=Path(tmp) / "runs", device=args.device)
         res["total_seconds"] = round(time.perf_counter() - t0, 1)
@@ -50,10 +55,13 @@ def main() -> None:
             for p in out[part]:
                 run = load_run(p)
                 m = run.metrics
-                key = f"{run.name} ({run.info.data.keypoint_source})" if part == "classifier" else run.name
-                res["runs"][key] = {k: m[k] for k in m if k in ("test_acc", "headline") or k.startswith("test_pck")}
+                res["runs"][run.info.label] = {k: m[k] for k in m if k in ("test_acc", "headline") or
+                                               k.startswith(("test_pck", "test_accel", "test_jitter"))}
                 if part == "classifier" and run.info.backbone is not None:
                     res["backbone"] = {"source": run.info.backbone.source, "weights": run.info.backbone.weights}
+        runs = list_runs(Path(tmp) / "runs")
+        res["paper_findings"] = compare.paper_findings(runs, lambda r: r.predictions()).to_dict("records")
+        res["paper_table"] = compare.paper_table(runs).drop(columns=["run_ids"]).to_dict("records")
     res["load_average_end"] = os.getloadavg()
     path = args.out or REPO / "bench" / "results" / f"demo-{args.device}-{dt.date.today().isoformat()}.json"
     write_json(path, res)
