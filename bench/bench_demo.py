@@ -26,9 +26,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.classification import compare  # noqa: E402
 from core.demo import build_demo  # noqa: E402
 from core.io import write_json  # noqa: E402
-from core.classification import compare  # noqa: E402
 from core.runs import list_runs, load_run  # noqa: E402
 
 
