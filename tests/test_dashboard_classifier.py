@@ -14,6 +14,8 @@ import pandas as pd
 from conftest import run_dirs
 from streamlit.testing.v1 import AppTest
 
+from core.runs import list_runs
+
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "dashboard.py")
 
@@ -207,7 +209,7 @@ def test_sidebar_picker_chooses_the_run_pages_show(dashboard_runs):
     # multipage folder), so the picker is driven on Home, where dashboard.py draws it.
     at = app()
     picker = at.sidebar.selectbox(key="_run_picker_any")
-    baseline_id = next(p.name for p in dashboard_runs.iterdir() if p.name.endswith("baseline"))
+    baseline_id = next(r.id for r in list_runs(dashboard_runs) if r.name == "baseline")
     picker.set_value(baseline_id).run()
     assert at.session_state["selected_run"] == baseline_id
     at.switch_page("pages/samples.py").run()

@@ -121,13 +121,15 @@ def test_sharded_feature_pass_equals_one_process_pass(two_grids):
     from core.classification.crops import PoseDataset
     from core.classification.dataset import load_infiniteform
     from core.classification.features import _read, compute_features
-    from core.classification.model import PRESETS, build_classifier
+    from core.classification.model import build_classifier, fc_width, get_preset
     single, ddp = two_grids
     run = _runs_by_name(ddp)["model1"]
     info = json.loads((run / "run.json").read_text())
     index = load_infiniteform(info["data"]["root"])
     samples = [s for k in ("train", "val", "test") for s in index.splits[k]]
-    model = build_classifier(PRESETS["model1"], load_backbone(info["backbone"], runs_dir=ddp, where=run))
+    weights = load_backbone(info["backbone"], runs_dir=ddp, where=run)
+    cfg = get_preset("model1", info["config"]["model"]["num_classes"], fc_dim=fc_width(weights))
+    model = build_classifier(cfg, weights)
     ref = compute_features(model, PoseDataset(samples, image_size=64), device=torch.device("cpu"),
                            progress=False)
     (cache_file,) = (ddp / "_cache" / "features").glob("*.safetensors")
@@ -184,7 +186,8 @@ def test_torchrun_dropout_and_backbone_presets_are_finished_and_well_formed(two_
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (single, ddp))
     assert a.keys() == b.keys() and 0.0 <= b["test_acc"] <= 1.0
     assert b["num_test"] == a["num_test"]
-    assert len(pd.read_csv(ddp / "history.csv")) == 2
+    history = pd.read_csv(ddp / "history.csv")       # epoch 0 (untrained) + 2 epochs
+    assert list(history["epoch"]) == [0, 1, 2] and history["train_loss"].isna().tolist() == [True, False, False]
     info = json.loads((ddp / "run.json").read_text())
     assert info["feature_cache"] is (preset not in THROUGH_BACKBONE)
     assert info["distributed"] == {"world_size": 2, "backend": "gloo"}

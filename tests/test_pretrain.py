@@ -123,7 +123,7 @@ def test_the_pretraining_seed_is_no_other_datasets_seed():
     from core.cli import build_parser
     assert DataConfig().seed == PRETRAIN_SEED and DataConfig().classes == "pretrain"
     parser = build_parser()
-    defaults = {demo.DEMO_IMAGES["seed"], 0,
+    defaults = {demo.DEMO_IMAGES.seed, 0,
                 parser.parse_args(["synth", "images", "--out", "x"]).seed,
                 parser.parse_args(["synth", "sequences", "--out", "x"]).seed}
     # every integer literal a test or bench passes as seed=...

@@ -65,9 +65,13 @@ def test_a_second_identical_training_writes_its_own_run_while_the_first_is_live(
     runs = tmp_path / "runs"
     first = _train(data, runs)
     live = _live_run(runs)
-    assert is_locked(live / LOCK)                               # owned by the first process
-    second = _train(data, runs)
-    out2, err2 = second.communicate(timeout=600)
+    first.send_signal(signal.SIGSTOP)          # live (it holds the lock) for as long as the test needs
+    try:
+        assert is_locked(live / LOCK)                           # owned by the first process
+        second = _train(data, runs)
+        out2, err2 = second.communicate(timeout=600)
+    finally:
+        first.send_signal(signal.SIGCONT)
     out1, _ = first.communicate(timeout=600)
     assert first.returncode == 0 and second.returncode == 0, err2[-2000:]
     assert f"{live.name} is the same run, being written by another process" in err2
@@ -84,11 +88,18 @@ def test_a_call_that_reuses_finished_runs_waits_for_the_live_one(data, tmp_path)
     runs = tmp_path / "runs"
     first = _train(data, runs)
     live = _live_run(runs)
-    waiter = _train(data, runs, "reuse")
+    first.send_signal(signal.SIGSTOP)          # so the waiter surely finds it live
+    try:
+        waiter = _train(data, runs, "reuse")
+        told = ""
+        while "waiting for" not in told and (line := waiter.stderr.readline()):
+            told += line                       # up to its one message, or all of it if it never waits
+    finally:
+        first.send_signal(signal.SIGCONT)
     out, err = waiter.communicate(timeout=600)
     first.wait(timeout=600)
     assert waiter.returncode == 0, err[-2000:]
-    assert f"waiting for {live.name}" in err
+    assert f"waiting for {live.name}" in told, told + err[-2000:]
     assert Path(out.strip().splitlines()[-1]) == live           # the first's finished run, reused
     assert [r.path for r in list_runs(runs)] == [live] and load_run(live).finished
 

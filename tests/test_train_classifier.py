@@ -291,7 +291,7 @@ def test_cli_bad_data_exits_2_with_one_line(tmp_path):
 
 def test_demo_classifier_part_prints_progress_protocol_and_is_idempotent(tmp_path, monkeypatch, capsys):
     from core import demo
-    monkeypatch.setattr(demo, "DEMO_IMAGES", dict(n_train=4, n_test=2, seed=0, size=64, people_max=1))
+    monkeypatch.setattr(demo, "DEMO_IMAGES", demo.ImageSpec(n_train=4, n_test=2, seed=0, size=64, people_max=1))
     monkeypatch.setattr(demo, "DEMO_CLASSIFIER", dict(recipe=T.TrainConfig(image_size=SIZE, epochs=1), seeds=(0,)))
     paths = demo.build_classifier_demo(data_dir=tmp_path / "data", runs_dir=tmp_path / "runs",
                                        report=demo.progress, start=0.0, end=0.7)

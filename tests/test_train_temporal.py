@@ -222,8 +222,8 @@ def test_cli_bad_data_exits_2_without_writing(tmp_path, capsys):
 
 def test_demo_part_progress_and_reuse(tmp_path, monkeypatch):
     from core import demo
-    monkeypatch.setattr(demo, "DEMO_SEQUENCES", dict(videos=5, frames=10, heatmap=16, estimator="blazepose",
-                                                     image_size=(128, 96)))
+    monkeypatch.setattr(demo, "DEMO_SEQUENCES", demo.SequenceSpec(videos=5, frames=10, heatmap=16,
+                                                                 estimator="blazepose", image_size=(128, 96)))
     monkeypatch.setattr(demo, "DEMO_PLANS", tuple(ModelPlan(a, SMALL.get(a, {}), default_recipe(a, epochs=1, train_stride=2))
                                                   for a in (*SMALL, *BASELINES)))
     seen = []
