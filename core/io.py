@@ -88,6 +88,8 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = _temp_file(path)           # the fd only holds the lock; the library writes by name
     try:
         yield Path(tmp)
+        # a library may write a new file under the name (safetensors does, as 0600)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from core import cli
 from core.errors import DataError
 from core.io import REPLACED, STAGING, TEMP, find_leftovers, remove_leftover, write_json
+from core.runs import save_weights
 from core.temporal.sequences import load_sequences, staging_folder, write_dataset
 from core.temporal.videos import K, Video
 
@@ -257,9 +259,11 @@ def test_files_and_folders_get_the_users_umask(tmp_path, mask, file_mode, dir_mo
     try:
         write_json(tmp_path / "run.json", {"a": 1})
         index = write_dataset(tmp_path / "ds", [_video("v")])
+        save_weights(tmp_path / "weights.safetensors", {"w": torch.zeros(2)})
     finally:
         os.umask(old)
     assert (tmp_path / "run.json").stat().st_mode & 0o777 == file_mode
+    assert (tmp_path / "weights.safetensors").stat().st_mode & 0o777 == file_mode
     assert (index.parent / "videos" / "v.npz").stat().st_mode & 0o777 == file_mode
     assert index.parent.stat().st_mode & 0o777 == dir_mode
 
