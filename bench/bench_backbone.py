@@ -3,7 +3,7 @@ side in one run, on the demo's data and recipe: the seven presets' test accuraci
 for one preset the share of each saliency method's map that falls inside the person.
 
     .venv/bin/python bench/bench_backbone.py [--data DIR] [--preset model4] [--weights FILE ...]
-                                             [--samples 456] [--slow-samples 100]
+                                             [--samples 456] [--slow-samples 100] [--methods gradient,gradcam]
 
 * Data: ``--data`` (an InfiniteForm-layout folder with segmentation polygons), else the
   demo's images (``core.demo.DEMO_IMAGES``) rendered into a temporary folder.
@@ -21,7 +21,7 @@ for one preset the share of each saliency method's map that falls inside the per
   same inside the outline's convex hull (``mass_inside_hull``, ``hull_share``): the mask
   PoseLab's renders wrote before they traced the outline. And the vanilla gradient of
   every other preset on its first ``--preset-samples`` crops: the heads differ, the
-  backbone is the same.
+  backbone is the same (``--preset-samples 0`` skips it).
 
 Writes ``bench/results/backbone-<device>-<date>.json``.
 """
@@ -123,17 +123,24 @@ def main() -> None:
     ap.add_argument("--slow-samples", type=int, default=100, help="test crops for the other methods")
     ap.add_argument("--preset-samples", type=int, default=150,
                     help="test crops for the vanilla gradient of the other presets")
+    ap.add_argument("--methods", default=",".join(sal.METHODS),
+                    help="comma-separated saliency methods to measure (default: every method)")
     ap.add_argument("--weights", type=Path, action="append",
                     help="a further backbone to compare (safetensors), beside the default chain and random")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    methods = tuple(m for m in args.methods.split(",") if m)
+    unknown = set(methods) - set(sal.METHODS)
+    if unknown:
+        ap.error(f"unknown saliency method(s) {sorted(unknown)}; choose from {', '.join(sal.METHODS)}")
     os.environ.setdefault("POSELAB_OFFLINE", "1")        # the offline chain, as a new user has it
     res: dict = {"device": f"cpu ({platform.machine()}, {os.cpu_count()} cores)", "torch": torch.__version__,
                  "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "load_average_start": os.getloadavg(), "settings": {**DEMO_CLASSIFIER, "preset": args.preset,
                                                                       "samples": args.samples,
                                                                       "slow_samples": args.slow_samples,
-                                                                      "preset_samples": args.preset_samples},
+                                                                      "preset_samples": args.preset_samples,
+                                                                      "methods": list(methods)},
                  "backbones": {}}
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
@@ -153,11 +160,11 @@ def main() -> None:
                      "test_acc": {n: round(runs[n].metrics["test_acc"], 4) for n in PAPER_PRESETS}}
             print(f"{b.label}: " + ", ".join(f"{n} {a:.3f}" for n, a in entry["test_acc"].items()),
                   file=sys.stderr)
-            entry["saliency"] = saliency_mass(runs[args.preset], args.samples, args.slow_samples)
+            entry["saliency"] = saliency_mass(runs[args.preset], args.samples, args.slow_samples, methods)
             # the same check on every other preset's head: how much is the backbone's own
             entry["gradient_by_preset"] = {}
             for n in PAPER_PRESETS:
-                if n != args.preset:
+                if n != args.preset and args.preset_samples > 0:
                     print(f" {n}:", file=sys.stderr)
                     entry["gradient_by_preset"][n] = saliency_mass(runs[n], args.preset_samples, 0,
                                                                    methods=("gradient",))["gradient"]
@@ -168,9 +175,9 @@ def main() -> None:
             continue
         b["ratio_vs_random"] = {
             "mass_inside": {m: _ratio(b["saliency"][m]["mass_inside"], rnd["saliency"][m]["mass_inside"])
-                            for m in sal.METHODS},
+                            for m in methods},
             "mass_inside_hull": {m: _ratio(b["saliency"][m]["mass_inside_hull"],
-                                           rnd["saliency"][m]["mass_inside_hull"]) for m in sal.METHODS},
+                                           rnd["saliency"][m]["mass_inside_hull"]) for m in methods},
             "gradient_by_preset": {n: _ratio(b["gradient_by_preset"][n]["mass_inside"],
                                              rnd["gradient_by_preset"][n]["mass_inside"])
                                    for n in b["gradient_by_preset"]}}
