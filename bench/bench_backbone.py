@@ -34,6 +34,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +137,8 @@ def main() -> None:
     os.environ.setdefault("POSELAB_OFFLINE", "1")        # the offline chain, as a new user has it
     res: dict = {"device": f"cpu ({platform.machine()}, {os.cpu_count()} cores)", "torch": torch.__version__,
                  "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                 "load_average_start": os.getloadavg(), "settings": {**DEMO_CLASSIFIER, "preset": args.preset,
+                 "load_average_start": os.getloadavg(), "settings": {"recipe": asdict(DEMO_CLASSIFIER["recipe"]),
+                                                                      "seeds": [0], "preset": args.preset,
                                                                       "samples": args.samples,
                                                                       "slow_samples": args.slow_samples,
                                                                       "preset_samples": args.preset_samples,
