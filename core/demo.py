@@ -35,8 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Classifier part sizes. 1,600 + 300 scenes of up to 2 people give ~2,400 / 240 / 450
 # train / val / test people: enough for the keypoint presets to stand clearly above
-# chance with the paper's recipe (10 epochs, batch 64), which 320 + 100 scenes were not
-# (75 Adam steps). Crops are 112 px rather than the paper's 224: the feature pass, which
+# chance, which 320 + 100 scenes were not (75 Adam steps of the paper's 10 epochs). Crops are 112 px rather than the paper's 224: the feature pass, which
 # dominates on CPU, is ~4x cheaper.
 DEMO_IMAGES = ImageSpec(n_train=1600, n_test=300, seed=0, size=192, people_max=2)
 # 112-px crops; the paper's recipe (Adam 1e-3, batch 64, StepLR x0.1 at 70 % of training)
@@ -46,7 +45,7 @@ DEMO_IMAGES = ImageSpec(n_train=1600, n_test=300, seed=0, size=192, people_max=2
 # heads train on cached features: each extra seed costs seconds).
 DEMO_CLASSIFIER = dict(recipe=TrainConfig(image_size=112, epochs=60, step_size=42), seeds=(0, 1, 2))
 
-# Temporal part: about 1.5 min of the 5-minute budget on a 2-core CPU: 12 short videos
+# Temporal part: about 35 s of the 5-minute budget on an idle 2-core CPU: 12 short videos
 # rendered at 320 x 240 and run through BlazePose (its 64-px heatmaps pooled to 32 px),
 # training windows every 2nd frame, narrow models, a few epochs each. Epochs and lr differ
 # per model because their costs and step sizes differ: DeciWatch works on coordinates (an
