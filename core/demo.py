@@ -35,8 +35,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Classifier part sizes. 1,600 + 300 scenes of up to 2 people give ~2,400 / 240 / 450
 # train / val / test people: enough for the keypoint presets to stand clearly above
-# chance, which 320 + 100 scenes were not (75 Adam steps of the paper's 10 epochs). Crops are 112 px rather than the paper's 224: the feature pass, which
-# dominates on CPU, is ~4x cheaper.
+# chance, which 320 + 100 scenes were not (75 Adam steps of the paper's 10 epochs).
+# Crops are 112 px rather than the paper's 224: the feature pass, which dominates on
+# CPU, is ~4x cheaper.
 DEMO_IMAGES = ImageSpec(n_train=1600, n_test=300, seed=0, size=192, people_max=2)
 # 112-px crops; the paper's recipe (Adam 1e-3, batch 64, StepLR x0.1 at 70 % of training)
 # stretched in epochs: its 10 epochs over InfiniteForm's ~60,000 images are ~9,000 Adam
