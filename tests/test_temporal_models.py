@@ -50,7 +50,10 @@ def test_forward_shapes_and_output_kind(arch):
 @pytest.mark.parametrize("arch", LEARNED)
 def test_backward_reaches_every_parameter(arch):
     torch.manual_seed(0)
-    model = build_temporal(_cfg(arch)).train()
+    # DeciWatch's output layers start at zero (next test), which blocks the gradient to
+    # the layers before them for exactly one step; non-zero ones show the whole path
+    extra = {"out_init_std": 1e-3} if arch == "deciwatch" else {}
+    model = build_temporal(_cfg(arch, **extra)).train()
     x, pts = _window()
     if model.output_kind == "coords":
         batch = {"heatmaps": x, "keypoints": pts, "visible": torch.ones(B, T, K, dtype=torch.bool)}
@@ -61,6 +64,26 @@ def test_backward_reaches_every_parameter(arch):
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"{arch}: no gradient for {name}"
+
+
+def test_untrained_deciwatch_is_the_identity_and_trains_from_there():
+    torch.manual_seed(0)
+    model = build_temporal(_cfg("deciwatch", interval=1))
+    x, pts = _window()
+    with torch.no_grad():
+        p_in, _ = decode_heatmaps(x)
+        # epoch 0 = the identity baseline (up to the float round trip through [-1, 1])
+        torch.testing.assert_close(model.eval()(x), p_in, rtol=0, atol=1e-5)
+    batch = {"heatmaps": x, "keypoints": pts, "visible": torch.ones(B, T, K, dtype=torch.bool)}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(2):                                      # step 1 moves the output layers,
+        terms, _ = deciwatch_loss(model.train(), model, batch)  # step 2 everything before them
+        opt.zero_grad()
+        sum(w * total / count for w, total, count in terms).backward()
+        opt.step()
+    assert model.denoise_embed.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert (model.eval()(x) - p_in).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("arch", ["conv3d", "convlstm-sum", "convlstm-concat"])
@@ -165,7 +188,7 @@ def test_deciwatch_coordinates_stay_float32_under_bf16_autocast():
     small residuals) must not be rounded to bf16. Checked with CPU bf16 autocast."""
     torch.manual_seed(0)
     model = build_temporal(make_config("deciwatch", embed_dim=32, heads=4, ffn_dim=64,
-                                       encoder_layers=1, decoder_layers=1)).eval()
+                                       encoder_layers=1, decoder_layers=1, out_init_std=1e-3)).eval()
     poses = torch.rand(2, 5, 25, 2) * 2 - 1
     with torch.no_grad():
         ref_den, ref_rec = model.forward_coords(poses)
