@@ -108,7 +108,7 @@ class DeciWatch(nn.Module):
         # at std 1e-3 the untrained residual was ~0.1 heatmap px, a tenth of PCK@0.05's
         # radius. The first step still trains them (their gradient is delta * h).
         for out in (self.denoise_out, self.recover_out):
-            nn.init.normal_(out.weight, std=cfg.out_init_std) if cfg.out_init_std else nn.init.zeros_(out.weight)
+            nn.init.normal_(out.weight, std=cfg.out_init_std)           # std 0: zeros
             nn.init.zeros_(out.bias)
         # Constants, not weights: rebuilt from the config, never saved.
         self.register_buffer("positions", sine_positions(cfg.frames, e), persistent=False)
