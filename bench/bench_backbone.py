@@ -8,7 +8,7 @@ for one preset the share of each saliency method's map that falls inside the per
 * Data: ``--data`` (an InfiniteForm-layout folder with segmentation polygons), else the
   demo's images (``core.demo.DEMO_IMAGES``) rendered into a temporary folder.
 * Runs: ``python -m core grid classifier`` with the demo's settings
-  (``core.demo.DEMO_CLASSIFIER``: 112 px, 10 epochs, seed 0) once per backbone, the
+  (``core.demo.DEMO_CLASSIFIER``: 112 px, 60 epochs; seed 0 only) once per backbone, the
   default chain (offline: the PoseLab backbone in ``checkpoints/_poselab/``) and
   ``--weights random``, plus each ``--weights FILE`` (a candidate backbone), in a temporary
   runs folder. Every backbone's entry gets its ratios to the random one.
@@ -135,10 +135,11 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown saliency method(s) {sorted(unknown)}; choose from {', '.join(sal.METHODS)}")
     os.environ.setdefault("POSELAB_OFFLINE", "1")        # the offline chain, as a new user has it
+    grid = {**DEMO_CLASSIFIER, "seeds": (0,)}           # the demo's recipe, one seed per backbone
     res: dict = {"device": f"cpu ({platform.machine()}, {os.cpu_count()} cores)", "torch": torch.__version__,
                  "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                 "load_average_start": os.getloadavg(), "settings": {"recipe": asdict(DEMO_CLASSIFIER["recipe"]),
-                                                                      "seeds": [0], "preset": args.preset,
+                 "load_average_start": os.getloadavg(), "settings": {"recipe": asdict(grid["recipe"]),
+                                                                      "seeds": list(grid["seeds"]), "preset": args.preset,
                                                                       "samples": args.samples,
                                                                       "slow_samples": args.slow_samples,
                                                                       "preset_samples": args.preset_samples,
@@ -154,7 +155,7 @@ def main() -> None:
         for key, weights in [("default chain", None), *candidates, ("random", "random")]:
             t0 = time.perf_counter()
             paths = train_classifier_grid(ClassifierJob(data=data, runs_dir=Path(tmp) / "runs", weights=weights,
-                                                        progress=False, **{**DEMO_CLASSIFIER, "seeds": (0,)}))
+                                                        progress=False, **grid))
             runs = {load_run(p).name: load_run(p) for p in paths}
             b = runs[args.preset].info.backbone
             entry = {"source": b.source, "weights": b.weights, "sha256": b.sha256,

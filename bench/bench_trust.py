@@ -7,7 +7,7 @@ and the speed of the new views (trust scores per map, the embedding map's projec
 
 * Data: ``--data`` (InfiniteForm layout), else the demo's images (``core.demo.DEMO_IMAGES``)
   rendered into a temporary folder.
-* Runs: model4 on the demo's recipe (``core.demo.DEMO_CLASSIFIER``: 112 px, 10 epochs,
+* Runs: model4 on the demo's recipe (``core.demo.DEMO_CLASSIFIER``: 112 px, 60 epochs,
   seed 0), once on the default backbone chain (offline: the shipped PoseLab backbone)
   and once with ``--weights random``.
 * Faithfulness: every method of ``core.classification.saliency.METHODS`` with its
