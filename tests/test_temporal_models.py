@@ -110,7 +110,7 @@ def test_deciwatch_intervals(interval, sampled):
     model = build_temporal(cfg).eval()
     assert model.sampled == sampled
     x, _ = _window()
-    den, rec = model.forward_train(x)
+    den, rec = model.forward_train(model.decode(x))
     assert den.shape == (B, len(sampled), K, 2) and rec.shape == (B, T, K, 2)
     # interpolation reproduces sampled frames exactly and is linear in between
     w = interpolation_matrix(T, interval)
@@ -129,7 +129,7 @@ def test_deciwatch_bad_interval_and_coordinate_round_trip():
 
 
 def test_deciwatch_loss_ignores_invisible_joints():
-    model = build_temporal(_cfg("deciwatch"))
+    model = build_temporal(_cfg("deciwatch")).eval()      # eval: no random window transform
     gt = torch.rand(B, T, K, 2) * (S - 1)
     norm_gt = model.normalise(gt, (S, S))
     den, rec = norm_gt[:, model.sampled].clone(), norm_gt.clone()

@@ -36,6 +36,8 @@ import torch
 from torch import nn
 
 from core.heatmaps import decode_heatmaps
+from core.keypoints import TEMPORAL25, flip_permutation
+from core.temporal.models.augment import WindowTransform
 
 
 @dataclass
@@ -53,6 +55,7 @@ class DeciWatchConfig:
     denoise_weight: float = 1.0  # weight of the denoise L1 term (the reference's 1)
     recover_weight: float = 5.0  # weight of the recover L1 term (the reference's 5)
     out_init_std: float = 0.0    # std of both output layers' init: 0 = an untrained model returns its input
+    augment: bool = True         # train on rotated, scaled, shifted, mirrored, reversed windows (models/augment.py)
 
     arch = "deciwatch"
 
@@ -114,6 +117,9 @@ class DeciWatch(nn.Module):
         self.register_buffer("positions", sine_positions(cfg.frames, e), persistent=False)
         self.register_buffer("interp", interpolation_matrix(cfg.frames, cfg.interval), persistent=False)
         self.sampled = list(range(0, cfg.frames, cfg.interval))
+        # Left <-> right for the mirror augmentation; only the temporal keypoint set has
+        # named sides, so a model over other keypoints is never mirrored.
+        self.flip = (torch.as_tensor(flip_permutation(TEMPORAL25)) if cfg.keypoints == len(TEMPORAL25) else None)
 
     # -- coordinate normalisation: heatmap px <-> [-1, 1] (pixel centres span -0.5..S-0.5)
     @staticmethod
@@ -143,16 +149,21 @@ class DeciWatch(nn.Module):
         recovered = interp + self.recover_out(h).float()                 # (B, T, D)
         return denoised.unflatten(2, (k, 2)), recovered.unflatten(2, (k, 2))
 
-    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, K, H, W) heatmaps -> normalised (denoised, recovered) for the losses."""
-        points, _ = decode_heatmaps(x)                                   # (B, T, K, 2) px, no grad
-        # A missing keypoint (an empty map: nobody found in that frame) enters at the
-        # map's centre, 0 in normalised coordinates: a neutral guess the model corrects.
-        return self.forward_coords(torch.nan_to_num(self.normalise(points, x.shape[-2:]), nan=0.0))
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, K, H, W) heatmaps -> their peaks (B, T, K, 2), normalised; NaN where a
+        map is empty (nobody found in that frame)."""
+        points, _ = decode_heatmaps(x)                                   # px, no grad
+        return self.normalise(points, x.shape[-2:])
+
+    def forward_train(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """points (B, T, K, 2) normalised, NaN where missing -> (denoised, recovered)."""
+        # A missing keypoint enters at the map's centre, 0 in normalised coordinates: a
+        # neutral guess the model corrects.
+        return self.forward_coords(torch.nan_to_num(points, nan=0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, T, K, H, W) -> refined coordinates (B, T, K, 2) in heatmap pixels
-        _, recovered = self.forward_train(x)
+        _, recovered = self.forward_train(self.decode(x))
         return self.denormalise(recovered, x.shape[-2:])
 
 
@@ -162,9 +173,14 @@ def deciwatch_loss(model: nn.Module, base: DeciWatch, batch: dict) -> tuple[list
     keypoint, axis) entries, so the loss does not shrink when fewer joints are visible."""
     x = batch["heatmaps"]                                                # (B, T, K, H, W)
     size = tuple(x.shape[-2:])
-    denoised, recovered = model.forward_train(x)                         # normalised coords
+    points = base.decode(x)                                              # (B, T, K, 2) normalised
     gt = base.normalise(batch["keypoints"].float(), size)                # (B, T, K, 2)
-    m = batch["visible"].float()[..., None]                              # (B, T, K, 1)
+    visible = batch["visible"]                                           # (B, T, K)
+    move = WindowTransform.draw(len(x), base.flip, x.device) if base.training and base.cfg.augment else None
+    if move is not None:
+        points, gt, visible = move.points(points), move.points(gt), move.mask(visible)
+    denoised, recovered = model.forward_train(points)                    # normalised coords
+    m = visible.float()[..., None]                                       # (B, T, K, 1)
 
     def l1(pred, target, w):
         return (pred.float() - target).abs().mul(w).sum(), 2 * w.sum()  # 2 axes per point
@@ -172,4 +188,5 @@ def deciwatch_loss(model: nn.Module, base: DeciWatch, batch: dict) -> tuple[list
     s = base.sampled
     terms = [(base.cfg.denoise_weight, *l1(denoised, gt[:, s], m[:, s])),
              (base.cfg.recover_weight, *l1(recovered, gt, m))]
-    return terms, base.denormalise(recovered.detach().float(), size)
+    pred = recovered.detach().float()
+    return terms, base.denormalise(move.invert(pred) if move is not None else pred, size)
