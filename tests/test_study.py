@@ -25,6 +25,10 @@ def test_the_study_runs_every_stage_writes_its_tables_and_resumes(tmp_path):
         next(p.name for p in (tmp_path / "study" / "runs-finetune-noise1").iterdir() if "conv3d" in p.name),
         "run.json").read_text())
     assert run["init_from"] and "runs-pretrain-noise1" in run["init_from"] and run["config"]["train"]["lr"] == 1e-4
+    # DeciWatch gets its multiple of the stage's epochs, the heatmap models the stage's own
+    epochs = {r["model"]: r["epochs_run"] for r in result["stages"]["scratch"]}
+    assert epochs["conv3d"] == cfg.finetune_epochs
+    assert epochs["deciwatch"] == cfg.finetune_epochs * cfg.epoch_multiplier["deciwatch"] > epochs["conv3d"]
     assert {o["verdict"] for o in result["orderings"]} <= {"holds", "does not hold", "inconclusive"}
     md = (tmp_path / "study" / "study.md").read_text()
     assert "| identity |" in md and " / ".join(f"{v:g}" for v in THESIS["conv3d"]) in md

@@ -68,6 +68,11 @@ class StudyConfig:
     pretrain_epochs: int = 4                         # stage 1, from scratch (lr 1e-3)
     finetune_epochs: int = 2                         # stage 2 (lr 1e-4 from stage 1, 1e-3 from scratch):
                                                      # ~1,250 steps of batch 16, what fine-tuning needs
+    # Models that get a multiple of both stages' epochs. DeciWatch starts from a zero
+    # residual on coordinates and needs many more steps than the heatmap models (its Arch
+    # recipe), while one of its epochs costs a tenth of theirs; with the same epochs it
+    # stopped while validation was still rising.
+    epoch_multiplier: dict = field(default_factory=lambda: {"deciwatch": 5})
     seed: int = 0
     device: str = "auto"
     # narrow models (the demo's widths): the thesis's full sizes take days on a CPU
@@ -92,7 +97,9 @@ def _dataset(folder: Path, spec: SequenceSpec, progress: bool) -> Path:
 
 
 def _plans(cfg: StudyConfig, epochs: int, lr: float | None, baselines: bool) -> tuple[ModelPlan, ...]:
-    plans = tuple(ModelPlan(a, cfg.models.get(a, {}), default_recipe(a, epochs=epochs, lr=lr)) for a in LEARNED)
+    plans = tuple(ModelPlan(a, cfg.models.get(a, {}),
+                            default_recipe(a, epochs=epochs * cfg.epoch_multiplier.get(a, 1), lr=lr))
+                  for a in LEARNED)
     return plans + (tuple(ModelPlan(a) for a in BASELINES) if baselines else (ModelPlan("identity"),))
 
 
