@@ -108,5 +108,34 @@ def test_deciwatch_loss_transforms_in_training_and_scores_in_the_original_frame(
 def test_runs_written_before_the_transforms_load_without_them():
     old = config_to_dict(make_config("deciwatch", **SMALL))
     del old["augment"]
-    assert config_from_dict(old).augment is False
+    assert config_from_dict(old).augment is False and config_from_dict(old).keep_sides is False
     assert make_config("deciwatch").augment is True
+
+
+def test_the_loss_keeps_the_estimators_sides_frame_by_frame():
+    from core.temporal.models.deciwatch import estimator_sides
+    g = torch.Generator().manual_seed(5)
+    gt = torch.rand(2, T, K, 2, generator=g) * 2 - 1
+    visible = torch.ones(2, T, K, dtype=torch.bool)
+    points = gt + 0.01 * torch.randn(2, T, K, 2, generator=g)
+    points[0, 2] = gt[0, 2][FLIP]                                  # the estimator swapped frame 2 of window 0
+    points[1, 4, 5] = float("nan")                                 # and missed a joint elsewhere
+    target, vis = estimator_sides(points, gt, visible, FLIP)
+    torch.testing.assert_close(target[0, 2], gt[0, 2][FLIP])       # that frame's target is swapped too
+    keep = torch.ones(2, T, dtype=torch.bool)
+    keep[0, 2] = False
+    torch.testing.assert_close(target[keep], gt[keep])             # every other frame keeps the truth
+    assert torch.equal(vis, visible)
+
+
+def test_deciwatch_loss_does_not_punish_the_estimators_sides():
+    gt = torch.rand(4, T, K, 2, generator=torch.Generator().manual_seed(6)) * (S - 1)
+    swapped = gt[:, :, FLIP]                                       # the estimator swapped every frame
+    batch = {"heatmaps": gaussian_heatmaps(swapped, (S, S)), "keypoints": gt,
+             "visible": torch.ones(4, T, K, dtype=torch.bool)}
+
+    def loss(**kw):
+        m = build_temporal(make_config("deciwatch", augment=False, **SMALL, **kw)).eval()   # the identity
+        terms, _ = deciwatch_loss(m, m, batch)
+        return sum(w * t / c for w, t, c in terms)
+    assert loss() < 0.05 < loss(keep_sides=False)

@@ -101,7 +101,7 @@ def config_to_dict(cfg) -> dict[str, Any]:
 
 
 # Config fields added after runs were written, with the value those runs were trained with.
-_ADDED_FIELDS: dict[str, dict[str, Any]] = {"deciwatch": {"recover_weight": 1.0, "augment": False}}
+_ADDED_FIELDS: dict[str, dict[str, Any]] = {"deciwatch": {"recover_weight": 1.0, "augment": False, "keep_sides": False}}
 
 
 def config_from_dict(d: dict[str, Any]):
