@@ -107,7 +107,7 @@ def test_deciwatch_loss_transforms_in_training_and_scores_in_the_original_frame(
 
 def test_runs_written_before_the_transforms_load_without_them():
     old = config_to_dict(make_config("deciwatch", **SMALL))
-    del old["augment"]
+    del old["augment"], old["keep_sides"]
     assert config_from_dict(old).augment is False and config_from_dict(old).keep_sides is False
     assert make_config("deciwatch").augment is True
 
